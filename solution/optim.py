@@ -1,0 +1,24 @@
+"""AdamW with two parameter groups and no weight decay on biases and norms.
+
+The head is new and small, so it gets ``head_lr``. The CPC fusion feeds the token embeddings
+directly: it gets the backbone's ``lr``, because Adam moves every weight by about ``lr`` per step
+whatever the gradient, and at ``head_lr`` the added vector soon outweighs the tokens themselves.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def build_optimizer(model: torch.nn.Module, lr: float, head_lr: float, weight_decay: float) -> torch.optim.AdamW:
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        fresh = name.startswith(("head.", "module.head."))
+        no_decay = param.ndim < 2 or "norm" in name.lower() or name.endswith(".bias")
+        key = (head_lr if fresh else lr, 0.0 if no_decay else weight_decay)
+        groups.setdefault(key, []).append(param)
+    param_groups = [{"params": p, "lr": lr_, "base_lr": lr_, "weight_decay": wd} for (lr_, wd), p in groups.items()]
+    fused = {"fused": True} if next(model.parameters()).is_cuda else {}
+    return torch.optim.AdamW(param_groups, **fused)

