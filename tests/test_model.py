@@ -69,7 +69,7 @@ def test_lora_merge_keeps_outputs(tiny_model):
 def test_lora_trains_only_adapters_cpc_and_head(tiny_model):
     model, _ = make_model(tiny_model, lora=True)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert trainable and all("lora_" in n or n.startswith(("cpc.", "head.")) for n in trainable)
+    assert trainable and all("lora_" in n or n.startswith(("cpc.", "head.", "span_projection.")) for n in trainable)
     assert set(model.trainable_state_dict()) == set(trainable)
 
 
