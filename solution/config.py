@@ -67,7 +67,7 @@ class TrainConfig:
     batch_size: int = _f(32, "training batch size per process")
     eval_batch_size: int = _f(128, "batch size for validation and prediction")
     lr: float = _f(5e-4, "peak learning rate of the backbone (LoRA) parameters")
-    head_lr: float = _f(2e-3, "peak learning rate of the CPC fusion and head")
+    head_lr: float = _f(2e-3, "peak learning rate of the new head and NT-Xent projection (CPC fusion uses lr)")
     weight_decay: float = _f(0.01, "AdamW weight decay (not on biases and norms)")
     warmup_ratio: float = _f(0.06, "share of training spent warming up")
     grad_clip: float = _f(1.0, "max gradient norm")
@@ -133,8 +133,10 @@ def parse_value(key: str, raw: str) -> Any:
 
 
 def build_config(file: str | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Defaults < config file < overrides (None values are ignored)."""
     values = load_config_file(file) if file else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
+    check_keys(values, "config")
     return TrainConfig(**values)
 
 

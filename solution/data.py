@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference.cpc import CpcVocab
-from inference.io import DataError, PairTable, read_pairs
+from inference.cpc import CpcVocab, encode_contexts
+from inference.io import PairTable, read_pairs
 from inference.template import InputTemplate, group_other_targets
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,11 @@ class EncodedPairs:
     titles: list[str]
     group_ids: list[int]  # anchor+context group of each row (NT-Xent false-negative mask)
 
+    def subset_encoded(self, indices: list[int]) -> EncodedPairs:
+        pick = lambda values: [values[i] for i in indices]  # noqa: E731
+        return EncodedPairs(self.table.subset(indices), pick(self.section_ids), pick(self.class_ids), pick(self.titles),
+                            pick(self.group_ids))
+
     def texts(self, template: InputTemplate, rng: random.Random | None = None) -> list[str]:
         cols = self.table.columns
         groups = group_other_targets(cols["anchor"], cols["target"], cols["context"], rng)
@@ -39,16 +44,7 @@ class EncodedPairs:
 
 def encode_table(table: PairTable, vocab: CpcVocab) -> EncodedPairs:
     """CPC ids and titles for every row; unknown classes fall back to their section (one warning)."""
-    try:
-        sections, classes, titles, unknown = vocab.encode(table.columns["context"])
-    except ValueError as err:
-        bad = next(i for i, c in enumerate(table.columns["context"]) if c[:1] not in vocab.section_index)
-        raise DataError(f"{table.path}: line {table.lines[bad]}, column 'context': {err}") from None
-    if unknown:
-        codes = sorted({c for c in table.columns["context"] if not vocab.is_known(c)})
-        log.warning(
-            "%s: %d row(s) have a context class the model was not trained on (%s); using the section "
-            "title and the section embedding for them", table.path, unknown, ", ".join(codes[:10]))
+    sections, classes, titles = encode_contexts(table, vocab, log)
     keys: dict[tuple[str, str], int] = {}
     group_ids = [keys.setdefault(k, len(keys)) for k in zip(table.columns["anchor"], table.columns["context"])]
     return EncodedPairs(table, sections, classes, titles, group_ids)

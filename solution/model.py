@@ -161,6 +161,8 @@ class PhraseMatcher(nn.Module):
                 lora_alpha=config.lora_alpha,
                 lora_dropout=config.lora_dropout,
                 target_modules=config.lora_target_modules,
+                # The pooler never reaches the loss (we pool the hidden states ourselves).
+                exclude_modules=r".*pooler.*",
                 bias="none",
             )
             backbone = get_peft_model(backbone, lora)

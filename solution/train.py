@@ -128,6 +128,8 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     model = build_model(ctx["model_config"]).to(device)
+    if cfg.contrastive_weight <= 0:  # keeps the unused projection out of the optimizer and the checkpoint
+        model.span_projection.requires_grad_(False)
     model.head.init_from_prior([sum(1 for s in scores if abs(s - k / 4) < 1e-6) for k in range(5)])
     optimizer = build_optimizer(model, cfg.lr, cfg.head_lr, cfg.weight_decay)
     scaler = grad_scaler(precision, device)
@@ -147,12 +149,21 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
-        train_model = DistributedDataParallel(model, device_ids=[torch.device(device).index] if "cuda" in device else None)
+        # find_unused_parameters: backbones may hold modules that never reach the loss (poolers, heads)
+        train_model = DistributedDataParallel(model, device_ids=[torch.device(device).index] if "cuda" in device else None,
+                                              find_unused_parameters=True)
 
     steps_per_epoch = math.ceil(math.ceil(len(tr.table) / cfg.batch_size) / dist.world_size)
     total_steps = max(1, cfg.epochs * steps_per_epoch)
     n_eval = len(val_idx) + len(ctx["test_enc"].table)
-    eval_rate: float | None = None  # pairs/s of inference, measured at the first evaluation
+    # Inference speed, to reserve time for the final evaluation: timed on one real validation batch
+    # now (the first training steps are too slow and noisy to extrapolate from), re-measured at every
+    # epoch's evaluation.
+    probe = list(range(min(len(val_features), cfg.eval_batch_size)))
+    t0 = time.time()
+    predict_scores(model, [val_features[i] for i in probe], va.subset_encoded(probe), cfg.eval_batch_size, device,
+                   precision, pad_id)
+    eval_rate = len(probe) / max(1e-6, time.time() - t0)
     stopped_by = "epochs"
     ctx_dropout = torch.Generator().manual_seed(cfg.seed + fold)
 
@@ -169,9 +180,7 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
                    mininterval=1 if sys.stderr.isatty() else 30, dynamic_ncols=True)
         for idx in bar:
             now_train = train_time + time.time() - epoch_start
-            rate = seen / max(1e-6, time.time() - epoch_start) if seen else None
-            eval_s = n_eval / (eval_rate or (3 * rate if rate else float("inf")))
-            val_s = len(val_idx) / (eval_rate or (3 * rate if rate else float("inf")))
+            eval_s, val_s = n_eval / eval_rate, len(val_idx) / eval_rate
             future_evals = (cfg.epochs - epoch - 1) * val_s
             time_left = fold_deadline - time.time() - eval_s - future_evals - 5.0
             time_progress = now_train / max(1e-6, now_train + max(time_left, 0.0))
@@ -283,11 +292,7 @@ def run(cfg, resume: bool = False) -> dict:
         if state.get("complete"):
             log.info("%s is already complete; nothing to resume", run_dir)
             return json.loads((run_dir / "metrics.json").read_text())
-        from solution.config import TrainConfig
-
-        saved = TrainConfig(**state["config"])
-        saved.budget_minutes, saved.epochs, saved.device = cfg.budget_minutes, cfg.epochs, cfg.device
-        cfg, offset = saved, state["elapsed_s"]
+        offset = state["elapsed_s"]  # the budget covers the whole run, interruptions included
     elif state_path.exists():
         raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, or another --out")
     clock = Clock(cfg.budget_minutes * 60, offset)
@@ -426,12 +431,20 @@ def main(argv: list[str] | None = None) -> None:
     for item in args.set:
         key, _, raw = item.partition("=")
         overrides[key.strip()] = parse_value(key.strip(), raw.strip())
-    if args.resume and not overrides.get("out"):
-        runs = sorted(Path("runs").glob("*/run_state.json"), key=lambda p: p.stat().st_mtime)
-        if not runs:
-            raise SystemExit("--resume: no run in runs/ to continue; pass --out runs/NAME")
-        overrides["out"] = str(runs[-1].parent)
-    cfg = build_config(args.config, overrides)
+    if args.resume:
+        if not overrides.get("out"):
+            runs = sorted(Path("runs").glob("*/run_state.json"), key=lambda p: p.stat().st_mtime)
+            if not runs:
+                raise SystemExit("--resume: no run in runs/ to continue; pass --out runs/NAME")
+            overrides["out"] = str(runs[-1].parent)
+        state_path = Path(overrides["out"]) / "run_state.json"
+        if not state_path.exists():
+            raise SystemExit(f"--resume: {state_path} does not exist")
+        # the run's own config, changed only where this command line says so explicitly
+        saved = json.loads(state_path.read_text())["config"]
+        cfg = build_config(args.config, {**saved, **{k: v for k, v in overrides.items() if v is not None}})
+    else:
+        cfg = build_config(args.config, overrides)
     from inference.io import DataError
 
     try:

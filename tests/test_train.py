@@ -162,3 +162,18 @@ def test_smoke_packaged_minilm(small_data, tmp_path):
     metrics = run(cfg)
     assert np.isfinite(metrics["oof_pearson"])
     assert submission_ids(tmp_path / "mini.csv") == input_ids(small_data / "uspppm" / "test.csv")
+
+
+def test_resume_cli_keeps_the_run_config(tiny_model, small_data, tmp_path, monkeypatch):
+    """`--resume` takes the run's saved config; only options given explicitly change it."""
+    out = tmp_path / "r"
+    out.mkdir()
+    from solution.config import TrainConfig
+
+    saved = TrainConfig(model=str(tiny_model), data=str(small_data), out=str(out), epochs=5, batch_size=8).to_dict()
+    (out / "run_state.json").write_text(json.dumps({"config": saved, "elapsed_s": 1.0, "complete": False}))
+    seen = {}
+    monkeypatch.setattr(train_module, "run", lambda cfg, resume=False: seen.update(cfg=cfg, resume=resume))
+    train_module.main(["--out", str(out), "--resume", "--budget-minutes", "7"])
+    assert seen["resume"] and seen["cfg"].epochs == 5 and seen["cfg"].batch_size == 8
+    assert seen["cfg"].budget_minutes == 7

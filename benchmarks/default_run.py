@@ -1,0 +1,54 @@
+"""The default training run, measured: wall time, pairs/s, peak RSS, validation Pearson.
+
+    python benchmarks/default_run.py                 # runs `python -m solution.train --out runs/bench-default`
+    python benchmarks/default_run.py --metrics runs/NAME/metrics.json   # tabulate a finished run
+
+Extra arguments after ``--`` go to solution.train (e.g. ``-- --model PATH --config configs/gpu.toml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._results import append_results, markdown_table  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--metrics", help="metrics.json of a finished run (skip training)")
+    p.add_argument("--out", default="runs/bench-default", help="run folder for the training")
+    p.add_argument("--title", default="Default phrase-matcher run", help="section title in RESULTS.md")
+    p.add_argument("train_args", nargs="*", help="extra arguments for solution.train (after --)")
+    args = p.parse_args()
+    command = None
+    if args.metrics:
+        metrics_path = Path(args.metrics)
+    else:
+        cmd = [sys.executable, "-m", "solution.train", "--out", args.out, *args.train_args]
+        command = "python -m solution.train " + " ".join(cmd[3:])
+        start = time.time()
+        subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parents[1])
+        print(f"process wall time {time.time() - start:.0f} s")
+        metrics_path = Path(args.out) / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    rows = []
+    for fold, data in sorted(metrics["folds"].items()):
+        for e in data["epochs"]:
+            rows.append([fold, e["epoch"], e["steps"], f"{e['train_loss']:.4f}", e["val_pearson"], f"{e['pairs_per_s']:.0f}",
+                         f"{e['wall_s'] / 60:.1f}", f"{e['peak_rss_mb']:.0f}", e.get("stopped_by", "")])
+    table = markdown_table(["fold", "epoch", "steps", "train loss", "val Pearson", "train pairs/s", "wall min",
+                            "peak RSS MiB", "stopped by"], rows)
+    table += (f"\n\n**Out-of-fold Pearson {metrics['oof_pearson']:.4f}**, whole run {metrics['wall_s'] / 60:.1f} min "
+              f"(budget {metrics['budget_minutes']} min) on {metrics['device']} with {metrics['precision']}.")
+    append_results(args.title, table, command=command)
+
+
+if __name__ == "__main__":
+    main()
