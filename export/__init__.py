@@ -1,0 +1,1 @@
+"""Export training runs to ONNX model folders for the torch-free ``inference`` package: ``python -m export --help``."""

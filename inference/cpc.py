@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+from inference.io import DataError, PairTable
 
 SECTIONS = "ABCDEFGHY"  # IPC sections A-H plus CPC's Y (cross-sectional tagging)
 
@@ -95,3 +98,24 @@ class CpcVocab:
             for row in csv.DictReader(f):
                 classes[row["context"]] = row["class_title"]
         return cls(sections, classes)
+
+
+def encode_contexts(table: PairTable, vocab: CpcVocab,
+                    logger: logging.Logger | None = None) -> tuple[list[int], list[int], list[str]]:
+    """(section ids, class ids, titles) of a table's contexts, shared by training and inference.
+
+    An unknown section is a :class:`DataError` naming the line; unknown classes fall back to their
+    section (title and embedding) with one warning that counts them.
+    """
+    logger = logger or logging.getLogger(__name__)
+    try:
+        sections, classes, titles, unknown = vocab.encode(table.columns["context"])
+    except ValueError as err:
+        bad = next(i for i, c in enumerate(table.columns["context"]) if c[:1] not in vocab.section_index)
+        raise DataError(f"{table.path}: line {table.lines[bad]}, column 'context': {err}") from None
+    if unknown:
+        codes = sorted({c for c in table.columns["context"] if not vocab.is_known(c)})
+        logger.warning(
+            "%s: %d row(s) have a context class the model was not trained on (%s); using the section "
+            "title and the section embedding for them", table.path, unknown, ", ".join(codes[:10]))
+    return sections, classes, titles

@@ -121,3 +121,13 @@ def test_write_scores_is_atomic_and_ordered(tmp_path):
         write_scores(out, ["b"], [float("nan")])
     assert out.read_text().startswith("id,score\nb,0.25")  # the old file survives a failed write
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    import os
+
+    out = tmp_path / "scores.csv"
+    write_scores(out, ["a"], [0.5])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -1,0 +1,310 @@
+"""Export a phrase-matcher run (runs/NAME) to a model folder that ``inference.PhraseScorer`` loads.
+
+    python -m export --run runs/NAME --out models/NAME
+
+Per trained fold: rebuild the model, merge LoRA into the base weights, export backbone + CPC fusion +
+ordinal head as one graph (inputs input_ids, attention_mask[, token_type_ids], section_ids, class_ids;
+output score; dynamic batch and sequence), derive int8 and fp16 graphs, and pass the parity gate on
+the fold's validation rows (from the run's oof.csv). The scorer averages the folds, as training's
+submission does. Files are written to ``.NAME.partial`` beside the target and moved into place only
+when every check passed, with ``manifest.json`` written last.
+
+Example:
+    >>> manifest = export_run(PhraseExportOptions(run="runs/NAME", out="models/NAME"))   # doctest: +SKIP
+    >>> manifest["variants"]                                                           # doctest: +SKIP
+    {'fp32': ['model.onnx'], 'int8': ['model.int8.onnx'], 'fp16': ['model.fp16.onnx']}
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.onnx_graph import DEFAULT_OPSET, GraphSpec, export_graph, graph_inputs
+from export.parity import ParityGate
+from export.variants import convert_fp16, quantize_int8
+from inference.backend.manifest import write_manifest
+from inference.backend.session import OnnxRunner
+from inference.backend.tokens import TextEncoder
+from inference.cpc import CpcVocab
+from inference.io import PairTable, read_pairs
+from inference.scorer import KIND, PhraseInputs, Preprocessor
+from inference.template import InputTemplate
+
+log = logging.getLogger(__name__)
+
+MARKER = "model_config.json"  # what makes a run folder a phrase-matcher run
+
+
+@dataclass
+class PhraseExportOptions:
+    run: str
+    out: str
+    fold: str = "all"  # "all" or one fold number
+    exporter: str = "dynamo"
+    opset: int = DEFAULT_OPSET
+    int8: bool = True
+    fp16: bool = True
+    int8_isa: str = "avx512_vnni"
+    max_abs_diff: float = 1e-4
+    max_pearson_loss: float = 0.005
+    val_rows: int = 2000  # validation rows (whole anchors) the gate scores per fold; 0 = all
+    batch_size: int = 64
+    force: bool = False
+
+
+class _Graph(nn.Module):
+    """The matcher with the graph's positional input order (ONNX input names follow it)."""
+
+    def __init__(self, matcher: nn.Module):
+        super().__init__()
+        self.matcher = matcher
+
+    def forward(self, input_ids, attention_mask, section_ids, class_ids):
+        return self.matcher(input_ids, attention_mask, section_ids, class_ids)
+
+
+class _GraphWithTokenTypes(_Graph):
+    def forward(self, input_ids, attention_mask, token_type_ids, section_ids, class_ids):
+        return self.matcher(input_ids, attention_mask, section_ids, class_ids, token_type_ids)
+
+
+def graph_spec(uses_token_type_ids: bool) -> GraphSpec:
+    seq = {0: "batch", 1: "sequence"}
+    inputs = {"input_ids": seq, "attention_mask": seq}
+    if uses_token_type_ids:
+        inputs["token_type_ids"] = seq
+    inputs |= {"section_ids": {0: "batch"}, "class_ids": {0: "batch"}}
+    return GraphSpec(inputs=inputs, outputs={"score": {0: "batch"}})
+
+
+def trained_folds(run_dir: Path) -> list[int]:
+    folds = sorted(int(p.parent.name[4:]) for p in run_dir.glob("fold*/trainable_state.pt"))
+    if not folds:
+        raise SystemExit(f"{run_dir}: no trained fold (fold*/trainable_state.pt); is the run finished?")
+    return folds
+
+
+def validation_rows(run_dir: Path, fold: int, limit: int) -> PairTable:
+    """The fold's validation rows with labels, from oof.csv, in file order; whole anchors up to ``limit`` rows."""
+    path = run_dir / "oof.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path}: missing; the parity gate needs the run's validation rows (is the run finished?)")
+    table = read_pairs(path, require_score=True)
+    with open(path, encoding="utf-8", newline="") as handle:
+        folds = [int(row["fold"]) for row in csv.DictReader(handle)]
+    keep = [i for i, f in enumerate(folds) if f == fold]
+    if not keep:
+        raise SystemExit(f"{path}: no validation rows of fold {fold}")
+    if limit and len(keep) > limit:  # cut at an anchor boundary so each row keeps its training-time group
+        anchors = table.columns["anchor"]
+        cut = limit
+        while cut < len(keep) and anchors[keep[cut]] == anchors[keep[cut - 1]]:
+            cut += 1
+        keep = keep[:cut]
+    return table.subset(keep)
+
+
+def torch_scores(model: nn.Module, inputs: PhraseInputs, pad_id: int, names: list[str], batch_size: int) -> np.ndarray:
+    """PyTorch fp32 scores of exactly the arrays the graphs get."""
+    scores = np.zeros(len(inputs), dtype=np.float32)
+    with torch.inference_mode():
+        for idx, feeds in inputs.batches(batch_size, pad_id, names):
+            t = {k: torch.from_numpy(v) for k, v in feeds.items()}
+            scores[idx] = model(t["input_ids"], t["attention_mask"], t["section_ids"], t["class_ids"],
+                                t.get("token_type_ids")).numpy()
+    return scores
+
+
+def onnx_scores(path: Path, inputs: PhraseInputs, pad_id: int, batch_size: int) -> np.ndarray:
+    runner = OnnxRunner.create(path, device="cpu")
+    scores = np.zeros(len(inputs), dtype=np.float32)
+    for idx, feeds in inputs.batches(batch_size, pad_id, runner.input_names):
+        scores[idx] = runner.run(feeds)
+    return scores
+
+
+def check_tokenizer(hf_tokenizer, encoder: TextEncoder, texts: list[str], ids: list[list[int]]) -> None:
+    """The exported tokenizer.json must give the ids training's HF tokenizer gives."""
+    expected = hf_tokenizer(texts, truncation=True, max_length=encoder.max_length)["input_ids"]
+    bad = [i for i, (a, b) in enumerate(zip(expected, ids)) if list(a) != list(b)]
+    if bad:
+        raise SystemExit(f"tokenizer.json gives other ids than the training tokenizer for {len(bad)} text(s), "
+                         f"e.g. {texts[bad[0]]!r}: {ids[bad[0]]} vs {list(expected[bad[0]])}")
+
+
+def file_names(fold: int, several: bool) -> dict[str, str]:
+    stem = f"model.fold{fold}" if several else "model"
+    return {"fp32": f"{stem}.onnx", "int8": f"{stem}.int8.onnx", "fp16": f"{stem}.fp16.onnx"}
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("patent-similarity", "torch", "transformers", "peft", "onnx", "onnxruntime", "optimum", "optimum-onnx"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    if found["patent-similarity"] == "not installed":  # run from a source checkout
+        import configparser
+
+        setup = configparser.ConfigParser()
+        setup.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+        found["patent-similarity"] = setup.get("metadata", "version", fallback="unknown") + " (source tree)"
+    return found
+
+
+def export_fold(opts: PhraseExportOptions, run_dir: Path, stage: Path, fold: int, names: dict[str, str],
+                preprocess: Preprocessor, pad_id: int, gate: ParityGate) -> tuple[list[str], dict]:
+    """Export one fold's graphs into ``stage`` and run its parity checks; returns (graph inputs, timings)."""
+    from solution.model import load_trained
+
+    t0 = time.time()
+    model, hf_tokenizer = load_trained(run_dir, fold, "cpu")
+    model.merge_lora()
+    model.eval()
+    uses_types = model.uses_token_type_ids
+    spec = graph_spec(uses_types)
+    val = validation_rows(run_dir, fold, opts.val_rows)
+    inputs = preprocess(val)
+    check_tokenizer(hf_tokenizer, preprocess.encoder, preprocess.encode_rows(val)[0], inputs.ids)
+    labels = np.asarray(val.columns["score"], dtype=np.float32)
+
+    # A real validation batch in file order (mixed lengths, so padding and masking are exercised).
+    example_idx = list(range(min(len(inputs), opts.batch_size)))
+    if len(example_idx) < 2:
+        raise SystemExit(f"fold {fold}: need at least 2 validation rows to export dynamic axes")
+    feeds = inputs.feeds(example_idx, pad_id, spec.inputs)
+    example = tuple(torch.from_numpy(feeds[name]) for name in spec.inputs)  # the graph's positional order
+    wrapper = (_GraphWithTokenTypes if uses_types else _Graph)(model)
+    fp32 = export_graph(wrapper, example, spec, stage / names["fp32"], opts.exporter, opts.opset)
+    inputs_used = graph_inputs(fp32)
+    timings = {"export_s": time.time() - t0}
+
+    reference = torch_scores(model, inputs, pad_id, inputs_used, opts.batch_size)
+    ort_fp32 = onnx_scores(fp32, inputs, pad_id, opts.batch_size)
+    print(gate.check_fp32(f"fold{fold}/fp32", reference, ort_fp32, labels).line(), flush=True)
+    if opts.int8:
+        t = time.time()
+        int8 = quantize_int8(fp32, stage / names["int8"], opts.int8_isa)
+        timings["int8_s"] = time.time() - t
+        scores8 = onnx_scores(int8, inputs, pad_id, opts.batch_size)
+        print(gate.check_variant(f"fold{fold}/int8", labels, ort_fp32, scores8).line(), flush=True)
+    if opts.fp16:
+        t = time.time()
+        fp16 = convert_fp16(fp32, stage / names["fp16"])
+        timings["fp16_s"] = time.time() - t
+        try:  # ORT's CPU provider runs most fp16 kernels; where it cannot, the check needs a GPU
+            scores16 = onnx_scores(fp16, inputs, pad_id, opts.batch_size)
+        except Exception as err:  # any ORT failure here means "cannot check on CPU", not "bad graph"
+            check = gate.skip(f"fold{fold}/fp16", f"not checked on CPU ({str(err).splitlines()[0][:160]})")
+        else:
+            check = gate.check_variant(f"fold{fold}/fp16", labels, ort_fp32, scores16)
+        print(check.line(), flush=True)
+    return inputs_used, timings
+
+
+def export_run(opts: PhraseExportOptions) -> dict:
+    """Export the run; returns the manifest. Raises ParityError (files kept in the .partial folder) on a failed gate."""
+    run_dir, out = Path(opts.run), Path(opts.out)
+    for name in (MARKER, "config.json", "template.json", "cpc_vocab.json", "tokenizer/tokenizer.json"):
+        if not (run_dir / name).is_file():
+            raise SystemExit(f"{run_dir}: {name} missing; not a finished phrase-matcher run")
+    if out.exists() and not opts.force:
+        raise SystemExit(f"{out} already exists; pass --force to replace it, or choose another --out")
+    available = trained_folds(run_dir)
+    if opts.fold == "all":
+        folds = available
+    elif str(opts.fold).isdigit() and int(opts.fold) in available:
+        folds = [int(opts.fold)]
+    else:
+        raise SystemExit(f"{run_dir}: fold {opts.fold} is not trained (trained: {available})")
+    train_cfg = json.loads((run_dir / "config.json").read_text())
+    stage = out.parent / f".{out.name}.partial"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    shutil.copy(run_dir / "tokenizer" / "tokenizer.json", stage / "tokenizer.json")
+    shutil.copy(run_dir / "template.json", stage / "template.json")
+    shutil.copy(run_dir / "cpc_vocab.json", stage / "cpc_vocab.json")
+    from transformers import AutoTokenizer
+
+    hf_tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
+    pad_id = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0
+    max_length = int(train_cfg["max_length"])
+    preprocess = Preprocessor(InputTemplate.from_dict(json.loads((stage / "template.json").read_text())),
+                              CpcVocab.load(stage / "cpc_vocab.json"),
+                              TextEncoder.load(stage / "tokenizer.json", max_length, pad_id))
+
+    torch.set_num_threads(torch.get_num_threads())
+    gate = ParityGate(opts.max_abs_diff, opts.max_pearson_loss)
+    variants: dict[str, list[str]] = {"fp32": []} | ({"int8": []} if opts.int8 else {}) | ({"fp16": []} if opts.fp16 else {})
+    timings, inputs_used = {}, []
+    for fold in folds:
+        names = file_names(fold, len(folds) > 1)
+        inputs_used, timings[str(fold)] = export_fold(opts, run_dir, stage, fold, names, preprocess, pad_id, gate)
+        for variant in variants:
+            variants[variant].append(names[variant])
+    gate.raise_if_failed(f"export of {run_dir} (files kept in {stage} for inspection)")
+
+    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    body = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "run": {"path": str(run_dir), "name": run_dir.name, "backbone": train_cfg.get("model")},
+        "exporter": {"tool": f"torch.onnx.export(dynamo={opts.exporter == 'dynamo'})", "opset": opts.opset,
+                     "int8": f"optimum ORTQuantizer dynamic per-channel ({opts.int8_isa})" if opts.int8 else None,
+                     "fp16": "onnxruntime.transformers.float16 (keep_io_types)" if opts.fp16 else None,
+                     "versions": package_versions(), "python": sys.version.split()[0], "options": asdict(opts)},
+        "inputs": inputs_used,
+        "output": "score",
+        "max_length": max_length,
+        "pad_id": pad_id,
+        "tokenizer": "tokenizer.json",
+        "template": "template.json",
+        "cpc_vocab": "cpc_vocab.json",
+        "folds": folds,
+        "variants": variants,
+        "training": {k: metrics.get(k) for k in ("oof_pearson", "fold_pearson", "precision", "wall_s")}
+                    | {"n_val": {k: v.get("n_val") for k, v in metrics.get("folds", {}).items()}},
+        "parity": gate.to_dict(),
+        "timings_s": timings,
+    }
+    files = ["tokenizer.json", "template.json", "cpc_vocab.json"] + [f for fs in variants.values() for f in fs]
+    manifest = write_manifest(stage, KIND, body, files)
+    if out.exists():
+        shutil.rmtree(out)
+    stage.rename(out)
+    return manifest
+
+
+def add_arguments(parser) -> None:
+    group = parser.add_argument_group("phrase-matcher runs (runs/NAME with model_config.json)")
+    group.add_argument("--fold", default="all",
+                       help="which trained fold to export: a number, or 'all' (one graph per fold; the scorer averages "
+                            "them, as training's submission does) (default: all)")
+    group.add_argument("--val-rows", type=int, default=2000,
+                       help="validation rows per fold (whole anchors, from oof.csv) the parity gate scores; 0 = all "
+                            "(default: 2000)")
+
+
+def main(args) -> int:
+    opts = PhraseExportOptions(run=args.run, out=args.out, fold=args.fold, exporter=args.exporter, opset=args.opset,
+                               int8=not args.no_int8, fp16=not args.no_fp16, int8_isa=args.int8_isa,
+                               max_abs_diff=args.max_abs_diff, max_pearson_loss=args.max_pearson_loss,
+                               val_rows=args.val_rows, batch_size=args.batch_size, force=args.force)
+    manifest = export_run(opts)
+    sizes = ", ".join(f"{name} {info['bytes'] / 2**20:.1f} MiB" for name, info in manifest["files"].items()
+                      if name.endswith(".onnx"))
+    print(f"exported {opts.run} -> {opts.out} (folds {manifest['folds']}; {sizes})")
+    return 0

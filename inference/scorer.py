@@ -1,0 +1,254 @@
+"""Score phrase pairs with an exported phrase matcher (numpy + tokenizers + onnxruntime; no torch).
+
+The input is built exactly as at training time (``inference/template.py``, ``inference/cpc.py``):
+anchor, target, context title and the other targets of the same anchor+context *within the input*,
+tokenised by the exported ``tokenizer.json`` and truncated to the training ``max_length``. Rows are
+batched by token length, scored by each exported fold's graph (averaged), and returned in input order.
+
+Example:
+    >>> from inference import PhraseScorer
+    >>> scorer = PhraseScorer.load("models/NAME")                          # doctest: +SKIP
+    >>> scorer.score([("abatement", "abatement of pollution", "A47")])     # doctest: +SKIP
+    array([0.52], dtype=float32)
+    >>> scorer.providers, scorer.variant                                   # doctest: +SKIP
+    (['CPUExecutionProvider'], 'int8')
+    >>> scorer.score_csv("data/uspppm/test.csv", "submissions/NAME.csv")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference.backend.manifest import Manifest, ModelFolderError, read_manifest
+from inference.backend.session import DEVICES, DeviceError, OnnxRunner, wants_cuda
+from inference.backend.tokens import TextEncoder, length_buckets, pad_batch
+from inference.cpc import CpcVocab, encode_contexts
+from inference.io import DataError, PairTable, is_cpc_class, is_missing, read_pairs, write_scores
+from inference.template import InputTemplate, group_other_targets
+
+log = logging.getLogger(__name__)
+
+KIND = "phrase-scorer"
+VARIANTS = ("auto", "fp32", "int8", "fp16")
+
+
+@dataclass
+class PhraseInputs:
+    """Model inputs of a table, in row order and unpadded (padding happens per length bucket)."""
+
+    ids: list[list[int]]
+    type_ids: list[list[int]]
+    section_ids: list[int]
+    class_ids: list[int]
+    n_truncated: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def feeds(self, idx: Sequence[int], pad_id: int, names: Iterable[str]) -> dict[str, np.ndarray]:
+        """Padded int64 arrays of rows ``idx`` for the graph inputs ``names``."""
+        names = set(names)
+        feeds = {"input_ids": pad_batch([self.ids[i] for i in idx], pad_id),
+                 "attention_mask": pad_batch([[1] * len(self.ids[i]) for i in idx], 0),
+                 "section_ids": np.asarray([self.section_ids[i] for i in idx], dtype=np.int64),
+                 "class_ids": np.asarray([self.class_ids[i] for i in idx], dtype=np.int64)}
+        if "token_type_ids" in names:
+            feeds["token_type_ids"] = pad_batch([self.type_ids[i] for i in idx], 0)
+        return {k: v for k, v in feeds.items() if k in names}
+
+    def batches(self, batch_size: int, pad_id: int, names: Iterable[str]) -> Iterable[tuple[list[int], dict]]:
+        """(row indices, feeds) per length bucket; ``names`` are the graph's inputs."""
+        names = list(names)
+        for idx in length_buckets([len(r) for r in self.ids], batch_size):
+            yield idx, self.feeds(idx, pad_id, names)
+
+
+@dataclass
+class Preprocessor:
+    """Table -> :class:`PhraseInputs`, the training-time way (template, grouping, CPC ids, truncation)."""
+
+    template: InputTemplate
+    vocab: CpcVocab
+    encoder: TextEncoder
+
+    def texts(self, table: PairTable, titles: list[str]) -> list[str]:
+        cols = table.columns
+        groups = group_other_targets(cols["anchor"], cols["target"], cols["context"])  # file order, no shuffle
+        return self.template.build_all(cols["anchor"], cols["target"], titles, groups)
+
+    def encode_rows(self, table: PairTable) -> tuple[list[str], list[int], list[int]]:
+        """(input texts, section ids, class ids) of every row."""
+        sections, classes, titles = encode_contexts(table, self.vocab, log)
+        return self.texts(table, titles), sections, classes
+
+    def __call__(self, table: PairTable) -> PhraseInputs:
+        texts, sections, classes = self.encode_rows(table)
+        encoded = self.encoder.encode(texts)
+        if encoded.n_truncated:
+            log.warning("%s: %d of %d input(s) are longer than max_length=%d tokens and were truncated (their "
+                        "end, the grouped other targets, is cut; training did the same)", table.path,
+                        encoded.n_truncated, len(table), self.encoder.max_length)
+        return PhraseInputs(encoded.ids, encoded.type_ids, sections, classes, encoded.n_truncated)
+
+
+def table_from_pairs(pairs: Sequence[Sequence[str]], path: str = "<pairs>") -> PairTable:
+    """Validate ``[(anchor, target, context), ...]`` like :func:`read_pairs` does a CSV.
+
+    "line N" in errors is the 1-based position in ``pairs``. Context codes are upper-cased.
+    """
+    errors: list[str] = []
+    columns: dict[str, list] = {"id": [], "anchor": [], "target": [], "context": []}
+    for n, pair in enumerate(pairs, start=1):
+        if isinstance(pair, str) or len(pair) != 3:
+            errors.append(f"line {n}: expected (anchor, target, context), got {pair!r}")
+            continue
+        for col, value in zip(("anchor", "target", "context"), pair):
+            if not isinstance(value, str) or is_missing(value):
+                errors.append(f"line {n}, column '{col}': empty or NaN value {value!r}")
+        anchor, target, context = (str(v).strip() for v in pair)
+        if not is_missing(context) and not is_cpc_class(context.upper()):
+            errors.append(f"line {n}, column 'context': {context!r} is not a CPC class code like 'A47'")
+        columns["id"].append(str(n - 1))
+        columns["anchor"].append(anchor)
+        columns["target"].append(target)
+        columns["context"].append(context.upper())
+    if errors:
+        listing = "\n  ".join(errors[:10])
+        raise DataError(f"{path}: {len(errors)} problem(s):\n  {listing}")
+    return PairTable(path, columns, list(range(1, len(columns["id"]) + 1)))
+
+
+def pick_variant(manifest: Manifest, variant: str, cuda: bool) -> str:
+    """fp16 on CUDA and int8 on CPU unless asked otherwise; fp32 when the preferred one was not exported."""
+    available = manifest["variants"]
+    if variant not in VARIANTS:
+        raise ValueError(f"variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+    if variant != "auto":
+        if variant not in available:
+            raise ModelFolderError(f"{manifest.folder}: variant {variant!r} was not exported "
+                                   f"(has: {', '.join(available)}); re-export without --no-{variant}")
+        return variant
+    preferred = "fp16" if cuda else "int8"
+    if preferred not in available:
+        log.info("%s: no %s variant exported; using fp32", manifest.folder, preferred)
+        return "fp32"
+    return preferred
+
+
+@dataclass
+class PhraseScorer:
+    """An exported phrase matcher ready to score; build it with :meth:`load`."""
+
+    manifest: Manifest
+    preprocess: Preprocessor
+    runners: list[OnnxRunner]  # one per exported fold; scores are averaged
+    variant: str
+    batch_size: int
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, device: str = "auto", variant: str = "auto",
+             batch_size: int | None = None, threads: int | None = None) -> PhraseScorer:
+        """Check the folder (manifest, sha256 of every file used) and open the graphs on ``device``.
+
+        ``device``: "auto" (CUDA if onnxruntime can use it, else CPU with one warning) | "cpu" | "cuda".
+        ``variant``: "auto" (int8 on CPU, fp16 on CUDA) | "fp32" | "int8" | "fp16".
+        ``threads``: intra-op threads on CPU (default: the cores this process may use).
+        """
+        if device not in DEVICES:
+            raise ValueError(f"device {device!r}: expected one of {', '.join(DEVICES)}")
+        manifest = read_manifest(folder, KIND)
+        cuda = wants_cuda(device)
+        chosen = pick_variant(manifest, variant, cuda)
+        shared = [manifest["tokenizer"], manifest["template"], manifest["cpc_vocab"]]
+        manifest.verify(shared + manifest["variants"][chosen])
+        first = OnnxRunner.create(manifest.path(manifest["variants"][chosen][0]), device, threads)
+        if cuda and not first.on_cuda and variant == "auto" and pick_variant(manifest, "auto", False) != chosen:
+            # "auto" fell back to CPU (warned once): take the CPU variant instead of fp16 on CPU
+            chosen = pick_variant(manifest, "auto", False)
+            manifest.verify(manifest["variants"][chosen])
+            first = OnnxRunner.create(manifest.path(manifest["variants"][chosen][0]), "cpu", threads)
+        # the other folds go where the first one went (no second fallback warning, same providers)
+        rest = [OnnxRunner.create(manifest.path(g), "cuda" if first.on_cuda else "cpu", threads)
+                for g in manifest["variants"][chosen][1:]]
+        runners = [first, *rest]
+        encoder = TextEncoder.load(manifest.path(manifest["tokenizer"]), manifest["max_length"], manifest["pad_id"])
+        template = InputTemplate.from_dict(json.loads(manifest.path(manifest["template"]).read_text(encoding="utf-8")))
+        vocab = CpcVocab.load(manifest.path(manifest["cpc_vocab"]))
+        if batch_size is None:
+            batch_size = 256 if runners[0].on_cuda else 64
+        return cls(manifest, Preprocessor(template, vocab, encoder), runners, chosen, batch_size)
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers onnxruntime really uses (read back from the session)."""
+        return self.runners[0].providers
+
+    @property
+    def input_names(self) -> list[str]:
+        return self.runners[0].input_names
+
+    def score_inputs(self, inputs: PhraseInputs) -> np.ndarray:
+        """Scores of prepared inputs, in row order (averaged over the fold graphs)."""
+        scores = np.zeros(len(inputs), dtype=np.float32)
+        for idx, feeds in inputs.batches(self.batch_size, self.preprocess.encoder.pad_id, self.input_names):
+            scores[idx] = np.mean([runner.run(feeds) for runner in self.runners], axis=0)
+        return scores
+
+    def score_table(self, table: PairTable) -> np.ndarray:
+        return self.score_inputs(self.preprocess(table))
+
+    def score(self, pairs: Sequence[Sequence[str]]) -> np.ndarray:
+        """Scores in [0, 1] of ``[(anchor, target, context), ...]``; targets are grouped within this list."""
+        return self.score_table(table_from_pairs(pairs))
+
+    def score_csv(self, input_csv: str | os.PathLike, output_csv: str | os.PathLike) -> np.ndarray:
+        """Score an ``id,anchor,target,context`` CSV and write ``id,score`` atomically, in input order."""
+        table = read_pairs(input_csv)
+        scores = self.score_table(table)
+        write_scores(output_csv, table.ids, scores)
+        return scores
+
+
+# ---- CLI: `python -m inference score` (registered in inference/__main__.py) ----
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "score", help="score phrase pairs (a CSV) with an exported phrase matcher",
+        description="Score an id,anchor,target,context CSV with a model folder written by `python -m export`; "
+                    "writes id,score in input order, atomically. Targets are grouped by anchor+context within "
+                    "the input file, as at training time.",
+        epilog="example: python -m inference score --model models/NAME --input data/uspppm/test.csv "
+               "--output submissions/NAME.csv")
+    p.add_argument("--model", required=True, help="exported model folder (holds manifest.json), e.g. models/NAME")
+    p.add_argument("--input", required=True, help="CSV with id,anchor,target,context (extra columns are ignored)")
+    p.add_argument("--output", required=True, help="where to write id,score (parent folders are created)")
+    p.add_argument("--device", default="auto", choices=DEVICES,
+                   help="auto: CUDA when onnxruntime can use it, else CPU (one warning if CUDA failed); "
+                        "cuda: fail unless CUDA really works; cpu: CPU only (default: auto)")
+    p.add_argument("--variant", default="auto", choices=VARIANTS,
+                   help="which exported graph: auto = int8 on CPU, fp16 on CUDA; fp32 = exact (default: auto)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="pairs per forward pass, batched by length (default: 64 on CPU, 256 on CUDA)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU intra-op threads (default: the cores this process may use)")
+    p.set_defaults(func=run_score)
+    return p
+
+
+def run_score(args: argparse.Namespace) -> None:
+    try:
+        scorer = PhraseScorer.load(args.model, args.device, args.variant, args.batch_size, args.threads)
+        scores = scorer.score_csv(args.input, args.output)
+    except DataError as err:
+        raise SystemExit(f"data error: {err}") from None
+    except (ModelFolderError, DeviceError) as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"wrote {len(scores)} scores to {args.output} (variant {scorer.variant}, {len(scorer.runners)} fold graph(s), "
+          f"providers {scorer.providers})")

@@ -1,0 +1,156 @@
+"""Export of a tiny trained run: folder contents, manifest, parity gate (passing and failing), CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from export import phrase as phrase_export
+from export.__main__ import main as export_main
+from export.parity import ParityError, ParityGate
+from inference.backend.manifest import sha256_file
+from tests.conftest import ROOT
+
+
+def exported_run(tmp_path_factory, tiny_model: Path, small_data: Path) -> tuple[Path, Path]:
+    """(run folder, model folder): a 2-fold tiny run exported with the defaults; built once per session."""
+    base = tmp_path_factory.getbasetemp() / "phrase-export"
+    run_dir, model_dir = base / "run", base / "model"
+    if not (model_dir / "manifest.json").exists():
+        from solution.config import TrainConfig
+        from solution.train import run
+
+        cfg = TrainConfig(model=str(tiny_model), data=str(small_data), out=str(run_dir),
+                          submission=str(base / "submission.csv"), epochs=1, budget_minutes=5, n_splits=3, folds=2,
+                          device="cpu", precision="fp32", batch_size=16, eval_batch_size=32, max_length=48)
+        run(cfg)
+        assert export_main(["--run", str(run_dir), "--out", str(model_dir)]) == 0
+    return run_dir, model_dir
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, tiny_model, small_data):
+    return exported_run(tmp_path_factory, tiny_model, small_data)
+
+
+def test_export_writes_everything_inference_needs_and_nothing_else(exported):
+    run_dir, model_dir = exported
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    expected = {"tokenizer.json", "template.json", "cpc_vocab.json", "manifest.json"} | {
+        f"model.fold{k}{suffix}.onnx" for k in (0, 1) for suffix in ("", ".int8", ".fp16")}
+    assert {p.name for p in model_dir.iterdir()} == expected
+    assert not (model_dir.parent / ".model.partial").exists()
+    assert manifest["format_version"] == 1 and manifest["kind"] == "phrase-scorer"
+    assert manifest["folds"] == [0, 1] and manifest["max_length"] == 48
+    assert manifest["variants"]["int8"] == ["model.fold0.int8.onnx", "model.fold1.int8.onnx"]
+    assert manifest["inputs"] == ["input_ids", "attention_mask", "token_type_ids", "section_ids", "class_ids"]
+    assert manifest["training"]["oof_pearson"] == json.loads((run_dir / "metrics.json").read_text())["oof_pearson"]
+    assert manifest["exporter"]["versions"]["torch"].startswith("2.")
+    for name, info in manifest["files"].items():
+        assert sha256_file(model_dir / name) == info["sha256"], name
+    checks = {c["name"]: c for c in manifest["parity"]["checks"]}
+    assert set(checks) == {f"fold{k}/{v}" for k in (0, 1) for v in ("fp32", "int8", "fp16")}
+    assert all(c["passed"] for c in checks.values())
+    assert checks["fold0/fp32"]["max_abs_diff"] <= 1e-4
+
+
+def test_graph_has_dynamic_batch_and_sequence_axes(exported):
+    _, model_dir = exported
+    graph = onnx.load(str(model_dir / "model.fold0.onnx")).graph
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    assert all(isinstance(d, str) for shape in dims.values() for d in shape), dims
+    assert len(dims["input_ids"]) == 2 and len(dims["section_ids"]) == 1
+    assert [o.name for o in graph.output] == ["score"]
+
+
+def perturb_weights(path: Path, names: tuple[str, ...] = (), factor: float = 1.5) -> None:
+    """Scale float initializers in place: the ones named, or every large one when none are named."""
+    model = onnx.load(str(path))
+    for init in model.graph.initializer:
+        array = numpy_helper.to_array(init)
+        if array.dtype == np.float32 and (init.name in names or (not names and array.size > 1000)):
+            init.CopyFrom(numpy_helper.from_array((array * factor).astype(np.float32), init.name))
+    onnx.save(model, str(path))
+
+
+def test_legacy_exporter_single_fold(exported, tmp_path):
+    run_dir, _ = exported
+    out = tmp_path / "legacy"
+    assert export_main(["--run", str(run_dir), "--out", str(out), "--fold", "1", "--exporter", "legacy",
+                        "--no-int8", "--no-fp16", "--opset", "17"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["variants"] == {"fp32": ["model.onnx"]} and manifest["folds"] == [1]
+    assert manifest["parity"]["checks"][0]["max_abs_diff"] <= 1e-4
+
+
+def test_parity_gate_rejects_a_corrupted_fp32_graph(exported, tmp_path, monkeypatch, capsys):
+    run_dir, _ = exported
+    real = phrase_export.export_graph
+
+    def export_then_corrupt(*args, **kwargs):
+        path = real(*args, **kwargs)
+        perturb_weights(path)
+        return path
+
+    monkeypatch.setattr(phrase_export, "export_graph", export_then_corrupt)
+    out = tmp_path / "bad"
+    with pytest.raises(SystemExit) as err:
+        export_main(["--run", str(run_dir), "--out", str(out), "--fold", "0", "--exporter", "legacy",
+                     "--no-int8", "--no-fp16", "--opset", "17"])
+    message = str(err.value.code)
+    assert "parity gate failed for fold0/fp32" in message and "max |diff| vs PyTorch" in message
+    assert not out.exists()  # nothing half-valid where a user would load it
+    assert (tmp_path / ".bad.partial" / "model.onnx").exists()  # kept for inspection
+
+
+def test_parity_gate_rejects_an_int8_graph_that_loses_pearson(exported, tmp_path, monkeypatch):
+    run_dir, _ = exported
+
+    def flat_int8(src, dst, isa="avx512_vnni"):
+        # a "quantised" graph whose head ignores its input: constant scores, Pearson undefined -> lost
+        Path(dst).write_bytes(Path(src).read_bytes())
+        perturb_weights(Path(dst), ("matcher.head.latent.weight",), factor=0.0)
+        return Path(dst)
+
+    monkeypatch.setattr(phrase_export, "quantize_int8", flat_int8)
+    with pytest.raises(SystemExit, match="parity gate failed for fold0/int8"):
+        export_main(["--run", str(run_dir), "--out", str(tmp_path / "bad8"), "--fold", "0", "--no-fp16"])
+
+
+def test_gate_arithmetic():
+    labels = np.linspace(0, 1, 50)
+    gate = ParityGate(max_abs_diff=1e-4, max_pearson_loss=0.005)
+    assert gate.check_fp32("fp32", labels, labels + 5e-5, labels).passed
+    noisy = labels + np.random.default_rng(0).normal(0, 0.3, 50)
+    check = gate.check_variant("int8", labels, labels, noisy)
+    assert not check.passed and check.pearson_loss > 0.005
+    with pytest.raises(ParityError, match="int8.*Pearson loss 0.005"):
+        gate.raise_if_failed("test")
+
+
+def test_export_refuses_to_overwrite_and_unknown_runs(exported, tmp_path):
+    run_dir, model_dir = exported
+    with pytest.raises(SystemExit, match="already exists; pass --force"):
+        export_main(["--run", str(run_dir), "--out", str(model_dir)])
+    (tmp_path / "notarun").mkdir()
+    with pytest.raises(SystemExit, match="not a training run this tool can export"):
+        export_main(["--run", str(tmp_path / "notarun"), "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="fold 7 is not trained"):
+        export_main(["--run", str(run_dir), "--out", str(tmp_path / "y"), "--fold", "7"])
+
+
+def test_export_help_lists_every_option():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "export", "--help"], capture_output=True, text=True, env=env,
+                         cwd=ROOT, check=True).stdout
+    for option in ("--run", "--out", "--fold", "--opset", "--no-int8", "--no-fp16", "--exporter", "--force",
+                   "--int8-isa", "--max-abs-diff", "--max-pearson-loss", "--val-rows", "--batch-size"):
+        assert option in out, option

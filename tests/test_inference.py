@@ -1,0 +1,257 @@
+"""The torch-free scorer against PyTorch, its error handling, the CLI, and a fresh venv without torch."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference import PhraseScorer
+from inference.backend import session as session_module
+from inference.backend.manifest import ModelFolderError
+from inference.backend.session import DeviceError
+from inference.backend.tokens import TextEncoder
+from inference.io import DataError, read_pairs
+from tests.conftest import ROOT, write_csv
+from tests.test_export import exported_run
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, tiny_model, small_data):
+    return exported_run(tmp_path_factory, tiny_model, small_data)
+
+
+@pytest.fixture(scope="session")
+def shuffled_test(small_data, tmp_path_factory) -> tuple[Path, list[str]]:
+    """The test CSV in reverse order (an order training never saw), and its ids."""
+    with open(small_data / "uspppm" / "test.csv", newline="") as f:
+        rows = list(csv.DictReader(f))[::-1]
+    path = write_csv(tmp_path_factory.mktemp("csv") / "shuffled.csv", rows, ["id", "anchor", "target", "context"])
+    return path, [r["id"] for r in rows]
+
+
+@pytest.fixture(scope="session")
+def torch_reference(exported, shuffled_test) -> np.ndarray:
+    from solution.predict import predict_file
+
+    run_dir, _ = exported
+    ids, scores = predict_file(run_dir, shuffled_test[0], device="cpu")
+    assert ids == shuffled_test[1]
+    return scores
+
+
+def read_scores(path: Path) -> tuple[list[str], np.ndarray]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r["id"] for r in rows], np.array([float(r["score"]) for r in rows])
+
+
+@pytest.mark.parametrize("variant, tolerance", [("fp32", 1e-4), ("fp16", 2e-3), ("int8", 0.02)])
+def test_onnx_scores_match_pytorch_in_input_order(exported, shuffled_test, torch_reference, tmp_path, variant, tolerance):
+    _, model_dir = exported
+    scorer = PhraseScorer.load(model_dir, device="cpu", variant=variant)
+    out = tmp_path / "sub" / "scores.csv"
+    scores = scorer.score_csv(shuffled_test[0], out)
+    ids, written = read_scores(out)
+    assert ids == shuffled_test[1]
+    assert np.abs(written - scores).max() < 1e-6  # written with 6 decimals
+    assert np.abs(scores - torch_reference).max() < tolerance
+    assert len(scorer.runners) == 2  # both folds, averaged like solution.predict
+
+
+def test_cpu_defaults_and_provider_reporting(exported):
+    _, model_dir = exported
+    scorer = PhraseScorer.load(model_dir)  # auto: no CUDA here -> CPU, int8
+    assert scorer.providers == ["CPUExecutionProvider"] and scorer.variant == "int8" and scorer.batch_size == 64
+    scores = scorer.score([("abatement", "abatement of pollution", "A47"), ("abatement", "act of abating", "a47")])
+    assert scores.shape == (2,) and scores.dtype == np.float32 and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_pairs_are_grouped_like_a_csv(exported, small_data):
+    """score(pairs) builds the same inputs as score_csv: same grouping, same scores."""
+    _, model_dir = exported
+    scorer = PhraseScorer.load(model_dir, device="cpu", variant="fp32")
+    table = read_pairs(small_data / "uspppm" / "test.csv")
+    pairs = list(zip(table.columns["anchor"], table.columns["target"], table.columns["context"]))
+    assert np.abs(scorer.score(pairs) - scorer.score_table(table)).max() < 1e-6
+
+
+def test_cuda_without_a_cuda_provider_is_a_clear_error(exported):
+    if session_module.cuda_offered():
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(DeviceError, match="device='cuda'.*no CUDA provider.*onnxruntime-gpu"):
+        PhraseScorer.load(exported[1], device="cuda")
+
+
+def test_cuda_that_silently_falls_back_is_caught(exported, monkeypatch, caplog):
+    """onnxruntime offers CUDA but the session ends up on CPU: cuda -> error, auto -> one warning, CPU variant."""
+    monkeypatch.setattr(session_module, "cuda_offered", lambda: True)
+    real = session_module.ort.InferenceSession
+
+    def cpu_only(path, options=None, providers=None):  # what a broken CUDA install does
+        return real(path, options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(session_module.ort, "InferenceSession", cpu_only)
+    with pytest.raises(DeviceError, match="fell back to"):
+        PhraseScorer.load(exported[1], device="cuda")
+    with caplog.at_level(logging.WARNING):
+        scorer = PhraseScorer.load(exported[1], device="auto")
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "CUDA is not usable" in warnings[0].getMessage()
+    assert scorer.variant == "int8" and scorer.providers == ["CPUExecutionProvider"] and len(scorer.runners) == 2
+
+
+def copy_model(model_dir: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "model"
+    shutil.copytree(model_dir, target)
+    return target
+
+
+def test_modified_or_incomplete_model_folder_is_refused(exported, tmp_path):
+    folder = copy_model(exported[1], tmp_path)
+    with open(folder / "model.fold1.int8.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelFolderError, match=r"model.fold1.int8.onnx: sha256 .* does not match the manifest"):
+        PhraseScorer.load(folder, device="cpu")
+    PhraseScorer.load(folder, device="cpu", variant="fp32")  # only the files used are checked
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(ModelFolderError, match="tokenizer.json: missing"):
+        PhraseScorer.load(folder, device="cpu", variant="fp32")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "kind": "embedder"}))
+    with pytest.raises(ModelFolderError, match="holds a 'embedder' model, expected 'phrase-scorer'"):
+        PhraseScorer.load(folder)
+    (folder / "manifest.json").unlink()
+    with pytest.raises(ModelFolderError, match="no manifest.json"):
+        PhraseScorer.load(folder)
+
+
+def test_bad_input_same_errors_and_fallbacks_as_training(exported, tmp_path, caplog):
+    scorer = PhraseScorer.load(exported[1], device="cpu", variant="fp32")
+    missing = tmp_path / "missing.csv"
+    missing.write_text("id,anchor,context\n1,a,A47\n")
+    with pytest.raises(DataError, match=r"missing column\(s\) 'target'"):
+        scorer.score_csv(missing, tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+    with pytest.raises(DataError, match="line 2, column 'target': empty"):
+        scorer.score([("abatement", "x", "A47"), ("abatement", " ", "A47")])
+    with pytest.raises(DataError, match="line 1, column 'context'.*'Z'"):
+        scorer.score([("abatement", "x", "Z01")])
+    with caplog.at_level(logging.WARNING):
+        scores = scorer.score([("abatement", "x", "A47"), ("abatement", "x", "A99"), ("abatement", "x", "B99")])
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(messages) == 1 and "2 row(s) have a context class the model was not trained on" in messages[0]
+    assert np.isfinite(scores).all() and len(scores) == 3
+
+
+def test_overlong_text_is_truncated_with_a_count(exported, caplog):
+    scorer = PhraseScorer.load(exported[1], device="cpu", variant="fp32")
+    long_target = " ".join(["pollution"] * 200)
+    with caplog.at_level(logging.WARNING):
+        scores = scorer.score([("abatement", long_target, "A47"), ("opc drum", "inorganic photoconductor drum", "G03")])
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(messages) == 1 and "1 of 2 input(s) are longer than max_length=48" in messages[0]
+    assert len(scores) == 2
+
+
+def test_tokenizer_json_gives_the_training_tokenizer_ids(exported, small_data):
+    from transformers import AutoTokenizer
+
+    run_dir, model_dir = exported
+    scorer = PhraseScorer.load(model_dir, device="cpu", variant="fp32")
+    texts = []
+    for path in (small_data / "uspppm" / "test.csv", run_dir / "oof.csv"):
+        table = read_pairs(path)
+        texts += scorer.preprocess.encode_rows(table)[0]
+    texts.append("abatement [SEP] " + " ".join(["pollution"] * 200))  # truncated
+    hf = AutoTokenizer.from_pretrained(run_dir / "tokenizer")(texts, truncation=True, max_length=48)
+    ours = TextEncoder.load(model_dir / "tokenizer.json", max_length=48).encode(texts)
+    assert ours.ids == [list(x) for x in hf["input_ids"]]
+    assert ours.type_ids == [list(x) for x in hf["token_type_ids"]]
+    assert ours.n_truncated >= 1
+
+
+SCRIPT = """
+import runpy, sys
+model, source, target = sys.argv[1:4]
+sys.argv = ["inference", "score", "--model", model, "--input", source, "--output", target]
+try:
+    runpy.run_module("inference", run_name="__main__")
+except SystemExit as err:
+    if err.code not in (None, 0):
+        raise
+from inference import PhraseScorer
+PhraseScorer.load(model).score([("abatement", "act of abating", "A47")])
+leaked = sorted(m for m in ("torch", "transformers") if m in sys.modules)
+assert not leaked, f"imported {leaked}"
+print("no torch, no transformers")
+"""
+
+
+def test_scoring_imports_neither_torch_nor_transformers(exported, shuffled_test, torch_reference, tmp_path):
+    out = tmp_path / "cli.csv"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(exported[1]), str(shuffled_test[0]), str(out)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no torch, no transformers" in proc.stdout and "wrote 36 scores" in proc.stdout
+    ids, scores = read_scores(out)
+    assert ids == shuffled_test[1] and np.abs(scores - torch_reference).max() < 0.02
+
+
+def test_cli_help_explains_every_option():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    top = subprocess.run([sys.executable, "-m", "inference", "--help"], capture_output=True, text=True, env=env,
+                         cwd=ROOT, check=True).stdout
+    assert "score" in top and "COMMAND --help" in top
+    sub = subprocess.run([sys.executable, "-m", "inference", "score", "--help"], capture_output=True, text=True,
+                         env=env, cwd=ROOT, check=True).stdout
+    for option in ("--model", "--input", "--output", "--device", "--variant", "--batch-size", "--threads"):
+        assert option in sub, option
+
+
+def test_cli_data_error_is_a_clear_message(exported, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,anchor,target,context\n1,a,,A47\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "inference", "score", "--model", str(exported[1]), "--input", str(bad),
+                           "--output", str(tmp_path / "o.csv")], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert proc.returncode != 0 and "data error" in proc.stderr and "line 2, column 'target'" in proc.stderr
+
+
+@pytest.mark.slow
+def test_fresh_venv_without_torch_scores_a_csv(exported, shuffled_test, torch_reference, tmp_path):
+    """pip-install the package (no extras) into a new venv: numpy + tokenizers + onnxruntime, no torch."""
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = str(env_dir / "bin" / "python")
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run(pip + ["numpy", "tokenizers", "onnxruntime"], check=True, timeout=600)
+    # Build from a copy holding just the packaging files and inference/: the wheel is the inference
+    # library alone, and the build leaves no build/ or *.egg-info in the checkout.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.cfg", "README.md"):
+        if (ROOT / name).exists():
+            shutil.copy(ROOT / name, src / name)
+        else:
+            (src / name).write_text("")
+    shutil.copytree(ROOT / "inference", src / "inference", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(pip + ["--no-deps", str(src)], check=True, timeout=600)
+    clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    assert subprocess.run([python, "-c", "import torch"], capture_output=True, env=clean_env).returncode != 0
+    out = tmp_path / "venv.csv"
+    proc = subprocess.run([python, "-c", SCRIPT, str(exported[1]), str(shuffled_test[0]), str(out)],
+                          capture_output=True, text=True, env=clean_env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ids, scores = read_scores(out)
+    assert ids == shuffled_test[1] and np.abs(scores - torch_reference).max() < 0.02
