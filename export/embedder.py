@@ -1,0 +1,185 @@
+"""Export a retrieval embedder run (or a plain backbone) to a torch-free model folder.
+
+    python -m export --run runs/NAME --out models/NAME                      # via the kind dispatcher
+    python -m export.embedder --model sentence-transformers/all-MiniLM-L6-v2 --out models/minilm   # zero-shot
+
+The graph takes ``input_ids, attention_mask`` (int64, dynamic batch and length) and returns
+``embeddings`` (float32, unit length): LoRA is merged, mean pooling and L2 normalisation are inside
+the graph, so the inference side only tokenises and runs it. Gates: the fp32 graph must match PyTorch
+within ``--max-abs-diff`` (1e-4); the int8 graph is kept only if title -> abstract nDCG@10 on held-out
+patents stays within ``--max-ndcg-loss`` (0.005) of the fp32 graph, else it is dropped with the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.onnx_graph import DEFAULT_OPSET, GraphSpec, export_graph
+from export.parity import ParityError
+
+log = logging.getLogger(__name__)
+
+MARKER = "embedder_config.json"
+KIND = "embedder"
+SPEC = GraphSpec(inputs={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}},
+                 outputs={"embeddings": {0: "batch"}})
+PARITY_TEXTS = [
+    "Drug-coated balloon catheter", "A stent comprising a tubular mesh of nitinol struts.",
+    "what device can absorb urine from pets?", "pharmaceutical composition for treating hypertension",
+    "An electrode array implanted in the cochlea stimulates the auditory nerve with pulses.", "knee",
+]
+
+
+def add_arguments(parser) -> None:
+    group = parser.add_argument_group("embedder runs")
+    group.add_argument("--corpus", default="data/patents/a61_patents.csv",
+                       help="patent CSV for the int8 retrieval gate (held-out patents of the run)")
+    group.add_argument("--gate-patents", type=int, default=200, help="held-out patents in the int8 nDCG gate")
+    group.add_argument("--max-ndcg-loss", type=float, default=0.005,
+                       help="keep int8 only if title -> abstract nDCG@10 drops at most this much (default 0.005)")
+
+
+def load_source(run: str | None, model: str | None):
+    """(encoder, tokenizer, config, split or None) from a run folder or a plain backbone."""
+    from solution.embedder.model import EmbedderConfig, build_encoder, load_run_encoder
+
+    if run:
+        enc, tok, cfg = load_run_encoder(run)
+        split_path = Path(run) / "split.json"
+        split = json.loads(split_path.read_text()) if split_path.exists() else None
+        return enc, tok, cfg, split
+    cfg = EmbedderConfig(backbone=model, lora=False)
+    enc, tok = build_encoder(cfg)
+    return enc.eval(), tok, cfg, None
+
+
+def onnx_embed(path: Path, tokenizer_json: Path, texts: list[str], max_length: int, batch_size: int = 32) -> np.ndarray:
+    from inference.retrieval.encoder import OnnxEmbedder
+
+    return OnnxEmbedder(path, tokenizer_json, max_length).encode(texts, batch_size)
+
+
+def ndcg_gate(fp32: Path, int8: Path, tokenizer_json: Path, cfg, corpus: str, split: dict | None, n: int) -> dict:
+    """title -> abstract nDCG@10 of both graphs on held-out (or, without a split, the first) patents."""
+    from inference.retrieval.corpus import read_patents
+    from solution.embedder.metrics import ir_metrics
+
+    patents = read_patents(corpus)
+    if split:
+        held = set(split["heldout"])
+        patents = [p for p in patents if p.patent_id in held]
+    patents = patents[:n]
+    qrels = [{i: 1.0} for i in range(len(patents))]
+    out = {}
+    for name, path in (("fp32", fp32), ("int8", int8)):
+        q = onnx_embed(path, tokenizer_json, [p.title for p in patents], cfg.query_max_length)
+        d = onnx_embed(path, tokenizer_json, [p.abstract for p in patents], cfg.max_length)
+        out[name] = ir_metrics(q @ d.T, qrels, ks=(1,))["ndcg@10"]
+    out["loss"] = out["fp32"] - out["int8"]
+    out["patents"] = len(patents)
+    return out
+
+
+def export_embedder(out: str | Path, run: str | None = None, model: str | None = None, *, force: bool = False,
+                    exporter: str = "dynamo", opset: int = DEFAULT_OPSET, int8: bool = True, int8_isa: str = "avx512_vnni",
+                    max_abs_diff: float = 1e-4, max_ndcg_loss: float = 0.005, corpus: str = "data/patents/a61_patents.csv",
+                    gate_patents: int = 200) -> dict:
+    """Write the model folder; returns its manifest. Raises ParityError when the fp32 graph is off."""
+    from inference.backend.manifest import write_manifest
+
+    out = Path(out)
+    if out.exists():
+        if not force:
+            raise SystemExit(f"{out} exists; pass --force to replace it")
+        shutil.rmtree(out)
+    stage = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    enc, tok, cfg, split = load_source(run, model)
+    enc = enc.merge_lora().float().eval()
+    t0 = time.time()
+    example = tok(PARITY_TEXTS[:2], padding=True, return_tensors="pt")
+    export_graph(enc, (example["input_ids"], example["attention_mask"]), SPEC, stage / "model.onnx", exporter, opset)
+    tok.backend_tokenizer.save(str(stage / "tokenizer.json"))
+    export_s = time.time() - t0
+
+    # parity: PyTorch vs the fp32 graph, on text of several lengths, through our own tokenisation path
+    with torch.no_grad():
+        batch = tok(PARITY_TEXTS, padding=True, truncation=True, max_length=cfg.max_length, return_tensors="pt")
+        ref = enc(batch["input_ids"], batch["attention_mask"]).numpy()
+    got = onnx_embed(stage / "model.onnx", stage / "tokenizer.json", PARITY_TEXTS, cfg.max_length)
+    diff = float(np.abs(ref - got).max())
+    if diff > max_abs_diff:
+        raise ParityError(f"fp32 graph differs from PyTorch by {diff:.2e} > {max_abs_diff:.0e} (max |diff| of embeddings)")
+    files = ["model.onnx", "tokenizer.json"]
+    gates: dict = {"fp32_max_abs_diff": diff}
+    if int8:
+        from export.variants import quantize_int8
+
+        quantize_int8(stage / "model.onnx", stage / "model.int8.onnx", int8_isa)
+        gate = ndcg_gate(stage / "model.onnx", stage / "model.int8.onnx", stage / "tokenizer.json", cfg, corpus, split,
+                         gate_patents)
+        gate["kept"] = gate["loss"] <= max_ndcg_loss
+        gates["int8_ndcg@10"] = gate
+        if gate["kept"]:
+            files.append("model.int8.onnx")
+        else:
+            (stage / "model.int8.onnx").unlink()
+            log.warning("int8 dropped: nDCG@10 %.4f vs fp32 %.4f (loss %.4f > %.4f)", gate["int8"], gate["fp32"],
+                        gate["loss"], max_ndcg_loss)
+    body = {"source_run": str(run) if run else None, "backbone": cfg.backbone, "dim": int(got.shape[1]),
+            "max_length": cfg.max_length, "query_max_length": cfg.query_max_length, "doc_view": cfg.doc_view,
+            "pooling": "mean", "normalized": True, "inputs": list(SPEC.inputs), "output": "embeddings",
+            "exporter": exporter, "opset": opset, "export_s": export_s, "gates": gates}
+    manifest = write_manifest(stage, KIND, body, files)
+    stage.rename(out)
+    return manifest
+
+
+def main(args) -> int:
+    manifest = export_embedder(args.out, run=args.run, force=args.force, exporter=args.exporter, opset=args.opset,
+                               int8=not args.no_int8, int8_isa=args.int8_isa, max_abs_diff=args.max_abs_diff,
+                               max_ndcg_loss=args.max_ndcg_loss, corpus=args.corpus, gate_patents=args.gate_patents)
+    print(json.dumps({"out": args.out, "files": sorted(manifest["files"]), "gates": manifest["gates"]}, indent=2))
+    return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m export.embedder``: export a run or (``--model``) a zero-shot backbone."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m export.embedder", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="embedder run folder")
+    src.add_argument("--model", help="backbone id or folder, exported as is (zero-shot)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--exporter", default="dynamo", choices=["dynamo", "legacy"])
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    p.add_argument("--no-int8", action="store_true")
+    p.add_argument("--int8-isa", default="avx512_vnni")
+    p.add_argument("--max-abs-diff", type=float, default=1e-4)
+    add_arguments(p)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        manifest = export_embedder(args.out, run=args.run, model=args.model, force=args.force, exporter=args.exporter,
+                                   opset=args.opset, int8=not args.no_int8, int8_isa=args.int8_isa,
+                                   max_abs_diff=args.max_abs_diff, max_ndcg_loss=args.max_ndcg_loss,
+                                   corpus=args.corpus, gate_patents=args.gate_patents)
+    except ParityError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(json.dumps({"out": args.out, "files": sorted(manifest["files"]), "gates": manifest["gates"]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())

@@ -1,0 +1,3 @@
+from inference.retrieval.cli import main
+
+main()

@@ -1,0 +1,109 @@
+"""``python -m inference index`` and ``python -m inference search``.
+
+    python -m inference index  --model models/NAME --corpus data/patents/a61_patents.csv --out indexes/NAME
+    python -m inference search --index indexes/NAME --query "drug-coated balloon catheter" -k 10 [--hybrid]
+
+``add_index_parser`` / ``add_search_parser`` register the subcommands on ``python -m inference``;
+``python -m inference.retrieval`` runs the same two without it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def run_index(args) -> None:
+    from inference.io import DataError
+    from inference.retrieval.index import build_index
+
+    try:
+        info = build_index(args.model, args.corpus, args.out, dtype=args.dtype, chunk_size=args.chunk_size,
+                           variant=args.variant, bm25=not args.no_bm25, progress=not args.quiet)
+    except DataError as err:
+        raise SystemExit(f"data error: {err}") from None
+    print(f"index {args.out}: {info['count']} patents, dim {info['dim']} {info['dtype']}, "
+          f"bm25 {'yes' if info['bm25'] else 'no'}, model {info['model']} ({info['model_sha256'][:12]}...)")
+
+
+def run_search(args) -> None:
+    from inference.retrieval.ranker import PatentRanker
+
+    ranker = PatentRanker.load(args.index, model=args.model)
+    hybrid = args.hybrid or False
+    queries = list(args.query or [])
+    if args.queries:
+        with open(args.queries, encoding="utf-8") as f:
+            queries += [line.strip() for line in f if line.strip()]
+    if not queries:
+        raise SystemExit("give --query TEXT (repeatable) or --queries FILE")
+    results = ranker.search_batch(queries, args.k, hybrid=hybrid, alpha=args.alpha)
+    if args.json:
+        print(json.dumps([{"query": q, "hits": [{"patent_id": i, "score": s, "title": t} for i, s, t in hits]}
+                          for q, hits in zip(queries, results)], indent=2, ensure_ascii=False))
+        return
+    for q, hits in zip(queries, results):
+        print(f"query: {q}")
+        for rank, (pid, score, title) in enumerate(hits, 1):
+            print(f"{rank:3d}. {pid}  {score:.4f}  {title}")
+
+
+def _errors(func):
+    def run(args):
+        from inference.backend.manifest import ModelFolderError
+        from inference.retrieval.index import IndexMismatchError
+
+        try:
+            func(args)
+        except (IndexMismatchError, ModelFolderError) as err:
+            raise SystemExit(f"error: {err}") from None
+
+    return run
+
+
+def add_index_parser(subparsers) -> None:
+    p = subparsers.add_parser("index", help="embed a patent corpus into a searchable index",
+                              description="Embed a patent CSV with an exported embedder; chunked and resumable.")
+    p.add_argument("--model", required=True, help="exported embedder folder (python -m export ...)")
+    p.add_argument("--corpus", required=True, help="patent CSV: patent_id,patent_title,patent_abstract[,cpc_subclasses]")
+    p.add_argument("--out", required=True, help="index folder, e.g. indexes/NAME")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="embedding storage")
+    p.add_argument("--variant", default="fp32", choices=["fp32", "int8", "auto"], help="graph to embed with")
+    p.add_argument("--chunk-size", type=int, default=256, help="patents per resumable chunk")
+    p.add_argument("--no-bm25", action="store_true", help="skip the BM25 state (no hybrid search)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_errors(run_index))
+
+
+def add_search_parser(subparsers) -> None:
+    p = subparsers.add_parser("search", help="search an index with free-text queries",
+                              description="Exact cosine top-k over an index; --hybrid fuses in BM25.")
+    p.add_argument("--index", required=True, help="index folder")
+    p.add_argument("--query", action="append", help="query text (repeatable)")
+    p.add_argument("--queries", help="file with one query per line (batch search)")
+    p.add_argument("-k", type=int, default=10, help="results per query")
+    p.add_argument("--hybrid", nargs="?", const="rrf", choices=["rrf", "convex"],
+                   help="fuse BM25 and dense scores (default rrf, k=60)")
+    p.add_argument("--alpha", type=float, default=0.5, help="convex fusion: weight of the dense scores")
+    p.add_argument("--model", help="model folder (default: the one the index was built with; others are refused)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_errors(run_search))
+
+
+def add_parser(subparsers) -> None:
+    """Both subcommands (for a ``SUBCOMMANDS``-style registry that calls ``add_parser``)."""
+    add_index_parser(subparsers)
+    add_search_parser(subparsers)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import logging
+
+    parser = argparse.ArgumentParser(prog="python -m inference.retrieval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_parser(sub)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args.func(args)

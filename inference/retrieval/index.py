@@ -1,0 +1,130 @@
+"""A patent index on disk: embeddings (memory-mapped .npy), ids, titles, BM25 state and a manifest.
+
+    indexes/NAME/
+        index.json         model folder, graph sha256, corpus sha256, dtype, dim, count, progress
+        embeddings.npy     (n, dim) float32 or float16, unit rows, opened with mmap_mode="r"
+        ids.json titles.json
+        bm25/              bm25s state (when bm25s is installed)
+
+Building is chunked and resumable: after each chunk the progress is saved, and a rerun with the same
+model and corpus continues where it stopped. An index is tied to the graph it was built with (sha256):
+searching it with another model, or resuming it with one, is refused.
+
+Example:
+    >>> build_index("models/minilm", "data/patents/a61_patents.csv", "indexes/minilm")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from inference.backend.manifest import sha256_file
+from inference.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "index.json"
+INDEX_VERSION = 1
+
+
+class IndexMismatchError(RuntimeError):
+    """An index folder is missing, incomplete, or does not belong to the model or corpus at hand."""
+
+
+def _write_json(path: Path, data) -> None:
+    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+
+def read_index_info(folder: str | os.PathLike) -> dict:
+    path = Path(folder) / INDEX_FILE
+    if not path.is_file():
+        raise IndexMismatchError(f"{folder}: no {INDEX_FILE}; not an index folder (build one with `python -m inference index`)")
+    info = json.loads(path.read_text(encoding="utf-8"))
+    if info.get("format_version") != INDEX_VERSION:
+        raise IndexMismatchError(f"{path}: format_version {info.get('format_version')!r}, expected {INDEX_VERSION}; rebuild it")
+    return info
+
+
+def check_model(info: dict, model, folder) -> None:
+    """Refuse an index that was built with another graph than ``model``'s."""
+    if info["model_sha256"] != model.graph_sha256:
+        raise IndexMismatchError(
+            f"{folder}: built with model {info['model']} ({info['variant']}, sha256 {info['model_sha256'][:12]}...), "
+            f"but the model given is {model.folder} ({model.variant}, sha256 {model.graph_sha256[:12]}...); "
+            "embeddings of different models are not comparable: rebuild the index with this model, or search "
+            "with the model it was built with")
+
+
+def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: str | os.PathLike,
+                dtype: str = "float32", chunk_size: int = 256, variant: str = "fp32", bm25: bool = True,
+                progress: bool = True, batch_size: int = 32) -> dict:
+    """Embed every patent of ``corpus`` into ``out``; resumes an unfinished build. Returns index.json."""
+    from inference.retrieval.corpus import read_patents
+    from inference.retrieval.encoder import EmbedderModel
+
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype {dtype!r}: float32 or float16")
+    out = Path(out)
+    model = EmbedderModel.load(model_dir, variant)
+    patents = read_patents(corpus)
+    corpus_sha = sha256_file(corpus)
+    info = {"format_version": INDEX_VERSION, "model": str(Path(model_dir).resolve()), "variant": model.variant,
+            "model_sha256": model.graph_sha256, "corpus": str(corpus), "corpus_sha256": corpus_sha,
+            "doc_view": model.doc_view, "dim": model.dim, "dtype": dtype, "count": len(patents),
+            "chunk_size": chunk_size, "chunks_done": 0, "complete": False, "bm25": False}
+    emb_path = out / "embeddings.npy"
+    if (out / INDEX_FILE).exists():
+        old = read_index_info(out)
+        check_model(old, model, out)
+        if old["corpus_sha256"] != corpus_sha or old["dtype"] != dtype or old["chunk_size"] != chunk_size:
+            raise IndexMismatchError(f"{out}: holds an index of another corpus or layout ({old['corpus']}, {old['dtype']}, "
+                              f"chunk {old['chunk_size']}); remove the folder or choose another --out")
+        if old["complete"]:
+            log.info("%s is complete; nothing to do", out)
+            return old
+        info["chunks_done"] = old["chunks_done"]
+        emb = np.load(emb_path, mmap_mode="r+")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "ids.json", [p.patent_id for p in patents])
+        _write_json(out / "titles.json", [p.title for p in patents])
+        emb = np.lib.format.open_memmap(emb_path, mode="w+", dtype=dtype, shape=(len(patents), model.dim))
+        _write_json(out / INDEX_FILE, info)
+    n_chunks = (len(patents) + chunk_size - 1) // chunk_size
+    t0 = time.time()
+    bar = _progress(range(info["chunks_done"], n_chunks), progress, n_chunks, info["chunks_done"])
+    for c in bar:
+        rows = patents[c * chunk_size:(c + 1) * chunk_size]
+        emb[c * chunk_size: c * chunk_size + len(rows)] = model.encode_docs([p.view(model.doc_view) for p in rows],
+                                                                             batch_size)
+        emb.flush()  # data first, then the progress that claims it
+        info["chunks_done"] = c + 1
+        _write_json(out / INDEX_FILE, info)
+    del emb
+    if bm25:
+        try:
+            from inference.retrieval.bm25 import Bm25Index
+
+            Bm25Index.build([p.view("title+abstract") for p in patents]).save(out / "bm25")
+            info["bm25"] = True
+        except ImportError:
+            log.warning("bm25s is not installed: the index has no BM25 state (no --hybrid search)")
+    info.update(complete=True, build_s=round(time.time() - t0, 2))
+    _write_json(out / INDEX_FILE, info)
+    return info
+
+
+def _progress(it, enabled: bool, total: int, initial: int):
+    if not enabled:
+        return it
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return it
+    return tqdm(it, total=total, initial=initial, desc="index chunks", dynamic_ncols=True)

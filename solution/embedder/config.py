@@ -1,0 +1,133 @@
+"""Embedder training configuration: one dataclass, from ``configs/embedder-*.toml`` and the CLI.
+
+Example:
+    >>> cfg = EmbedderTrainConfig(recipe="cpc", epochs=2)
+    >>> cfg.loss_weights()
+    {'cpc': 1.0}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from solution.embedder.model import EmbedderConfig
+from solution.model import DEFAULT_MODEL
+
+RECIPES = ("mqg", "align", "cpc", "combined")
+
+
+def _f(default: Any, help: str) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: default.copy(), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class EmbedderTrainConfig:
+    # what and where
+    corpus: str = _f("data/patents/a61_patents.csv", "patent CSV (patent_id,patent_title,patent_abstract,cpc_subclasses)")
+    recipe: str = _f("mqg", "mqg | align | cpc | combined")
+    model: str = _f(DEFAULT_MODEL, "backbone: Hugging Face id or local folder")
+    out: str = _f("", "run folder (default runs/embedder-<recipe>-<timestamp>)")
+    cpc_titles: str = _f("data/cpc/ipc_section_class_subclass_titles.csv", "CPC titles CSV (colloquial queries)")
+    # split and budgets
+    heldout_fraction: float = _f(0.15, "share of patents held out for evaluation (never trained on)")
+    max_train_patents: int = _f(0, "train on at most this many patents (0 = all); for quick runs")
+    epochs: int = _f(1, "epoch budget")
+    budget_minutes: float = _f(10.0, "wall-clock budget of the run (validation included)")
+    checkpoint_minutes: float = _f(2.0, "minutes between mid-epoch checkpoints")
+    device: str = _f("auto", "auto | cpu | cuda")
+    precision: str = _f("auto", "auto (bf16 on CPU) | bf16 | fp16 | fp32")
+    seed: int = _f(42, "seed for the split, queries, negatives and shuffling")
+    # text
+    doc_view: str = _f("title+abstract", "document text: title | abstract | claims | title+abstract | ...")
+    max_length: int = _f(256, "document tokens at inference (index, evaluation)")
+    train_max_length: int = _f(128, "document tokens while training (shorter = faster on CPU)")
+    query_max_length: int = _f(64, "query tokens")
+    # queries and negatives
+    generator: str = _f("offline", "query generator: offline | openai[:MODEL] | hf:PATH")
+    roles: list = _f(["concept", "keyword", "question", "colloquial", "misspelled"], "query roles to train on")
+    typo_rate: float = _f(0.15, "share of words the misspelled role edits")
+    hard_negatives: int = _f(1, "BM25 hard negatives per query (0 = in-batch only)")
+    negative_top_k: int = _f(30, "BM25 depth the hard negatives are drawn from")
+    negative_skip_top: int = _f(0, "skip this many top non-positive BM25 hits (likely false negatives)")
+    # model
+    lora: bool = _f(True, "LoRA adapters (false = full fine-tuning)")
+    lora_r: int = _f(8, "LoRA rank")
+    lora_alpha: int = _f(16, "LoRA alpha")
+    lora_dropout: float = _f(0.1, "LoRA dropout")
+    lora_target_modules: Any = _f("all-linear", "peft target modules")
+    # losses
+    scale: float = _f(20.0, "MNRL logit scale (1 / temperature)")
+    supcon_tau: float = _f(0.1, "supervised-contrastive temperature")
+    weight_mqg: float = _f(1.0, "combined recipe: weight of the query -> patent loss")
+    weight_align: float = _f(0.5, "combined recipe: weight of the title <-> abstract loss")
+    weight_cpc: float = _f(0.2, "combined recipe: weight of the CPC supervised-contrastive loss")
+    # optimisation
+    batch_size: int = _f(32, "patents per step")
+    eval_batch_size: int = _f(64, "batch size for encoding")
+    lr: float = _f(5e-4, "peak learning rate (LoRA)")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    warmup_ratio: float = _f(0.06, "share of training spent warming up")
+    grad_clip: float = _f(1.0, "max gradient norm")
+    val_patents: int = _f(200, "held-out patents in the per-epoch title -> abstract check (0 = none)")
+    log_every: int = _f(10, "steps between lines of steps.jsonl")
+
+    def loss_weights(self) -> dict[str, float]:
+        if self.recipe not in RECIPES:
+            raise SystemExit(f"--recipe {self.recipe!r}: choose from {', '.join(RECIPES)}")
+        if self.recipe == "combined":
+            weights = {"mqg": self.weight_mqg, "align": self.weight_align, "cpc": self.weight_cpc}
+            return {k: v for k, v in weights.items() if v > 0}
+        return {self.recipe: 1.0}
+
+    def embedder_config(self) -> EmbedderConfig:
+        return EmbedderConfig(backbone=self.model, max_length=self.max_length, query_max_length=self.query_max_length,
+                              lora=self.lora, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
+                              lora_dropout=self.lora_dropout, lora_target_modules=self.lora_target_modules,
+                              doc_view=self.doc_view)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def parse_value(key: str, raw: str) -> Any:
+    """A ``--set key=value`` string in the type of field ``key``."""
+    kinds = {f.name: f for f in fields(EmbedderTrainConfig)}
+    if key not in kinds:
+        raise SystemExit(f"--set {key}=...: unknown config key; see --help")
+    f = kinds[key]
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if isinstance(default, bool):
+        return raw.lower() in ("true", "1", "yes")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, list):
+        return json.loads(raw) if raw.startswith("[") else [s.strip() for s in raw.split(",") if s.strip()]
+    return raw
+
+
+def build_config(file: str | None, overrides: dict[str, Any]) -> EmbedderTrainConfig:
+    values: dict[str, Any] = {}
+    if file:
+        values = tomllib.loads(Path(file).read_text(encoding="utf-8"))
+        unknown = sorted(set(values) - {f.name for f in fields(EmbedderTrainConfig)})
+        if unknown:
+            raise SystemExit(f"{file}: unknown config key(s) {unknown}; see --help")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return EmbedderTrainConfig(**values)
+
+
+def config_reference() -> str:
+    rows = []
+    for f in fields(EmbedderTrainConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append(f"  {f.name:<20} {json.dumps(default):<34} {f.metadata['help']}")
+    return "config keys (--config FILE.toml or --set key=value):\n" + "\n".join(rows)

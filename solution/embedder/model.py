@@ -1,0 +1,137 @@
+"""The bi-encoder: backbone + mean pooling over real tokens + L2 normalisation, LoRA on the backbone.
+
+Queries and documents share one encoder, so a cosine similarity is a dot product of two outputs.
+Export puts the same pooling and normalisation inside the ONNX graph (:meth:`BiEncoder.forward`).
+
+Example:
+    >>> from transformers import BertConfig, BertModel
+    >>> backbone = BertModel(BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2,
+    ...                                 num_attention_heads=2, intermediate_size=32))
+    >>> enc = BiEncoder(EmbedderConfig(backbone="tiny", lora=False), backbone)
+    >>> ids = torch.tensor([[2, 5, 6, 3, 0]]); mask = torch.tensor([[1, 1, 1, 1, 0]])
+    >>> vec = enc(ids, mask)
+    >>> tuple(vec.shape), round(float(vec.norm()), 4)
+    ((1, 16), 1.0)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from solution.model import DEFAULT_MODEL, resolve_model_path
+
+
+@dataclass
+class EmbedderConfig:
+    backbone: str = DEFAULT_MODEL
+    max_length: int = 256  # document tokens; queries are short and use query_max_length
+    query_max_length: int = 64
+    lora: bool = True
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] | str = "all-linear"
+    doc_view: str = "title+abstract"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EmbedderConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def mean_pool(last_hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(last_hidden.dtype)
+    return (last_hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
+class BiEncoder(nn.Module):
+    def __init__(self, config: EmbedderConfig, backbone: nn.Module):
+        super().__init__()
+        self.config = config
+        self.uses_token_type_ids = getattr(backbone.config, "type_vocab_size", 0) > 0
+        if config.lora:
+            from peft import LoraConfig, get_peft_model
+
+            backbone = get_peft_model(backbone, LoraConfig(
+                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                target_modules=config.lora_target_modules, bias="none"))
+        self.backbone = backbone
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Unit-length embeddings (float32), one per row: the ONNX graph's single output."""
+        kwargs = {"token_type_ids": torch.zeros_like(input_ids)} if self.uses_token_type_ids else {}
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        return F.normalize(mean_pool(out.last_hidden_state.float(), attention_mask), dim=-1)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the LoRA adapters (about 1 MB), not the frozen backbone."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v.detach().cpu() for k, v in self.state_dict().items() if k in names}
+
+    def merge_lora(self) -> BiEncoder:
+        if self.config.lora and hasattr(self.backbone, "merge_and_unload"):
+            self.backbone = self.backbone.merge_and_unload()
+        return self
+
+
+def build_encoder(config: EmbedderConfig) -> tuple[BiEncoder, object]:
+    """(encoder, tokenizer) for ``config.backbone`` (a Hugging Face id or a folder)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_model_path(config.backbone)
+    return BiEncoder(config, AutoModel.from_pretrained(path)), AutoTokenizer.from_pretrained(path, use_fast=True)
+
+
+def load_run_encoder(run_dir: str | Path, device: str = "cpu") -> tuple[BiEncoder, object, EmbedderConfig]:
+    """Rebuild a trained run: backbone + its LoRA weights, eval mode."""
+    from transformers import AutoTokenizer
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "embedder_config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{run_dir}: no embedder_config.json; is this an embedder run folder?")
+    config = EmbedderConfig.from_dict(json.loads(cfg_path.read_text()))
+    model, _ = build_encoder(config)
+    state = torch.load(run_dir / "trainable_state.pt", map_location="cpu", weights_only=True)
+    unknown = set(state) - set(model.state_dict())
+    if unknown:
+        raise RuntimeError(f"{run_dir}: weights {sorted(unknown)[:3]}... do not fit the model")
+    model.load_state_dict(state, strict=False)
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
+    return model.to(device).eval(), tokenizer, config
+
+
+def encode_texts(model: BiEncoder, tokenizer, texts: list[str], max_length: int, batch_size: int = 64,
+                 device: str = "cpu", precision: str = "fp32", progress: str = "") -> np.ndarray:
+    """Embeddings (float32, unit length) of ``texts`` in order; batches are sorted by length for speed."""
+    from tqdm.auto import tqdm
+
+    from solution.precision import autocast
+
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    out = np.zeros((len(texts), 0), dtype=np.float32)
+    chunks = []
+    model.eval()
+    with torch.inference_mode():
+        starts = range(0, len(texts), batch_size)
+        for s in tqdm(starts, desc=progress, disable=not progress, leave=False, mininterval=5, dynamic_ncols=True):
+            batch = [texts[i] for i in order[s:s + batch_size]]
+            enc = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            with autocast(precision, device):
+                vec = model(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+            chunks.append(vec.float().cpu().numpy())
+    if chunks:
+        stacked = np.concatenate(chunks)
+        out = np.empty_like(stacked)
+        out[order] = stacked
+    return out

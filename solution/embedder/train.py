@@ -1,0 +1,337 @@
+"""Train a patent retrieval embedder: ``python -m solution.train embedder --help``.
+
+    python -m solution.train embedder --corpus data/patents/a61_patents.csv --recipe mqg --out runs/mqg
+    python -m solution.train embedder --recipe combined --budget-minutes 30 --out runs/combined
+    python -m solution.train embedder --out runs/mqg --resume            # continue after an interruption
+
+Recipes: ``mqg`` synthetic query -> patent (MNRL with in-batch + BM25 hard negatives); ``align`` title
+<-> abstract (and abstract <-> claims where present) of the same patent; ``cpc`` supervised contrastive
+on CPC subclasses; ``combined`` a weighted sum. Stops at ``--epochs`` or ``--budget-minutes``, whichever
+comes first, checkpointing every few minutes; the run folder holds embedder_config.json,
+trainable_state.pt (LoRA), tokenizer/, split.json, queries.jsonl, metrics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from solution.runtime import tune_malloc
+from solution.train import Clock, atomic_json, atomic_torch_save
+
+log = logging.getLogger("solution.embedder.train")
+
+
+def _positives_by_text(texts: list[str]) -> dict[str, set[int]]:
+    """Documents with identical text are each other's positives (duplicates in a corpus happen)."""
+    groups: dict[str, set[int]] = {}
+    for i, t in enumerate(texts):
+        groups.setdefault(t.strip().lower(), set()).add(i)
+    return groups
+
+
+class TrainingData:
+    """The training patents' texts, queries and mined negatives, indexed by training position."""
+
+    def __init__(self, cfg, patents, run_dir: Path, corpus=None):
+        from inference.retrieval.bm25 import Bm25Index
+        from solution.embedder.negatives import fill_random_negatives, mine_hard_negatives
+
+        self.patents = patents
+        self.docs = [p.view(cfg.doc_view) for p in patents]
+        self.titles = [p.title for p in patents]
+        self.abstracts = [p.abstract for p in patents]
+        codes = sorted({c for p in patents for c in p.subclasses})
+        self.labels = np.zeros((len(patents), max(1, len(codes))), dtype=bool)
+        for i, p in enumerate(patents):
+            for c in p.subclasses:
+                self.labels[i, codes.index(c)] = True
+        weights = cfg.loss_weights()
+        n_neg = cfg.hard_negatives
+        dup_docs = _positives_by_text(self.docs)
+        self.queries: dict[str, list[str]] = {}
+        self.query_negs: dict[str, list[list[int]]] = {}
+        if "mqg" in weights:
+            from solution.embedder.queries import cached_queries, make_generator
+
+            # fitted on the whole corpus (TF-IDF statistics only), so training and evaluation queries
+            # come from one and the same generator
+            gen = make_generator(cfg.generator, corpus or patents, seed=cfg.seed, subclass_titles=cfg.cpc_titles,
+                                 typo_rate=cfg.typo_rate)
+            qs = cached_queries(gen, patents, run_dir / "queries.jsonl", cfg.roles)
+            bm25 = Bm25Index.build(self.docs) if n_neg else None
+            for role in cfg.roles:
+                texts = [q.text for q in qs if q.role == role]
+                self.queries[role] = texts
+                if bm25 is not None:
+                    pos = [dup_docs[self.docs[i].strip().lower()] for i in range(len(patents))]
+                    negs = mine_hard_negatives(bm25, texts, pos, cfg.negative_top_k, n_neg, cfg.negative_skip_top)
+                    self.query_negs[role] = fill_random_negatives(negs, pos, len(patents), n_neg, cfg.seed)
+        self.align_negs: list[list[int]] = []
+        if "align" in weights and n_neg:
+            bm25 = Bm25Index.build(self.abstracts)
+            dup_abs = _positives_by_text(self.abstracts)
+            pos = [dup_abs[a.strip().lower()] for a in self.abstracts]
+            negs = mine_hard_negatives(bm25, self.titles, pos, cfg.negative_top_k, n_neg, cfg.negative_skip_top)
+            self.align_negs = fill_random_negatives(negs, pos, len(patents), n_neg, cfg.seed)
+
+
+def step_loss(model, data: TrainingData, idx: np.ndarray, cfg, weights: dict[str, float], rng: random.Random,
+              tokenizer, device: str, precision: str) -> tuple:
+    """The weighted loss of one batch of training patents ``idx`` and its parts (floats)."""
+    import torch
+
+    from solution.embedder.losses import mnrl_loss, supcon_loss
+    from solution.precision import autocast
+
+    def enc(texts: list[str], max_length: int):
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        with autocast(precision, device):
+            return model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+
+    ids = torch.as_tensor(idx, device=device)
+    parts: dict[str, torch.Tensor] = {}
+    doc_vecs = None
+    if "mqg" in weights:
+        roles = [rng.choice(cfg.roles) for _ in idx]
+        q = enc([data.queries[r][i] for r, i in zip(roles, idx)], cfg.query_max_length)
+        doc_vecs = enc([data.docs[i] for i in idx], cfg.train_max_length)
+        negs = [n for r, i in zip(roles, idx) for n in (data.query_negs[r][i] if r in data.query_negs else [])]
+        neg_vecs = enc([data.docs[n] for n in negs], cfg.train_max_length) if negs else None
+        parts["mqg"] = mnrl_loss(q, doc_vecs, neg_vecs, doc_ids=ids, scale=cfg.scale)
+    if "align" in weights:
+        t = enc([data.titles[i] for i in idx], cfg.query_max_length)
+        a = enc([data.abstracts[i] for i in idx], cfg.train_max_length)
+        negs = [n for i in idx for n in (data.align_negs[i] if data.align_negs else [])]
+        neg_vecs = enc([data.abstracts[n] for n in negs], cfg.train_max_length) if negs else None
+        loss = mnrl_loss(t, a, neg_vecs, doc_ids=ids, scale=cfg.scale, symmetric=True)
+        with_claims = [i for i in idx if data.patents[i].claims]
+        if with_claims:  # abstract <-> claims, where the corpus has claims
+            ca = enc([data.abstracts[i] for i in with_claims], cfg.train_max_length)
+            cc = enc([data.patents[i].claims for i in with_claims], cfg.train_max_length)
+            loss = (loss + mnrl_loss(ca, cc, scale=cfg.scale, symmetric=True)) / 2
+        parts["align"] = loss
+    if "cpc" in weights:
+        if doc_vecs is None:
+            doc_vecs = enc([data.docs[i] for i in idx], cfg.train_max_length)
+        labels = torch.as_tensor(data.labels[idx], device=device)
+        parts["cpc"] = supcon_loss(doc_vecs, labels, cfg.supcon_tau)
+    total = sum(weights[k] * v for k, v in parts.items())
+    return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def quick_validation(model, tokenizer, heldout, cfg, device: str, precision: str) -> dict[str, float]:
+    """title -> abstract known-item nDCG@10 / MRR@10 on a fixed sample of held-out patents."""
+    from solution.embedder.metrics import ir_metrics
+    from solution.embedder.model import encode_texts
+
+    if not cfg.val_patents or not heldout:
+        return {}
+    sample = heldout[: cfg.val_patents]
+    q = encode_texts(model, tokenizer, [p.title for p in sample], cfg.query_max_length, cfg.eval_batch_size, device,
+                     precision)
+    d = encode_texts(model, tokenizer, [p.abstract for p in sample], cfg.max_length, cfg.eval_batch_size, device,
+                     precision)
+    m = ir_metrics(q @ d.T, [{i: 1.0} for i in range(len(sample))], ks=(1,), ndcg_ks=(10,), mrr_ks=(10,))
+    model.train()
+    return {f"val_title2abstract_{k}": v for k, v in m.items()}
+
+
+def run(cfg, resume: bool = False) -> dict:
+    """Train ``cfg`` into its run folder; returns the metrics (also in metrics.json)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from inference.retrieval.corpus import read_patents
+    from solution.embedder.config import EmbedderTrainConfig
+    from solution.embedder.model import build_encoder
+    from solution.embedder.split import split_patents
+    from solution.optim import build_optimizer
+    from solution.precision import resolve_precision
+    from solution.runtime import peak_memory_mb, pick_device, seed_everything
+    from solution.scheduler import cosine_factor, set_lr
+
+    run_dir = Path(cfg.out) if cfg.out else Path("runs") / time.strftime(f"embedder-{cfg.recipe}-%Y%m%d-%H%M%S")
+    state_path = run_dir / "run_state.json"
+    offset = 0.0
+    if resume:
+        if not state_path.exists():
+            raise SystemExit(f"--resume: {run_dir} has no run_state.json to resume from")
+        state = json.loads(state_path.read_text())
+        if state.get("complete"):
+            log.info("%s is already complete; nothing to resume", run_dir)
+            return json.loads((run_dir / "metrics.json").read_text())
+        saved = EmbedderTrainConfig(**state["config"])
+        saved.budget_minutes, saved.epochs, saved.device = cfg.budget_minutes, cfg.epochs, cfg.device
+        cfg, offset = saved, state["elapsed_s"]
+    elif state_path.exists():
+        raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, or another --out")
+    weights = cfg.loss_weights()
+    device = pick_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    clock = Clock(cfg.budget_minutes * 60, offset)
+    seed_everything(cfg.seed)
+
+    patents = read_patents(cfg.corpus)
+    split_path = run_dir / "split.json"
+    split = json.loads(split_path.read_text()) if resume and split_path.exists() else \
+        split_patents([p.patent_id for p in patents], cfg.heldout_fraction, cfg.seed)
+    by_id = {p.patent_id: p for p in patents}
+    train_patents = [by_id[i] for i in split["train"]]
+    if cfg.max_train_patents:
+        train_patents = train_patents[: cfg.max_train_patents]
+    heldout = [by_id[i] for i in split["heldout"]]
+
+    model, tokenizer = build_encoder(cfg.embedder_config())
+    model.to(device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(run_dir / "tokenizer")
+    atomic_json(run_dir / "embedder_config.json", cfg.embedder_config().to_dict())
+    atomic_json(run_dir / "config.json", cfg.to_dict())
+    atomic_json(split_path, {**split, "trained": [p.patent_id for p in train_patents], "corpus": cfg.corpus,
+                             "seed": cfg.seed, "heldout_fraction": cfg.heldout_fraction})
+    t0 = time.time()
+    data = TrainingData(cfg, train_patents, run_dir, corpus=patents)
+    log.info("%d training patents, %d held out; queries and negatives ready in %.1f s", len(train_patents),
+             len(heldout), time.time() - t0)
+
+    # head_lr is unused: an embedder has no head, every trainable weight is LoRA
+    optimizer = build_optimizer(model, cfg.lr, cfg.lr, cfg.weight_decay)
+    metrics: dict = {"run": run_dir.name, "recipe": cfg.recipe, "loss_weights": weights, "device": device,
+                     "precision": precision, "n_train_patents": len(train_patents), "n_heldout": len(heldout),
+                     "budget_minutes": cfg.budget_minutes, "epochs": []}
+    start_epoch, start_batch, step = 0, 0, 0
+    ckpt_path = run_dir / "checkpoint.pt"
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"], strict=False)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch, start_batch, step, metrics = ckpt["epoch"], ckpt["batch"], ckpt["step"], ckpt["metrics"]
+        log.info("resuming at epoch %d, batch %d (step %d)", start_epoch + 1, start_batch, step)
+
+    def save_state(complete: bool = False) -> None:
+        atomic_json(state_path, {"config": cfg.to_dict(), "elapsed_s": clock.elapsed(), "complete": complete})
+        atomic_json(run_dir / "metrics.json", metrics)
+
+    def checkpoint(epoch: int, batch: int) -> None:
+        atomic_torch_save({"epoch": epoch, "batch": batch, "step": step, "metrics": metrics,
+                           "model": model.trainable_state_dict(), "optimizer": optimizer.state_dict()}, ckpt_path)
+        save_state()
+
+    save_state()
+    n = len(train_patents)
+    per_epoch = math.ceil(n / cfg.batch_size)
+    total_steps = max(1, cfg.epochs * per_epoch)
+    val_cost_s = 30.0 if cfg.val_patents else 0.0  # re-measured after the first validation
+    stopped_by = "epochs"
+    last_ckpt = time.time()
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        order = np.random.default_rng(cfg.seed * 1000 + epoch).permutation(n)  # same on resume
+        batches = [order[s:s + cfg.batch_size] for s in range(0, n, cfg.batch_size)]
+        batches = [b for b in batches if len(b) > 1]  # a lone row has no in-batch negatives
+        first = start_batch if epoch == start_epoch else 0
+        epoch_start, seen, sums, count = time.time(), 0, {}, 0
+        bar = tqdm(range(first, len(batches)), desc=f"{cfg.recipe} epoch {epoch + 1}/{cfg.epochs}",
+                   mininterval=1 if sys.stderr.isatty() else 30, dynamic_ncols=True, initial=first, total=len(batches))
+        for b in bar:
+            train_left = clock.left() - val_cost_s - 10.0
+            if train_left <= 0:
+                stopped_by = "budget"
+                break
+            elapsed = clock.elapsed()
+            progress = max(step / total_steps, elapsed / max(1e-6, elapsed + train_left))
+            set_lr(optimizer, cosine_factor(progress, cfg.warmup_ratio))
+            rng = random.Random(f"{cfg.seed}:{epoch}:{b}")  # role choice: reproducible across resumes
+            loss, parts = step_loss(model, data, batches[b], cfg, weights, rng, tokenizer, device, precision)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"step {step}: loss is {loss.item()}; lower --set lr=...")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            seen += len(batches[b])
+            count += 1
+            for k, v in {"loss": float(loss.detach()), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v
+            rate = seen / max(1e-6, time.time() - epoch_start)
+            bar.set_postfix(loss=f"{sums['loss'] / count:.4f}", patents_s=f"{rate:.1f}", refresh=False)
+            if step % cfg.log_every == 0:
+                with open(run_dir / "steps.jsonl", "a") as f:
+                    f.write(json.dumps({"epoch": epoch + 1, "step": step, **{k: v / count for k, v in sums.items()},
+                                        "lr": optimizer.param_groups[0]["lr"], "patents_per_s": rate,
+                                        "elapsed_s": clock.elapsed()}) + "\n")
+            if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
+                checkpoint(epoch, b + 1)
+                last_ckpt = time.time()
+        bar.close()
+        t_val = time.time()
+        record = {"epoch": epoch + 1, "steps": step, **{f"train_{k}": v / max(1, count) for k, v in sums.items()},
+                  "patents_per_s": seen / max(1e-6, t_val - epoch_start), "stopped_by": stopped_by}
+        record.update(quick_validation(model, tokenizer, heldout, cfg, device, precision))
+        val_cost_s = time.time() - t_val
+        record.update(wall_s=clock.elapsed(), **peak_memory_mb(device))
+        metrics["epochs"].append(record)
+        log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
+        checkpoint(epoch + 1, 0)
+        if stopped_by == "budget":
+            break
+
+    atomic_torch_save(model.trainable_state_dict(), run_dir / "trainable_state.pt")
+    metrics.update(stopped_by=stopped_by, steps=step, wall_s=clock.elapsed())
+    save_state(complete=True)
+    print(f"embedder run written: {run_dir}  ({step} steps, stopped by {stopped_by}, {clock.elapsed():.0f} s)")
+    return metrics
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    from solution.embedder.config import RECIPES, config_reference
+
+    p = argparse.ArgumentParser(prog="python -m solution.train embedder", description=__doc__,
+                                epilog=config_reference(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="TOML file with config keys (presets: configs/embedder-*.toml)")
+    p.add_argument("--corpus", help="patent CSV")
+    p.add_argument("--recipe", choices=RECIPES, help="training recipe")
+    p.add_argument("--out", help="run folder, e.g. runs/NAME")
+    p.add_argument("--model", help="backbone: Hugging Face id or local folder")
+    p.add_argument("--epochs", type=int, help="epoch budget")
+    p.add_argument("--budget-minutes", type=float, dest="budget_minutes", help="wall-clock budget")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config key")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    tune_malloc()
+    from inference.io import DataError
+    from solution.embedder.config import build_config, parse_value
+
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = {k: getattr(args, k) for k in ("corpus", "recipe", "out", "model", "epochs", "budget_minutes",
+                                                "device", "seed")}
+    for item in args.set:
+        key, _, raw = item.partition("=")
+        overrides[key.strip()] = parse_value(key.strip(), raw.strip())
+    if args.resume and not overrides.get("out"):
+        raise SystemExit("--resume needs --out runs/NAME (the run to continue)")
+    cfg = build_config(args.config, overrides)
+    try:
+        return run(cfg, resume=args.resume)
+    except DataError as err:
+        raise SystemExit(f"data error: {err}") from None
+
+
+if __name__ == "__main__":
+    main()
