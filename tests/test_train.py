@@ -177,3 +177,13 @@ def test_resume_cli_keeps_the_run_config(tiny_model, small_data, tmp_path, monke
     train_module.main(["--out", str(out), "--resume", "--budget-minutes", "7"])
     assert seen["resume"] and seen["cfg"].epochs == 5 and seen["cfg"].batch_size == 8
     assert seen["cfg"].budget_minutes == 7
+
+
+def test_readme_documents_every_config_key():
+    import dataclasses
+
+    from solution.config import TrainConfig
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [f.name for f in dataclasses.fields(TrainConfig) if f"| `{f.name}` |" not in readme]
+    assert not missing, f"README configuration table lacks {missing}"
