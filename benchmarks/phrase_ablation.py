@@ -5,14 +5,16 @@
 One fixed grouped split (fold 0 of 5 over a subset of whole anchors), the same training budget per
 row in *pairs* (rows x epochs; the wall clock is only a safety cap, because on a shared machine a
 clock budget would give each row a different amount of compute), Pearson on the held-out anchors.
-The Smooth K2 rows measure thr in {0, .0625, .125, .25}; later rows use the best of them.
-Appends the table to benchmarks/RESULTS.md.
+The Smooth K2 rows measure thr in {0, .0625, .125, .25}; then NT-Xent, CPC fusion, titles and grouping are
+added one at a time, each kept only if Pearson rose. Appends the table to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,25 +30,13 @@ from solution.config import TrainConfig  # noqa: E402
 from solution.train import run  # noqa: E402
 
 BASELINE = dict(head="linear", loss="mse", contrastive_weight=0.0, cpc_fusion=False, use_title=False, group_targets=False)
-
-
-def rows(best_thr: float | None):
-    """(label, config overrides) in order; rows after the thr sweep use ``best_thr``."""
-    yield "MSE head baseline (linear head, MSE, LoRA)", dict(BASELINE)
-    ordinal = dict(BASELINE, head="ordinal", loss="smooth_k2")
-    for thr in (0.0, 0.0625, 0.125, 0.25):
-        yield f"+ ordinal head, Smooth K2 thr={thr}", dict(ordinal, k2_thr=thr)
-    if best_thr is None:
-        return
-    step = dict(ordinal, k2_thr=best_thr, contrastive_weight=0.3)
-    yield f"+ NT-Xent (lambda 0.3), thr={best_thr}", dict(step)
-    step.update(cpc_fusion=True)
-    yield "+ CPC fusion", dict(step)
-    step.update(use_title=True)
-    yield "+ context titles", dict(step)
-    step.update(group_targets=True)
-    yield "+ target grouping (= default)", dict(step)
-    yield "same, full fine-tuning instead of LoRA", dict(step, lora=False, lr=5e-5)
+THRESHOLDS = (0.0, 0.0625, 0.125, 0.25)
+ADDITIONS = [  # tried in this order; each stays in the base only if it raised Pearson (greedy forward selection)
+    ("NT-Xent (lambda 0.3)", dict(contrastive_weight=0.3)),
+    ("CPC fusion", dict(cpc_fusion=True)),
+    ("context titles", dict(use_title=True)),
+    ("target grouping", dict(group_targets=True)),
+]
 
 
 def main() -> None:
@@ -55,47 +45,59 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=10000, help="training rows used (whole anchors), 0 = all")
     p.add_argument("--epochs", type=int, default=1, help="epochs per row")
     p.add_argument("--model", default=None, help="backbone (default: the packaged MiniLM)")
-    p.add_argument("--out", default=None, help="folder for the rows' runs (default runs/ablation-<time>)")
-    p.add_argument("--only", default=None, help="comma-separated row numbers to run (1-based), for reruns")
+    p.add_argument("--out", default=None, help="folder for the rows' runs (default runs/ablation-<time>); "
+                   "rows already finished there are read back, not re-run")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out or time.strftime("runs/ablation-%Y%m%d-%H%M%S"))
-    only = {int(x) for x in args.only.split(",")} if args.only else None
     results: list[list] = []
-    thr_scores: dict[float, float] = {}
 
-    def run_row(number: int, label: str, overrides: dict) -> None:
-        if only and number not in only:
-            return
+    def run_row(label: str, overrides: dict) -> float:
+        number = len(results) + 1
+        row_dir = out / f"row{number:02d}"
         cfg = TrainConfig(**overrides, epochs=args.epochs, budget_minutes=args.minutes, max_train_rows=args.rows,
-                          out=str(out / f"row{number:02d}"), submission=str(out / f"row{number:02d}" / "submission.csv"),
+                          out=str(row_dir), submission=str(row_dir / "submission.csv"),
                           **({"model": args.model} if args.model else {}))
-        metrics = run(cfg)
+        done = row_dir / "run_state.json"
+        if done.exists() and json.loads(done.read_text()).get("complete") and \
+                json.loads(done.read_text())["config"] == cfg.to_dict():
+            metrics = json.loads((row_dir / "metrics.json").read_text())  # same row, already measured
+        else:
+            if row_dir.exists():
+                shutil.rmtree(row_dir)
+            metrics = run(cfg)
         epochs = metrics["folds"]["0"]["epochs"]
-        pearson = metrics["oof_pearson"]
-        if label.startswith("+ ordinal head"):
-            thr_scores[overrides["k2_thr"]] = pearson
         train_s = sum(e["train_s"] for e in epochs)
         pairs_per_s = sum(e["pairs_per_s"] * e["train_s"] for e in epochs) / max(1e-6, train_s)
+        pearson = metrics["oof_pearson"]
         results.append([number, label, pearson, epochs[-1]["steps"] * cfg.batch_size, f"{pairs_per_s:.0f}",
                         f"{metrics['wall_s']:.0f}"])
         print(f"row {number}: {label}: Pearson {pearson:.4f}", flush=True)
+        return pearson
 
-    number = 0
-    for label, overrides in rows(None):
-        number += 1
-        run_row(number, label, overrides)
-    best_thr = max(thr_scores, key=thr_scores.get) if thr_scores else 0.0625
-    for label, overrides in list(rows(best_thr))[number:]:
-        number += 1
-        run_row(number, label, overrides)
+    best = run_row("MSE head baseline (linear head, MSE, LoRA)", dict(BASELINE))
+    base = dict(BASELINE)
+    ordinal = dict(BASELINE, head="ordinal", loss="smooth_k2")
+    thr_scores = {thr: run_row(f"ordinal head + Smooth K2, thr={thr}", dict(ordinal, k2_thr=thr)) for thr in THRESHOLDS}
+    best_thr = max(thr_scores, key=thr_scores.get)
+    if thr_scores[best_thr] > best:
+        base, best = dict(ordinal, k2_thr=best_thr), thr_scores[best_thr]
+    kept = []
+    for name, change in ADDITIONS:
+        score = run_row(f"+ {name}", dict(base, **change))
+        if score > best:
+            base, best = dict(base, **change), score
+            kept.append(name)
+        results[-1][1] += " (kept)" if name in kept else " (dropped)"
+    run_row("best config, full fine-tuning instead of LoRA", dict(base, lora=False, lr=5e-5))
     table = markdown_table(["#", "row", "val Pearson", "pairs seen", "train pairs/s", "wall s"], results)
     append_results(
         "Phrase matcher ablation",
         table,
         notes=f"fold 0 of 5 grouped by anchor over {args.rows or 'all'} training rows; {args.epochs} epoch(s) per row "
-        f"(safety cap {args.minutes} min); best Smooth K2 thr = {best_thr}; machine shared with other jobs, so wall "
-        "times are not comparable between rows",
+        f"(safety cap {args.minutes} min); best Smooth K2 thr = {best_thr}; greedy: each '+' row adds to the best config "
+        f"so far and is kept only if Pearson rose (kept: {', '.join(kept) or 'none'}); machine shared with other jobs, "
+        "so wall times are not comparable between rows",
     )
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 PAIR_COLUMNS = ("id", "anchor", "target", "context")
 SCORE_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 _MISSING = {"", "nan", "none", "null", "na", "n/a"}
-_MAX_REPORTED = 10
+MAX_REPORTED = 10  # problems listed in one DataError; loading stops after that many
 
 
 class DataError(ValueError):
@@ -142,15 +142,20 @@ def read_pairs(path: str | os.PathLike, require_score: bool = False) -> PairTabl
             if score is None:
                 errors.append(f"line {line}, column 'score': {row['score']!r} is not one of 0, 0.25, 0.5, 0.75, 1")
             columns["score"].append(score)
-        if len(errors) > _MAX_REPORTED:
+        if len(errors) > MAX_REPORTED:
             break
-    if errors:
-        more = " (stopped after the first problems)" if len(errors) > _MAX_REPORTED else ""
-        listing = "\n  ".join(errors[:_MAX_REPORTED])
-        raise DataError(f"{path}: {len(errors)} problem(s){more}:\n  {listing}")
+    raise_collected(path, errors)
     if not lines:
         raise DataError(f"{path}: no data rows")
     return PairTable(str(path), columns, lines)
+
+
+def raise_collected(path: str | os.PathLike, errors: list[str]) -> None:
+    """Raise one DataError listing the first problems found in ``path`` (nothing if none)."""
+    if errors:
+        more = " (stopped after the first problems)" if len(errors) > MAX_REPORTED else ""
+        listing = "\n  ".join(errors[:MAX_REPORTED])
+        raise DataError(f"{path}: {len(errors)} problem(s){more}:\n  {listing}")
 
 
 def is_cpc_class(code: str) -> bool:

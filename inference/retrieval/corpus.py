@@ -15,11 +15,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from inference.io import DataError, is_missing, read_csv_rows
+from inference.io import MAX_REPORTED, DataError, is_missing, raise_collected, read_csv_rows
 
 REQUIRED_COLUMNS = ("patent_id", "patent_title", "patent_abstract")
 CLAIMS_COLUMNS = ("patent_claims", "claims")  # optional; the first one present is used
-_MAX_REPORTED = 10
 
 #: The text views a document or query can be made of (``+`` joins sections with ". ").
 VIEWS = ("title", "abstract", "claims", "title+abstract", "title+abstract+claims")
@@ -68,12 +67,9 @@ def read_patents(path: str | os.PathLike) -> list[Patent]:
         codes = tuple(c.strip().upper() for c in raw_codes.split(";") if c.strip())
         patents.append(Patent(pid, (row["patent_title"] or "").strip(), (row["patent_abstract"] or "").strip(), codes,
                               (row.get(claims_col) or "").strip() if claims_col else ""))
-        if len(errors) > _MAX_REPORTED:
+        if len(errors) > MAX_REPORTED:
             break
-    if errors:
-        more = " (stopped after the first problems)" if len(errors) > _MAX_REPORTED else ""
-        listing = "\n  ".join(errors[:_MAX_REPORTED])
-        raise DataError(f"{path}: {len(errors)} problem(s){more}:\n  {listing}")
+    raise_collected(path, errors)
     if not patents:
         raise DataError(f"{path}: no data rows")
     return patents

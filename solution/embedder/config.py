@@ -11,72 +11,68 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from solution.config import config_field
 from solution.embedder.model import EmbedderConfig
 from solution.model import DEFAULT_MODEL
 
 RECIPES = ("mqg", "align", "cpc", "combined")
 
 
-def _f(default: Any, help: str) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: default.copy(), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class EmbedderTrainConfig:
     # what and where
-    corpus: str = _f("data/patents/a61_patents.csv", "patent CSV (patent_id,patent_title,patent_abstract,cpc_subclasses)")
-    recipe: str = _f("mqg", "mqg | align | cpc | combined")
-    model: str = _f(DEFAULT_MODEL, "backbone: Hugging Face id or local folder")
-    out: str = _f("", "run folder (default runs/embedder-<recipe>-<timestamp>)")
-    cpc_titles: str = _f("data/cpc/ipc_section_class_subclass_titles.csv", "CPC titles CSV (colloquial queries)")
+    corpus: str = config_field("data/patents/a61_patents.csv",
+                               "patent CSV (patent_id,patent_title,patent_abstract,cpc_subclasses)")
+    recipe: str = config_field("mqg", "mqg | align | cpc | combined")
+    model: str = config_field(DEFAULT_MODEL, "backbone: Hugging Face id or local folder")
+    out: str = config_field("", "run folder (default runs/embedder-<recipe>-<timestamp>)")
+    cpc_titles: str = config_field("data/cpc/ipc_section_class_subclass_titles.csv", "CPC titles CSV (colloquial queries)")
     # split and budgets
-    heldout_fraction: float = _f(0.15, "share of patents held out for evaluation (never trained on)")
-    max_train_patents: int = _f(0, "train on at most this many patents (0 = all); for quick runs")
-    epochs: int = _f(1, "epoch budget")
-    budget_minutes: float = _f(10.0, "wall-clock budget of the run (validation included)")
-    checkpoint_minutes: float = _f(2.0, "minutes between mid-epoch checkpoints")
-    device: str = _f("auto", "auto | cpu | cuda")
-    precision: str = _f("auto", "auto (bf16 on CPU) | bf16 | fp16 | fp32")
-    seed: int = _f(42, "seed for the split, queries, negatives and shuffling")
+    heldout_fraction: float = config_field(0.15, "share of patents held out for evaluation (never trained on)")
+    max_train_patents: int = config_field(0, "train on at most this many patents (0 = all); for quick runs")
+    epochs: int = config_field(1, "epoch budget")
+    budget_minutes: float = config_field(10.0, "wall-clock budget of the run (validation included)")
+    checkpoint_minutes: float = config_field(2.0, "minutes between mid-epoch checkpoints")
+    device: str = config_field("auto", "auto | cpu | cuda")
+    precision: str = config_field("auto", "auto (bf16 on CPU) | bf16 | fp16 | fp32")
+    seed: int = config_field(42, "seed for the split, queries, negatives and shuffling")
     # text
-    doc_view: str = _f("title+abstract", "document text: title | abstract | claims | title+abstract | ...")
-    max_length: int = _f(256, "document tokens at inference (index, evaluation)")
-    train_max_length: int = _f(128, "document tokens while training (shorter = faster on CPU)")
-    query_max_length: int = _f(64, "query tokens")
+    doc_view: str = config_field("title+abstract", "document text: title | abstract | claims | title+abstract | ...")
+    max_length: int = config_field(256, "document tokens at inference (index, evaluation)")
+    train_max_length: int = config_field(128, "document tokens while training (shorter = faster on CPU)")
+    query_max_length: int = config_field(64, "query tokens")
     # queries and negatives
-    generator: str = _f("offline", "query generator: offline | openai[:MODEL] | hf:PATH")
-    roles: list = _f(["concept", "keyword", "question", "colloquial", "misspelled"], "query roles to train on")
-    typo_rate: float = _f(0.15, "share of words the misspelled role edits")
-    hard_negatives: int = _f(1, "BM25 hard negatives per query (0 = in-batch only)")
-    negative_top_k: int = _f(30, "BM25 depth the hard negatives are drawn from")
-    negative_skip_top: int = _f(0, "skip this many top non-positive BM25 hits (likely false negatives)")
+    generator: str = config_field("offline", "query generator: offline | openai[:MODEL] | hf:PATH")
+    roles: list = config_field(["concept", "keyword", "question", "colloquial", "misspelled"], "query roles to train on")
+    typo_rate: float = config_field(0.15, "share of words the misspelled role edits")
+    hard_negatives: int = config_field(1, "BM25 hard negatives per query (0 = in-batch only)")
+    negative_top_k: int = config_field(30, "BM25 depth the hard negatives are drawn from")
+    negative_skip_top: int = config_field(0, "skip this many top non-positive BM25 hits (likely false negatives)")
     # model
-    lora: bool = _f(True, "LoRA adapters (false = full fine-tuning)")
-    lora_r: int = _f(8, "LoRA rank")
-    lora_alpha: int = _f(16, "LoRA alpha")
-    lora_dropout: float = _f(0.1, "LoRA dropout")
-    lora_target_modules: Any = _f("all-linear", "peft target modules")
+    lora: bool = config_field(True, "LoRA adapters (false = full fine-tuning)")
+    lora_r: int = config_field(8, "LoRA rank")
+    lora_alpha: int = config_field(16, "LoRA alpha")
+    lora_dropout: float = config_field(0.1, "LoRA dropout")
+    lora_target_modules: Any = config_field("all-linear", "peft target modules")
     # losses
-    scale: float = _f(20.0, "MNRL logit scale (1 / temperature)")
-    supcon_tau: float = _f(0.1, "supervised-contrastive temperature")
-    weight_mqg: float = _f(1.0, "combined recipe: weight of the query -> patent loss")
-    weight_align: float = _f(0.5, "combined recipe: weight of the title <-> abstract loss")
-    weight_cpc: float = _f(0.2, "combined recipe: weight of the CPC supervised-contrastive loss")
+    scale: float = config_field(20.0, "MNRL logit scale (1 / temperature)")
+    supcon_tau: float = config_field(0.1, "supervised-contrastive temperature")
+    weight_mqg: float = config_field(1.0, "combined recipe: weight of the query -> patent loss")
+    weight_align: float = config_field(0.5, "combined recipe: weight of the title <-> abstract loss")
+    weight_cpc: float = config_field(0.2, "combined recipe: weight of the CPC supervised-contrastive loss")
     # optimisation
-    batch_size: int = _f(32, "patents per step")
-    eval_batch_size: int = _f(64, "batch size for encoding")
-    lr: float = _f(5e-4, "peak learning rate (LoRA)")
-    weight_decay: float = _f(0.01, "AdamW weight decay")
-    warmup_ratio: float = _f(0.06, "share of training spent warming up")
-    grad_clip: float = _f(1.0, "max gradient norm")
-    val_patents: int = _f(200, "held-out patents in the per-epoch title -> abstract check (0 = none)")
-    log_every: int = _f(10, "steps between lines of steps.jsonl")
+    batch_size: int = config_field(32, "patents per step")
+    eval_batch_size: int = config_field(64, "batch size for encoding")
+    lr: float = config_field(5e-4, "peak learning rate (LoRA)")
+    weight_decay: float = config_field(0.01, "AdamW weight decay")
+    warmup_ratio: float = config_field(0.06, "share of training spent warming up")
+    grad_clip: float = config_field(1.0, "max gradient norm")
+    val_patents: int = config_field(200, "held-out patents in the per-epoch title -> abstract check (0 = none)")
+    log_every: int = config_field(10, "steps between lines of steps.jsonl")
 
     def loss_weights(self) -> dict[str, float]:
         if self.recipe not in RECIPES:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from solution.runtime import tune_malloc
-from solution.train import Clock, atomic_json, atomic_torch_save
+from solution.train import Clock, atomic_json, atomic_torch_save, open_run_state
 
 log = logging.getLogger("solution.embedder.train")
 
@@ -161,19 +161,13 @@ def run(cfg, resume: bool = False) -> dict:
 
     run_dir = Path(cfg.out) if cfg.out else Path("runs") / time.strftime(f"embedder-{cfg.recipe}-%Y%m%d-%H%M%S")
     state_path = run_dir / "run_state.json"
-    offset = 0.0
+    offset, finished = open_run_state(run_dir, resume)
+    if finished is not None:
+        return finished
     if resume:
-        if not state_path.exists():
-            raise SystemExit(f"--resume: {run_dir} has no run_state.json to resume from")
-        state = json.loads(state_path.read_text())
-        if state.get("complete"):
-            log.info("%s is already complete; nothing to resume", run_dir)
-            return json.loads((run_dir / "metrics.json").read_text())
-        saved = EmbedderTrainConfig(**state["config"])
+        saved = EmbedderTrainConfig(**json.loads(state_path.read_text())["config"])
         saved.budget_minutes, saved.epochs, saved.device = cfg.budget_minutes, cfg.epochs, cfg.device
-        cfg, offset = saved, state["elapsed_s"]
-    elif state_path.exists():
-        raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, or another --out")
+        cfg = saved
     weights = cfg.loss_weights()
     device = pick_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
