@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 export VENV=${VENV:-.venv-ci}
 bash scripts/setup.sh
 "$VENV/bin/python" -m ruff check .
-"$VENV/bin/python" -m pytest -q -rs "$@"
+"$VENV/bin/python" -m pytest -q -rs --durations=10 "$@"

@@ -80,7 +80,10 @@ def tiny_config(tiny_model, small_data, tmp_path):
     def make(**overrides):
         values = dict(model=str(tiny_model), data=str(small_data), out=str(tmp_path / "run"),
                       submission=str(tmp_path / "submission.csv"), epochs=2, budget_minutes=5, n_splits=3,
-                      device="cpu", precision="fp32", batch_size=16, eval_batch_size=32, max_length=48, log_every=2)
+                      device="cpu", precision="fp32", batch_size=16, eval_batch_size=32, max_length=48, log_every=2,
+                      # every part of the design, whatever the measured defaults switch off
+                      head="ordinal", loss="smooth_k2", cpc_fusion=True, contrastive_weight=0.3, use_title=True,
+                      group_targets=True, lora=True)
         values.update(overrides)
         return TrainConfig(**values)
 

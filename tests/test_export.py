@@ -30,7 +30,8 @@ def exported_run(tmp_path_factory, tiny_model: Path, small_data: Path) -> tuple[
 
         cfg = TrainConfig(model=str(tiny_model), data=str(small_data), out=str(run_dir),
                           submission=str(base / "submission.csv"), epochs=1, budget_minutes=5, n_splits=3, folds=2,
-                          device="cpu", precision="fp32", batch_size=16, eval_batch_size=32, max_length=48)
+                          device="cpu", precision="fp32", batch_size=16, eval_batch_size=32, max_length=48,
+                          cpc_fusion=True, group_targets=True, use_title=True)  # the fusion must survive export
         run(cfg)
         assert export_main(["--run", str(run_dir), "--out", str(model_dir)]) == 0
     return run_dir, model_dir

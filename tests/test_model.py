@@ -80,3 +80,16 @@ def test_span_masks_split_anchor_and_target(tiny_model):
     tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
     assert [t for t, m in zip(tokens, anchor[0]) if m] == ["abatement"]
     assert [t for t, m in zip(tokens, target[0]) if m] == ["act", "of", "abating"]
+
+
+def test_pair_pooling_averages_only_anchor_and_target_tokens(tiny_model):
+    from solution.model import masked_mean
+
+    model, tokenizer = make_model(tiny_model, lora=False, pooling="pair")
+    enc = tokenizer(["abatement [SEP] act of abating [SEP] furniture"], return_tensors="pt")
+    hidden = torch.randn(1, enc["input_ids"].shape[1], 32)
+    pooled = model.pool(hidden, enc["attention_mask"], enc["input_ids"])
+    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+    keep = torch.tensor([[t in ("abatement", "act", "of", "abating") for t in tokens]])
+    assert torch.allclose(pooled, masked_mean(hidden, keep))
+    assert not torch.allclose(pooled, masked_mean(hidden, enc["attention_mask"].bool()))  # unlike "mean"
