@@ -43,12 +43,12 @@ class TrainConfig:
     seed: int = config_field(42, "seed for folds, shuffling and initialisation")
     # input
     max_length: int = config_field(64, "tokens per input; the grouped other-targets tail is what gets truncated")
-    use_title: bool = config_field(True, "put the CPC class title into the input")
-    group_targets: bool = config_field(True, "append the other targets of the same anchor+context")
+    use_title: bool = config_field(False, "put the CPC class title into the input (off: cost Pearson in the ablation)")
+    group_targets: bool = config_field(False, "append the other targets of the same anchor+context (off: see ablation)")
     # model
     head: str = config_field("ordinal", "ordinal (cumulative link, expected level) | linear")
     pooling: str = config_field("pair", "pair (mean over anchor+target tokens) | mean (all tokens) | cls")
-    cpc_fusion: bool = config_field(True, "add the learnable CPC section+class embedding to the token embeddings")
+    cpc_fusion: bool = config_field(False, "add the learnable CPC section+class embedding to the token embeddings")
     cpc_dim: int = config_field(64, "CPC embedding size before the projection")
     cpc_max_norm_ratio: float = config_field(0.25, "cap of the CPC vector's norm relative to the mean token-embedding norm")
     context_dropout: float = config_field(0.1, "probability of hiding the class id (trains the unknown-class fallback)")
@@ -60,8 +60,8 @@ class TrainConfig:
     # loss
     loss: str = config_field("smooth_k2", "smooth_k2 | mse")
     k2_k: float = config_field(4.0, "Smooth K2 scale k")
-    k2_thr: float = config_field(0.0625, "Smooth K2 dead zone thr (chosen by benchmarks/phrase_ablation.py)")
-    contrastive_weight: float = config_field(0.3, "lambda of the NT-Xent term (0 switches it off)")
+    k2_thr: float = config_field(0.25, "Smooth K2 dead zone thr (chosen by benchmarks/phrase_ablation.py)")
+    contrastive_weight: float = config_field(0.0, "lambda of the NT-Xent term, 0.3-0.5 when on (0 = off: see ablation)")
     contrastive_tau: float = config_field(0.1, "NT-Xent temperature")
     contrastive_min_score: float = config_field(0.75, "pairs scored at least this are NT-Xent positives")
     # optimisation
