@@ -155,3 +155,22 @@ def test_export_help_lists_every_option():
     for option in ("--run", "--out", "--fold", "--opset", "--no-int8", "--no-fp16", "--exporter", "--force",
                    "--int8-isa", "--max-abs-diff", "--max-pearson-loss", "--val-rows", "--batch-size"):
         assert option in out, option
+
+
+def test_int8_keeps_heads_and_ffn_down_projections_in_fp32(exported):
+    import onnx
+
+    from export.variants import fp32_nodes
+
+    _, model_dir = exported
+    fp32 = onnx.load(str(model_dir / "model.fold0.onnx"))
+    kept = fp32_nodes(fp32)
+    producers = {out: node.op_type for node in fp32.graph.node for out in node.output}
+    by_name = {node.name: node for node in fp32.graph.node}
+    head = [n for n in kept if any("head." in i for i in by_name[n].input)]
+    ffn_down = [n for n in kept if producers.get(by_name[n].input[0]) == "Gelu" or "gelu" in by_name[n].input[0]]
+    assert len(head) == 1 and len(ffn_down) == 2  # the tiny BERT has 2 layers
+    int8 = onnx.load(str(model_dir / "model.fold0.int8.onnx"))
+    float_matmuls = {n.name for n in int8.graph.node if n.op_type in ("MatMul", "Gemm")}
+    assert set(ffn_down) <= float_matmuls  # the excluded MatMuls are still float ops
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat") for n in int8.graph.node)
