@@ -88,7 +88,8 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def load_config_file(path: str | Path) -> dict:
+def load_config_file(path: str | Path, schema: type = TrainConfig) -> dict:
+    """Keys of a TOML, YAML or JSON config file, checked against the dataclass ``schema``."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".toml":
@@ -103,23 +104,27 @@ def load_config_file(path: str | Path) -> dict:
         data = json.loads(text)
     else:
         raise SystemExit(f"{path}: config must be .toml, .yaml/.yml or .json")
-    check_keys(data, str(path))
+    check_keys(data, str(path), schema)
     return data
 
 
-def check_keys(data: dict, source: str) -> None:
-    known = {f.name for f in fields(TrainConfig)}
+def check_keys(data: dict, source: str, schema: type = TrainConfig) -> None:
+    known = {f.name for f in fields(schema)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise SystemExit(f"{source}: unknown config key(s) {unknown}; see --help for the list")
 
 
-def parse_value(key: str, raw: str) -> Any:
-    """Turn a ``--set key=value`` string into the type of the field ``key``."""
-    kinds = {f.name: f for f in fields(TrainConfig)}
+def _default(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
+def parse_value(key: str, raw: str, schema: type = TrainConfig) -> Any:
+    """Turn a ``--set key=value`` string into the type of the field ``key`` of ``schema``."""
+    kinds = {f.name: f for f in fields(schema)}
     if key not in kinds:
         raise SystemExit(f"--set {key}=...: unknown config key; see --help for the list")
-    default = kinds[key].default if kinds[key].default is not dataclasses.MISSING else None
+    default = _default(kinds[key])
     if isinstance(default, bool):
         if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
             raise SystemExit(f"--set {key}={raw}: expected true or false")
@@ -130,21 +135,20 @@ def parse_value(key: str, raw: str) -> Any:
         return float(raw)
     if raw.startswith("["):
         return json.loads(raw)
+    if isinstance(default, list):  # a,b,c
+        return [item.strip() for item in raw.split(",") if item.strip()]
     return raw
 
 
-def build_config(file: str | None, overrides: dict[str, Any]) -> TrainConfig:
-    """Defaults < config file < overrides (None values are ignored)."""
-    values = load_config_file(file) if file else {}
+def build_config(file: str | None, overrides: dict[str, Any], schema: type = TrainConfig):
+    """Defaults < config file < overrides (None values are ignored), as an instance of ``schema``."""
+    values = load_config_file(file, schema) if file else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
-    check_keys(values, "config")
-    return TrainConfig(**values)
+    check_keys(values, "config", schema)
+    return schema(**values)
 
 
-def config_reference() -> str:
-    """Markdown-ish table of every key, its default and meaning (for --help and the README)."""
-    rows = []
-    for f in fields(TrainConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        rows.append(f"  {f.name:<22} {json.dumps(default):<40} {f.metadata['help']}")
+def config_reference(schema: type = TrainConfig) -> str:
+    """Every key of ``schema`` with its default and meaning (for --help)."""
+    rows = [f"  {f.name:<22} {json.dumps(_default(f)):<40} {f.metadata['help']}" for f in fields(schema)]
     return "config keys (file or --set key=value):\n" + "\n".join(rows)

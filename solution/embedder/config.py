@@ -9,10 +9,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
-import tomllib
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from solution.config import config_field
@@ -90,40 +87,3 @@ class EmbedderTrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def parse_value(key: str, raw: str) -> Any:
-    """A ``--set key=value`` string in the type of field ``key``."""
-    kinds = {f.name: f for f in fields(EmbedderTrainConfig)}
-    if key not in kinds:
-        raise SystemExit(f"--set {key}=...: unknown config key; see --help")
-    f = kinds[key]
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    if isinstance(default, bool):
-        return raw.lower() in ("true", "1", "yes")
-    if isinstance(default, int):
-        return int(raw)
-    if isinstance(default, float):
-        return float(raw)
-    if isinstance(default, list):
-        return json.loads(raw) if raw.startswith("[") else [s.strip() for s in raw.split(",") if s.strip()]
-    return raw
-
-
-def build_config(file: str | None, overrides: dict[str, Any]) -> EmbedderTrainConfig:
-    values: dict[str, Any] = {}
-    if file:
-        values = tomllib.loads(Path(file).read_text(encoding="utf-8"))
-        unknown = sorted(set(values) - {f.name for f in fields(EmbedderTrainConfig)})
-        if unknown:
-            raise SystemExit(f"{file}: unknown config key(s) {unknown}; see --help")
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return EmbedderTrainConfig(**values)
-
-
-def config_reference() -> str:
-    rows = []
-    for f in fields(EmbedderTrainConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        rows.append(f"  {f.name:<20} {json.dumps(default):<34} {f.metadata['help']}")
-    return "config keys (--config FILE.toml or --set key=value):\n" + "\n".join(rows)

@@ -288,11 +288,13 @@ def run(cfg, resume: bool = False) -> dict:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    from solution.embedder.config import RECIPES, config_reference
+    from solution.config import config_reference
+    from solution.embedder.config import RECIPES, EmbedderTrainConfig
 
     p = argparse.ArgumentParser(prog="python -m solution.train embedder", description=__doc__,
-                                epilog=config_reference(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="TOML file with config keys (presets: configs/embedder-*.toml)")
+                                epilog=config_reference(EmbedderTrainConfig),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="TOML, YAML or JSON file with config keys (presets: configs/embedder-*.toml)")
     p.add_argument("--corpus", help="patent CSV")
     p.add_argument("--recipe", choices=RECIPES, help="training recipe")
     p.add_argument("--out", help="run folder, e.g. runs/NAME")
@@ -309,7 +311,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     tune_malloc()
     from inference.io import DataError
-    from solution.embedder.config import build_config, parse_value
+    from solution.config import build_config, parse_value
+    from solution.embedder.config import EmbedderTrainConfig
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -317,10 +320,10 @@ def main(argv: list[str] | None = None) -> dict:
                                                 "device", "seed")}
     for item in args.set:
         key, _, raw = item.partition("=")
-        overrides[key.strip()] = parse_value(key.strip(), raw.strip())
+        overrides[key.strip()] = parse_value(key.strip(), raw.strip(), EmbedderTrainConfig)
     if args.resume and not overrides.get("out"):
         raise SystemExit("--resume needs --out runs/NAME (the run to continue)")
-    cfg = build_config(args.config, overrides)
+    cfg = build_config(args.config, overrides, EmbedderTrainConfig)
     try:
         return run(cfg, resume=args.resume)
     except DataError as err:
