@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from solution.model import DEFAULT_MODEL, resolve_model_path
+from solution.model import DEFAULT_MODEL, masked_mean, resolve_model_path
 
 
 @dataclass
@@ -49,11 +49,6 @@ class EmbedderConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def mean_pool(last_hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    mask = attention_mask.unsqueeze(-1).to(last_hidden.dtype)
-    return (last_hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-
-
 class BiEncoder(nn.Module):
     def __init__(self, config: EmbedderConfig, backbone: nn.Module):
         super().__init__()
@@ -71,7 +66,7 @@ class BiEncoder(nn.Module):
         """Unit-length embeddings (float32), one per row: the ONNX graph's single output."""
         kwargs = {"token_type_ids": torch.zeros_like(input_ids)} if self.uses_token_type_ids else {}
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        return F.normalize(mean_pool(out.last_hidden_state.float(), attention_mask), dim=-1)
+        return F.normalize(masked_mean(out.last_hidden_state.float(), attention_mask), dim=-1)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only the LoRA adapters (about 1 MB), not the frozen backbone."""
