@@ -45,11 +45,11 @@ def train_recipes(args) -> dict[str, Path]:
 
 
 def quality(args, runs: dict[str, Path]) -> tuple[dict, dict]:
-    from solution.embedder.evaluate import EvalOptions, evaluate_systems, heldout_patents, torch_encoder
+    from solution.embedder.evaluate import EvalOptions, evaluate_systems, heldout_patents, searched_collection, torch_encoder
     from solution.embedder.model import EmbedderConfig, build_encoder, load_run_encoder
 
-    opts = EvalOptions(corpus=args.corpus, max_patents=args.max_patents, device=args.device, seed=args.seed,
-                       max_phrase_groups=args.phrase_groups)
+    opts = EvalOptions(corpus=args.corpus, max_patents=args.max_patents, distractors=args.distractors,
+                       device=args.device, seed=args.seed, max_phrase_groups=args.phrase_groups)
     patents, heldout = heldout_patents(opts, next(iter(runs.values()), None))
     results: dict = {}
     enc, tok = build_encoder(EmbedderConfig(backbone=args.model, lora=False))
@@ -61,7 +61,8 @@ def quality(args, runs: dict[str, Path]) -> tuple[dict, dict]:
         systems = {recipe: (torch_encoder(enc, tok, ecfg.query_max_length, opts), torch_encoder(enc, tok, opts.max_length, opts))}
         got = evaluate_systems(systems, patents, heldout, opts, recipe, json.loads((run_dir / "config.json").read_text()))
         results.update({k: v for k, v in got.items() if k != "bm25"})
-    return results, {"n_heldout": len(heldout), "opts": opts.__dict__}
+    return results, {"n_heldout": len(heldout), "n_searched": len(searched_collection(patents, heldout, opts)),
+                     "opts": opts.__dict__}
 
 
 def speed(args, model_dir: Path) -> list[list]:
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs-dir", default="runs/bench")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--budget-minutes", type=float, default=10.0, help="training budget per recipe")
-    p.add_argument("--max-patents", type=int, default=300, help="held-out patents scored")
+    p.add_argument("--max-patents", type=int, default=300, help="held-out patents scored (the queries)")
+    p.add_argument("--distractors", type=int, default=-1, help="other corpus patents searched with them (-1 = all)")
     p.add_argument("--phrase-groups", type=int, default=200)
     p.add_argument("--index-patents", type=int, default=5335, help="patents in the speed index")
     p.add_argument("--latency-queries", type=int, default=100)
@@ -142,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
                     int8=False)
     speed_rows = speed(args, model_dir)
     speed_md = markdown_table(["measure (CPU, onnxruntime)", "value"], speed_rows)
-    notes = (f"{meta['n_heldout']} held-out patents (never trained on); training budget {args.budget_minutes} min / "
+    notes = (f"{meta['n_heldout']} held-out patents (never trained on) as queries, searched among {meta['n_searched']} "
+             f"patents (the rest are distractors); training budget {args.budget_minutes} min / "
              f"{args.epochs} epoch per recipe on {args.device}; speed measured with the {best or 'zero-shot'} model")
     body = f"{table}\n\nPer query role (nDCG@10):\n\n{format_roles(results)}\n\nSpeed:\n\n{speed_md}"
     if args.no_append:

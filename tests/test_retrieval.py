@@ -183,3 +183,25 @@ def test_bm25_top_hit_and_save_load(tmp_path, patents):
     again = Bm25Index.load(tmp_path / "bm25")
     assert np.allclose(again.scores("catheter balloon"), bm25.scores("catheter balloon"))
     assert again.scores("zzzz qqqq").sum() == 0
+
+
+# --- evaluation collection ---------------------------------------------------------------------
+
+def test_searched_collection_scored_first_then_distractors(patents):
+    from solution.embedder.evaluate import EvalOptions, searched_collection
+
+    heldout = patents[100:110]
+    every = searched_collection(patents, heldout, EvalOptions(distractors=-1))
+    assert [p.patent_id for p in every[:10]] == [p.patent_id for p in heldout]
+    assert len(every) == len(patents) and len({p.patent_id for p in every}) == len(patents)
+    some = searched_collection(patents, heldout, EvalOptions(distractors=25, seed=3))
+    assert len(some) == 35 and not {p.patent_id for p in some[10:]} & {p.patent_id for p in heldout}
+    assert some == searched_collection(patents, heldout, EvalOptions(distractors=25, seed=3))  # seeded
+    assert len(searched_collection(patents, heldout, EvalOptions(distractors=0))) == 10
+
+
+def test_known_item_qrels_count_duplicate_texts():
+    from solution.embedder.evaluate import known_item_qrels
+
+    docs = ["Balloon catheter", "knee implant", "balloon catheter ", "tooth brush"]
+    assert known_item_qrels(docs, 2) == [{0: 1.0, 2: 1.0}, {1: 1.0}]
