@@ -45,6 +45,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def rng_states() -> dict:
+    """Every random stream a training step draws from (dropout above all), for a checkpoint: a run
+    resumed from it continues exactly as if it had never stopped."""
+    import numpy as np
+    import torch
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def restore_rng_states(states: dict | None) -> None:
+    """Undo :func:`rng_states`; ``None`` (a checkpoint from before they were saved) changes nothing."""
+    import numpy as np
+    import torch
+
+    if not states:
+        return
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
 def pick_device(device: str) -> str:
     import torch
 

@@ -109,7 +109,7 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
     from solution.model import build_model
     from solution.optim import build_optimizer
     from solution.precision import autocast, grad_scaler
-    from solution.runtime import peak_memory_mb
+    from solution.runtime import peak_memory_mb, restore_rng_states, rng_states
     from solution.scheduler import cosine_factor, set_lr
 
     dist, device, precision = ctx["dist"], ctx["device"], ctx["precision"]
@@ -137,6 +137,7 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
     start_epoch, step, train_time = 0, 0, 0.0
     val_pred = np.full(len(val_idx), np.nan, dtype=np.float32)
     ckpt_path = fold_dir / "checkpoint.pt"
+    ctx_dropout = torch.Generator().manual_seed(cfg.seed + fold)
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"], strict=False)
@@ -144,6 +145,9 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
         scaler.load_state_dict(ckpt["scaler"])
         start_epoch, step, train_time = ckpt["epoch"], ckpt["step"], ckpt["train_time_s"]
         history, val_pred = ckpt["history"], ckpt["val_pred"]
+        restore_rng_states(ckpt.get("rng"))
+        if "ctx_dropout" in ckpt:
+            ctx_dropout.set_state(ckpt["ctx_dropout"])
         log.info("fold %d: resuming after epoch %d (step %d)", fold, start_epoch, step)
     train_model = model
     if dist.enabled:
@@ -165,7 +169,6 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
                    precision, pad_id)
     eval_rate = len(probe) / max(1e-6, time.time() - t0)
     stopped_by = "epochs"
-    ctx_dropout = torch.Generator().manual_seed(cfg.seed + fold)
 
     for epoch in range(start_epoch, cfg.epochs):
         rng = random.Random(cfg.seed * 1000 + fold * 100 + epoch)  # same on every process and on resume
@@ -242,7 +245,8 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
                      record["train_loss"], record["val_pearson"], record["pairs_per_s"])
             atomic_torch_save({"epoch": epoch + 1, "step": step, "train_time_s": train_time, "history": history,
                                "val_pred": val_pred, "model": model.trainable_state_dict(),
-                               "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}, ckpt_path)
+                               "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                               "rng": rng_states(), "ctx_dropout": ctx_dropout.get_state()}, ckpt_path)
             ctx["on_epoch"](fold, history)
         barrier(dist)
         if stopped_by == "budget":

@@ -70,6 +70,44 @@ def test_resume_guard_and_complete_run(trained):
     assert run(cfg, resume=True)["steps"] == metrics["steps"]  # complete: nothing to do
 
 
+def test_mid_epoch_resume_matches_an_uninterrupted_run(tmp_path, tiny_model, corpus, monkeypatch):
+    """A crash mid-epoch loses nothing: resuming from the per-step checkpoint ends with the same weights."""
+    import torch
+
+    import solution.embedder.train as train_module
+    from solution.embedder.config import EmbedderTrainConfig
+
+    def config(name: str) -> EmbedderTrainConfig:
+        # no warm-up and a budget far away: the clock cannot change a learning rate between the runs
+        return EmbedderTrainConfig(corpus=str(corpus), recipe="mqg", model=str(tiny_model), out=str(tmp_path / name),
+                                   epochs=2, budget_minutes=600, device="cpu", precision="fp32", batch_size=8,
+                                   max_length=48, train_max_length=32, query_max_length=16, heldout_fraction=0.2,
+                                   val_patents=0, negative_top_k=5, lr=1e-3, warmup_ratio=0.0,
+                                   checkpoint_minutes=0.0)
+
+    whole = train_module.run(config("whole"))
+    real, calls = train_module.step_loss, {"n": 0}
+
+    def crash_in_the_middle(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 9:  # batch 3 of epoch 2 (48 training patents: 6 batches per epoch)
+            raise KeyboardInterrupt("simulated crash")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "step_loss", crash_in_the_middle)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.run(config("crashed"))
+    ckpt = torch.load(tmp_path / "crashed" / "checkpoint.pt", weights_only=False)
+    assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (1, 2, 8)
+    monkeypatch.setattr(train_module, "step_loss", real)
+    resumed = train_module.run(config("crashed"), resume=True)
+    assert resumed["steps"] == whole["steps"] == 12
+    a = torch.load(tmp_path / "whole" / "trainable_state.pt")
+    b = torch.load(tmp_path / "crashed" / "trainable_state.pt")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert any(float(a[k].abs().sum()) > 0 for k in a if "lora_B" in k)  # it trained (LoRA B starts at zero)
+
+
 def test_evaluate_table(trained, small_data, corpus):
     from solution.embedder.evaluate import EvalOptions, run_evaluation
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from solution import train as train_module
 from solution.train import run
@@ -63,14 +64,17 @@ def test_budget_stop_still_writes_a_complete_submission(tiny_config, small_data)
     assert submission_ids(Path(cfg.submission)) == input_ids(small_data / "uspppm" / "test.csv")
 
 
-def test_resume_continues_from_the_last_checkpoint(tiny_config, monkeypatch):
-    cfg = tiny_config(epochs=3)
+def test_resume_continues_from_the_last_checkpoint(tiny_config, tmp_path, monkeypatch):
+    # no warm-up and a budget far away: the clock then cannot change a learning rate between the runs
+    steady = dict(epochs=3, warmup_ratio=0.0, budget_minutes=600)
+    whole = run(tiny_config(**steady, out=str(tmp_path / "whole"), submission=str(tmp_path / "whole.csv")))
+    cfg = tiny_config(**steady)
     real = train_module.predict_scores
     calls = {"n": 0}
 
     def crash_on_second_eval(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 3:  # 1: the speed probe before training, 2: epoch 1's evaluation
             raise KeyboardInterrupt("simulated crash in epoch 2")
         return real(*args, **kwargs)
 
@@ -79,6 +83,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_config, monkeypatch):
         run(cfg)
     state = json.loads((Path(cfg.out) / "run_state.json").read_text())
     assert not state["complete"]
+    assert torch.load(Path(cfg.out) / "fold0" / "checkpoint.pt", weights_only=False)["epoch"] == 1
     monkeypatch.setattr(train_module, "predict_scores", real)
     with pytest.raises(SystemExit, match="--resume"):
         run(cfg)  # an existing run is never silently overwritten
@@ -87,6 +92,9 @@ def test_resume_continues_from_the_last_checkpoint(tiny_config, monkeypatch):
     assert [e["epoch"] for e in epochs] == [1, 2, 3]
     steps_per_epoch = epochs[0]["steps"]
     assert [e["steps"] for e in epochs] == [steps_per_epoch, 2 * steps_per_epoch, 3 * steps_per_epoch]
+    # the resumed run continues exactly where it stopped (dropout draws included)
+    expected = [e["val_pearson"] for e in whole["folds"]["0"]["epochs"]]
+    assert [e["val_pearson"] for e in epochs] == pytest.approx(expected, abs=1e-6)
     assert json.loads((Path(cfg.out) / "run_state.json").read_text())["complete"]
 
 

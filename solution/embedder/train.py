@@ -156,7 +156,7 @@ def run(cfg, resume: bool = False) -> dict:
     from solution.embedder.split import split_patents
     from solution.optim import build_optimizer
     from solution.precision import resolve_precision
-    from solution.runtime import peak_memory_mb, pick_device, seed_everything
+    from solution.runtime import peak_memory_mb, pick_device, restore_rng_states, rng_states, seed_everything
     from solution.scheduler import cosine_factor, set_lr
 
     run_dir = Path(cfg.out) if cfg.out else Path("runs") / time.strftime(f"embedder-{cfg.recipe}-%Y%m%d-%H%M%S")
@@ -209,6 +209,7 @@ def run(cfg, resume: bool = False) -> dict:
         model.load_state_dict(ckpt["model"], strict=False)
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch, start_batch, step, metrics = ckpt["epoch"], ckpt["batch"], ckpt["step"], ckpt["metrics"]
+        restore_rng_states(ckpt.get("rng"))
         log.info("resuming at epoch %d, batch %d (step %d)", start_epoch + 1, start_batch, step)
 
     def save_state(complete: bool = False) -> None:
@@ -217,7 +218,8 @@ def run(cfg, resume: bool = False) -> dict:
 
     def checkpoint(epoch: int, batch: int) -> None:
         atomic_torch_save({"epoch": epoch, "batch": batch, "step": step, "metrics": metrics,
-                           "model": model.trainable_state_dict(), "optimizer": optimizer.state_dict()}, ckpt_path)
+                           "model": model.trainable_state_dict(), "optimizer": optimizer.state_dict(),
+                           "rng": rng_states()}, ckpt_path)
         save_state()
 
     save_state()
