@@ -45,7 +45,14 @@ def train_recipes(args) -> dict[str, Path]:
 
 
 def quality(args, runs: dict[str, Path]) -> tuple[dict, dict]:
-    from solution.embedder.evaluate import EvalOptions, evaluate_systems, heldout_patents, searched_collection, torch_encoder
+    from solution.embedder.evaluate import (
+        EvalOptions,
+        evaluate_systems,
+        heldout_patents,
+        query_patents,
+        searched_collection,
+        torch_encoder,
+    )
     from solution.embedder.model import EmbedderConfig, build_encoder, load_run_encoder
 
     opts = EvalOptions(corpus=args.corpus, max_patents=args.max_patents, distractors=args.distractors,
@@ -61,8 +68,9 @@ def quality(args, runs: dict[str, Path]) -> tuple[dict, dict]:
         systems = {recipe: (torch_encoder(enc, tok, ecfg.query_max_length, opts), torch_encoder(enc, tok, opts.max_length, opts))}
         got = evaluate_systems(systems, patents, heldout, opts, recipe, json.loads((run_dir / "config.json").read_text()))
         results.update({k: v for k, v in got.items() if k != "bm25"})
-    return results, {"n_heldout": len(heldout), "n_searched": len(searched_collection(patents, heldout, opts)),
-                     "opts": opts.__dict__}
+    queried = query_patents(heldout, opts)
+    return results, {"n_heldout": len(heldout), "n_queries": len(queried),
+                     "n_searched": len(searched_collection(patents, queried, opts)), "opts": opts.__dict__}
 
 
 def speed(args, model_dir: Path) -> list[list]:
@@ -144,8 +152,9 @@ def main(argv: list[str] | None = None) -> None:
                     int8=False)
     speed_rows = speed(args, model_dir)
     speed_md = markdown_table(["measure (CPU, onnxruntime)", "value"], speed_rows)
-    notes = (f"{meta['n_heldout']} held-out patents (never trained on) as queries, searched among {meta['n_searched']} "
-             f"patents (the rest are distractors); training budget {args.budget_minutes} min / "
+    notes = (f"{meta['n_queries']} held-out patents (never trained on) as queries, searched among {meta['n_searched']} "
+             f"patents (the rest are distractors); macro-F1 and V-measure on all {meta['n_heldout']} held-out "
+             f"patents; training budget {args.budget_minutes} min / "
              f"{args.epochs} epoch per recipe on {args.device}; speed measured with the {best or 'zero-shot'} model")
     body = f"{table}\n\nPer query role (nDCG@10):\n\n{format_roles(results)}\n\nSpeed:\n\n{speed_md}"
     if args.no_append:

@@ -111,9 +111,11 @@ def test_mid_epoch_resume_matches_an_uninterrupted_run(tmp_path, tiny_model, cor
 def test_evaluate_table(trained, small_data, corpus):
     from solution.embedder.evaluate import EvalOptions, run_evaluation
 
-    opts = EvalOptions(corpus=str(corpus), phrases=str(small_data / "uspppm" / "train.csv"), max_patents=0,
+    opts = EvalOptions(corpus=str(corpus), phrases=str(small_data / "uspppm" / "train.csv"), max_patents=5,
                        max_phrase_groups=5, max_length=48)
     report = run_evaluation(str(trained[0]), None, opts)
+    # 5 of the 12 held-out patents are queries, searched among all 60; labels use all 12
+    assert (report["n_heldout_scored"], report["n_heldout"], report["n_searched"]) == (5, 12, 60)
     systems = set(report["results"])
     assert {"zero-shot", "bm25"} <= systems and any(s.startswith("hybrid-rrf") for s in systems)
     run_row = report["results"]["combined:combined"]

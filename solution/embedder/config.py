@@ -60,7 +60,7 @@ class EmbedderTrainConfig:
     supcon_tau: float = config_field(0.1, "supervised-contrastive temperature")
     weight_mqg: float = config_field(1.0, "combined recipe: weight of the query -> patent loss")
     weight_align: float = config_field(0.5, "combined recipe: weight of the title <-> abstract loss")
-    weight_cpc: float = config_field(0.2, "combined recipe: weight of the CPC supervised-contrastive loss")
+    weight_cpc: float = config_field(1.0, "combined recipe: weight of the CPC supervised-contrastive loss")
     # optimisation
     batch_size: int = config_field(32, "patents per step")
     eval_batch_size: int = config_field(64, "batch size for encoding")

@@ -31,7 +31,7 @@ class EvalOptions:
     corpus: str = "data/patents/a61_patents.csv"
     phrases: str = "data/uspppm/train.csv"
     cpc_titles: str = "data/cpc/ipc_section_class_subclass_titles.csv"
-    max_patents: int = 300  # held-out patents scored as queries (0 = all)
+    max_patents: int = 300  # held-out patents used as queries (0 = all); classification and clustering use all
     # Other patents of the corpus searched alongside the scored ones (-1 = all, 0 = none). Known-item search
     # among 300 documents is nearly solved by any model (nDCG@10 ~0.9); among the whole collection it
     # separates models. Distractors are never relevant, so training on them leaks nothing.
@@ -77,10 +77,12 @@ def heldout_patents(opts: EvalOptions, run_dir: Path | None):
         split = split_patents([p.patent_id for p in patents], opts.heldout_fraction, opts.seed)
     held = set(split["heldout"])
     trained = set(split.get("trained", split["train"]))
-    heldout = [p for p in patents if p.patent_id in held and p.patent_id not in trained]
-    if opts.max_patents:
-        heldout = heldout[: opts.max_patents]
-    return patents, heldout
+    return patents, [p for p in patents if p.patent_id in held and p.patent_id not in trained]
+
+
+def query_patents(heldout: list, opts: EvalOptions) -> list:
+    """The held-out patents whose title and synthetic queries are searched for (``opts.max_patents``)."""
+    return heldout[: opts.max_patents] if opts.max_patents else heldout
 
 
 def searched_collection(patents, heldout, opts: EvalOptions) -> list:
@@ -104,19 +106,19 @@ def known_item_qrels(docs: list[str], n_queries: int) -> list[dict[int, float]]:
     return [dict.fromkeys(same[docs[i].strip().lower()], 1.0) for i in range(n_queries)]
 
 
-def build_tasks(patents, heldout, opts: EvalOptions, generator: str = "offline", doc_view: str = "title+abstract",
+def build_tasks(patents, queried, opts: EvalOptions, generator: str = "offline", doc_view: str = "title+abstract",
                 typo_rate: float = 0.15):
     from solution.embedder.evaluators.ir import RetrievalTask
     from solution.embedder.queries import ROLES, make_generator
 
-    collection = searched_collection(patents, heldout, opts)
+    collection = searched_collection(patents, queried, opts)
     abstracts = [p.abstract for p in collection]
-    tasks = [RetrievalTask("title2abstract", [p.title for p in heldout], abstracts,
-                           known_item_qrels(abstracts, len(heldout)))]
+    tasks = [RetrievalTask("title2abstract", [p.title for p in queried], abstracts,
+                           known_item_qrels(abstracts, len(queried)))]
     gen = make_generator(generator, patents, seed=opts.seed, subclass_titles=opts.cpc_titles, typo_rate=typo_rate)
-    queries = gen.generate(heldout)
+    queries = gen.generate(queried)
     docs = [p.view(doc_view) for p in collection]
-    qrels = known_item_qrels(docs, len(heldout))
+    qrels = known_item_qrels(docs, len(queried))
     for role in ROLES:
         tasks.append(RetrievalTask(f"queries:{role}", [q.text for q in queries if q.role == role], docs, qrels))
     return tasks
@@ -130,7 +132,7 @@ def evaluate_systems(systems: dict, patents, heldout, opts: EvalOptions, hybrid_
     from solution.embedder.evaluators.phrases import load_phrase_groups, phrase_ndcg
 
     doc_view = run_cfg.get("doc_view", "title+abstract")
-    tasks = build_tasks(patents, heldout, opts, run_cfg.get("generator", "offline"), doc_view,
+    tasks = build_tasks(patents, query_patents(heldout, opts), opts, run_cfg.get("generator", "offline"), doc_view,
                         run_cfg.get("typo_rate", 0.15))
     results: dict[str, dict] = {}
     for task in tasks:
@@ -208,8 +210,10 @@ def run_evaluation(run: str | None, model: str | None, opts: EvalOptions, zero_s
         hybrid_of = hybrid_of or "zero-shot"
     t0 = time.time()
     results = evaluate_systems(systems, patents, heldout, opts, hybrid_of, run_cfg)
+    queried = query_patents(heldout, opts)
     report = {"run": str(run_dir) if run_dir else None, "backbone": backbone, "corpus": opts.corpus,
-              "n_heldout_scored": len(heldout), "n_searched": len(searched_collection(patents, heldout, opts)),
+              "n_heldout": len(heldout), "n_heldout_scored": len(queried),
+              "n_searched": len(searched_collection(patents, queried, opts)),
               "options": opts.__dict__, "results": results,
               "eval_s": time.time() - t0, "table": format_table(results), "roles_table": format_roles(results)}
     return report
@@ -253,5 +257,6 @@ def main(argv: list[str]) -> dict:
     print()
     print(report["roles_table"])
     print(f"\n{report['n_heldout_scored']} held-out patents as queries, {report['n_searched']} patents searched; "
+          f"classification and clustering on all {report['n_heldout']} held-out patents; "
           f"report: {out}")
     return report
