@@ -32,7 +32,7 @@ def trained(tmp_path_factory, tiny_model, corpus):
     cfg = EmbedderTrainConfig(corpus=str(corpus), recipe="combined", model=str(tiny_model), out=str(out), epochs=2,
                               budget_minutes=3, device="cpu", precision="fp32", batch_size=8, max_length=48,
                               train_max_length=32, query_max_length=16, heldout_fraction=0.2, val_patents=8,
-                              negative_top_k=5, log_every=1, lr=1e-3)
+                              hard_negatives=1, negative_top_k=5, log_every=1, lr=1e-3)
     metrics = run(cfg)
     return out, cfg, metrics
 
@@ -106,6 +106,41 @@ def test_mid_epoch_resume_matches_an_uninterrupted_run(tmp_path, tiny_model, cor
     b = torch.load(tmp_path / "crashed" / "trainable_state.pt")
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert any(float(a[k].abs().sum()) > 0 for k in a if "lora_B" in k)  # it trained (LoRA B starts at zero)
+
+
+@pytest.mark.parametrize("all_views", [True, False])
+def test_combined_cpc_loss_spans_every_encoded_view(tmp_path, tiny_model, corpus, monkeypatch, all_views):
+    """The CPC term sees the step's queries, documents, negatives, titles and abstracts, each row
+    labelled with the subclasses of the patent it came from; or only the documents when switched off."""
+    import random
+
+    import solution.embedder.losses as losses
+    from inference.retrieval.corpus import read_patents
+    from solution.embedder.config import EmbedderTrainConfig
+    from solution.embedder.model import build_encoder
+    from solution.embedder.train import TrainingData, step_loss
+
+    cfg = EmbedderTrainConfig(corpus=str(corpus), recipe="combined", model=str(tiny_model), hard_negatives=1,
+                              negative_top_k=5, train_max_length=32, query_max_length=16, cpc_all_views=all_views)
+    patents = read_patents(corpus)[:20]
+    data = TrainingData(cfg, patents, tmp_path, corpus=patents)
+    model, tokenizer = build_encoder(cfg.embedder_config())
+    seen, real = {}, losses.supcon_loss
+
+    def spy(embeddings, labels, tau):
+        seen["n"], seen["labels"] = len(embeddings), labels.cpu().numpy()
+        return real(embeddings, labels, tau)
+
+    monkeypatch.setattr(losses, "supcon_loss", spy)
+    idx = np.array([3, 7, 11, 15])
+    step_loss(model, data, idx, cfg, cfg.loss_weights(), random.Random(0), tokenizer, "cpu", "fp32")
+    negs = [data.query_negs[r][i][0] for r, i in zip([random.Random(0).choice(cfg.roles) for _ in idx], idx)]
+    if all_views:  # queries, documents, query negatives, titles, abstracts, title negatives
+        owners = [*idx, *idx, *negs, *idx, *idx, *(data.align_negs[i][0] for i in idx)]
+    else:
+        owners = list(idx)
+    assert seen["n"] == len(owners)
+    assert (seen["labels"] == data.labels[owners]).all()
 
 
 def test_evaluate_table(trained, small_data, corpus):

@@ -46,9 +46,13 @@ class EmbedderTrainConfig:
     generator: str = config_field("offline", "query generator: offline | openai[:MODEL] | hf:PATH")
     roles: list = config_field(["concept", "keyword", "question", "colloquial", "misspelled"], "query roles to train on")
     typo_rate: float = config_field(0.15, "share of words the misspelled role edits")
-    hard_negatives: int = config_field(1, "BM25 hard negatives per query (0 = in-batch only)")
+    # On 2 CPU cores one mined negative made a step 2.4x slower and lost at equal time (benchmarks/RESULTS.md,
+    # "short training variants"); the GPU preset, with compute to spare, uses 2.
+    hard_negatives: int = config_field(0, "BM25 hard negatives per query (0 = in-batch only)")
     negative_top_k: int = config_field(30, "BM25 depth the hard negatives are drawn from")
     negative_skip_top: int = config_field(0, "skip this many top non-positive BM25 hits (likely false negatives)")
+    batch_grouping: str = config_field("random", "random | subclass: batches of one main CPC subclass (harder "
+                                                 "in-batch negatives; not for the cpc loss, which needs other subclasses)")
     # model
     lora: bool = config_field(True, "LoRA adapters (false = full fine-tuning)")
     lora_r: int = config_field(8, "LoRA rank")
@@ -58,6 +62,8 @@ class EmbedderTrainConfig:
     # losses
     scale: float = config_field(20.0, "MNRL logit scale (1 / temperature)")
     supcon_tau: float = config_field(0.1, "supervised-contrastive temperature")
+    cpc_all_views: bool = config_field(True, "combined recipe: the CPC loss spans every vector a step encodes "
+                                             "(queries, documents, negatives, titles, abstracts), not only the documents")
     weight_mqg: float = config_field(1.0, "combined recipe: weight of the query -> patent loss")
     weight_align: float = config_field(0.5, "combined recipe: weight of the title <-> abstract loss")
     weight_cpc: float = config_field(1.0, "combined recipe: weight of the CPC supervised-contrastive loss")

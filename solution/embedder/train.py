@@ -48,6 +48,7 @@ class TrainingData:
         self.patents = patents
         self.docs = [p.view(cfg.doc_view) for p in patents]
         self.titles = [p.title for p in patents]
+        self.groups = [p.subclasses[0] if p.subclasses else "" for p in patents]  # main classification
         self.abstracts = [p.abstract for p in patents]
         codes = sorted({c for p in patents for c in p.subclasses})
         self.labels = np.zeros((len(patents), max(1, len(codes))), dtype=bool)
@@ -84,6 +85,27 @@ class TrainingData:
             self.align_negs = fill_random_negatives(negs, pos, len(patents), n_neg, cfg.seed)
 
 
+def epoch_batches(n: int, batch_size: int, seed: int, groups: list[str] | None = None) -> list[np.ndarray]:
+    """One epoch's batches of training positions; with ``groups`` (a key per patent) the patents of one
+    group are kept together, so in-batch negatives come from the same field: harder, like the
+    distractors of a search in that field. Batch order is shuffled either way.
+
+    >>> sorted(sorted(set("abbaba"[i] for i in b)) for b in epoch_batches(6, 3, 0, groups=list("abbaba")))
+    [['a'], ['b']]
+    """
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    if groups is not None:
+        keys = sorted(set(groups))
+        rank = {k: r for k, r in zip(keys, rng.permutation(len(keys)))}
+        order = np.array(sorted(order, key=lambda i: rank[groups[i]]), dtype=order.dtype)  # stable: shuffled within
+    batches = [order[s:s + batch_size] for s in range(0, n, batch_size)]
+    batches = [b for b in batches if len(b) > 1]  # a lone row has no in-batch negatives
+    if groups is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
 def step_loss(model, data: TrainingData, idx: np.ndarray, cfg, weights: dict[str, float], rng: random.Random,
               tokenizer, device: str, precision: str) -> tuple:
     """The weighted loss of one batch of training patents ``idx`` and its parts (floats)."""
@@ -99,6 +121,9 @@ def step_loss(model, data: TrainingData, idx: np.ndarray, cfg, weights: dict[str
 
     ids = torch.as_tensor(idx, device=device)
     parts: dict[str, torch.Tensor] = {}
+    # every batch of vectors this step encodes, with the training patent each row belongs to: the CPC
+    # loss can span them all (a query carries its patent's subclasses) at no extra encoding cost
+    encoded: list[tuple[torch.Tensor, list[int]]] = []
     doc_vecs = None
     if "mqg" in weights:
         roles = [rng.choice(cfg.roles) for _ in idx]
@@ -107,6 +132,7 @@ def step_loss(model, data: TrainingData, idx: np.ndarray, cfg, weights: dict[str
         negs = [n for r, i in zip(roles, idx) for n in (data.query_negs[r][i] if r in data.query_negs else [])]
         neg_vecs = enc([data.docs[n] for n in negs], cfg.train_max_length) if negs else None
         parts["mqg"] = mnrl_loss(q, doc_vecs, neg_vecs, doc_ids=ids, scale=cfg.scale)
+        encoded += [(q, list(idx)), (doc_vecs, list(idx))] + ([(neg_vecs, negs)] if negs else [])
     if "align" in weights:
         t = enc([data.titles[i] for i in idx], cfg.query_max_length)
         a = enc([data.abstracts[i] for i in idx], cfg.train_max_length)
@@ -119,11 +145,16 @@ def step_loss(model, data: TrainingData, idx: np.ndarray, cfg, weights: dict[str
             cc = enc([data.patents[i].claims for i in with_claims], cfg.train_max_length)
             loss = (loss + mnrl_loss(ca, cc, scale=cfg.scale, symmetric=True)) / 2
         parts["align"] = loss
+        encoded += [(t, list(idx)), (a, list(idx))] + ([(neg_vecs, negs)] if negs else [])
     if "cpc" in weights:
         if doc_vecs is None:
             doc_vecs = enc([data.docs[i] for i in idx], cfg.train_max_length)
-        labels = torch.as_tensor(data.labels[idx], device=device)
-        parts["cpc"] = supcon_loss(doc_vecs, labels, cfg.supcon_tau)
+            encoded.append((doc_vecs, list(idx)))
+        if not cfg.cpc_all_views:
+            encoded = [(doc_vecs, list(idx))]
+        rows = [i for _, owners in encoded for i in owners]
+        labels = torch.as_tensor(data.labels[rows], device=device)
+        parts["cpc"] = supcon_loss(torch.cat([v for v, _ in encoded]), labels, cfg.supcon_tau)
     total = sum(weights[k] * v for k, v in parts.items())
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
@@ -169,6 +200,10 @@ def run(cfg, resume: bool = False) -> dict:
         saved.budget_minutes, saved.epochs, saved.device = cfg.budget_minutes, cfg.epochs, cfg.device
         cfg = saved
     weights = cfg.loss_weights()
+    if cfg.batch_grouping not in ("random", "subclass"):
+        raise SystemExit(f"batch_grouping={cfg.batch_grouping!r}: choose random or subclass")
+    if cfg.batch_grouping == "subclass" and "cpc" in weights:
+        log.warning("batch_grouping=subclass gives the CPC loss batches of one subclass, with few negatives")
     device = pick_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     clock = Clock(cfg.budget_minutes * 60, offset)
@@ -231,9 +266,8 @@ def run(cfg, resume: bool = False) -> dict:
     last_ckpt = time.time()
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
-        order = np.random.default_rng(cfg.seed * 1000 + epoch).permutation(n)  # same on resume
-        batches = [order[s:s + cfg.batch_size] for s in range(0, n, cfg.batch_size)]
-        batches = [b for b in batches if len(b) > 1]  # a lone row has no in-batch negatives
+        batches = epoch_batches(n, cfg.batch_size, cfg.seed * 1000 + epoch,  # same on resume
+                                data.groups if cfg.batch_grouping == "subclass" else None)
         first = start_batch if epoch == start_epoch else 0
         epoch_start, seen, sums, count = time.time(), 0, {}, 0
         bar = tqdm(range(first, len(batches)), desc=f"{cfg.recipe} epoch {epoch + 1}/{cfg.epochs}",
