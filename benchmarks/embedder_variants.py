@@ -1,0 +1,131 @@
+"""Short embedder training variants, each changing one thing: what moves title -> abstract retrieval,
+classification and clustering on this CPU.
+
+    python benchmarks/embedder_variants.py                       # every variant (~50 min on 2 cores)
+    python benchmarks/embedder_variants.py --only mqg,mqg-h0     # some of them
+
+Each variant trains ``configs/embedder-cpu.toml`` plus its overrides for a few minutes of wall clock
+into ``--runs-dir/probe-NAME`` (a finished run and its evaluation are reused), then scores the metrics
+of the full benchmark (benchmarks/retrieval.py) that decide the targets, with the same definitions,
+split and seeds: t2a nDCG@10 / MRR@10 (300 held-out titles, the whole corpus searched), macro-F1 and
+V-measure on all held-out patents. Appends the table to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._results import append_results, markdown_table  # noqa: E402
+
+# name, what it changes, minutes of training, config overrides (on top of configs/embedder-cpu.toml)
+VARIANTS: list[tuple[str, str, float, dict]] = [
+    ("mqg", "mqg, 1 BM25 hard negative (the preset until these rows)", 3, {"recipe": "mqg", "hard_negatives": 1}),
+    ("mqg-abs", "mqg, documents = abstract only", 3, {"recipe": "mqg", "hard_negatives": 1, "doc_view": "abstract"}),
+    ("align", "align, 1 BM25 hard negative", 3, {"recipe": "align", "hard_negatives": 1}),
+    ("mqg-fullft", "mqg, full fine-tuning (lr 1e-4)", 3, {"recipe": "mqg", "hard_negatives": 1, "lora": False, "lr": 1e-4}),
+    ("mqg-lr2e3", "mqg, LoRA lr 2e-3", 3, {"recipe": "mqg", "hard_negatives": 1, "lr": 2e-3}),
+    ("mqg-b64h2", "mqg, batch 64, 2 hard negatives", 3, {"recipe": "mqg", "batch_size": 64, "hard_negatives": 2}),
+    ("mqg-len256", "mqg, 256 training tokens", 3, {"recipe": "mqg", "hard_negatives": 1, "train_max_length": 256}),
+    ("mqg-skip5", "mqg, negatives skip the 5 top BM25 hits (depth 50)", 3,
+     {"recipe": "mqg", "hard_negatives": 1, "negative_skip_top": 5, "negative_top_k": 50}),
+    ("mqg-h0", "mqg, in-batch negatives only", 3, {"recipe": "mqg", "hard_negatives": 0}),
+    ("mqg-subclass", "mqg, 1 hard negative, batches of one CPC subclass", 3,
+     {"recipe": "mqg", "hard_negatives": 1, "batch_grouping": "subclass"}),
+    ("mqg-h0-subclass", "mqg, in-batch negatives only, batches of one CPC subclass", 3,
+     {"recipe": "mqg", "hard_negatives": 0, "batch_grouping": "subclass"}),
+    ("combined-allviews", "combined, 1 hard negative, CPC loss over every encoded view", 10,
+     {"recipe": "combined", "hard_negatives": 1, "cpc_all_views": True}),
+]
+
+
+def evaluate(run_dir: Path | None, corpus: str, device: str) -> dict:
+    """t2a nDCG@10 / MRR@10 over the whole corpus, macro-F1 and V-measure (cached in the run folder)."""
+    from solution.embedder.evaluate import EvalOptions, build_tasks, heldout_patents, query_patents, torch_encoder
+    from solution.embedder.evaluators.classification import classification_macro_f1
+    from solution.embedder.evaluators.clustering import clustering_v_measure
+    from solution.embedder.evaluators.ir import evaluate_task
+    from solution.embedder.model import EmbedderConfig, build_encoder, load_run_encoder
+
+    opts = EvalOptions(corpus=corpus, device=device)
+    if run_dir is None:
+        enc, tok = build_encoder(EmbedderConfig(lora=False))
+        enc.eval()
+    else:
+        enc, tok, _ = load_run_encoder(run_dir, device)
+    patents, heldout = heldout_patents(opts, run_dir)
+    t2a = build_tasks(patents, query_patents(heldout, opts), opts)[0]
+    encode_q, encode_d = torch_encoder(enc, tok, opts.query_max_length, opts), torch_encoder(enc, tok, opts.max_length, opts)
+    ir = evaluate_task(t2a, {"run": (encode_q, encode_d)})["run"]
+    emb = encode_d([p.view("title+abstract") for p in heldout])
+    labels = [p.subclasses[0] if p.subclasses else "none" for p in heldout]
+    return {"t2a_ndcg10": ir["ndcg@10"], "t2a_mrr10": ir["mrr@10"],
+            "f1": classification_macro_f1(emb, labels, seed=opts.seed),
+            "v": clustering_v_measure(emb, labels, seed=opts.seed)}
+
+
+def cached(path: Path, compute) -> dict:
+    if path.exists():
+        return json.loads(path.read_text())
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    from solution.runtime import tune_malloc
+
+    tune_malloc()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--corpus", default="data/patents/a61_patents.csv")
+    p.add_argument("--config", default="configs/embedder-cpu.toml")
+    p.add_argument("--only", type=lambda s: [v for v in s.split(",") if v], help="comma-separated variant names")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-append", action="store_true", help="print only; do not touch RESULTS.md")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from solution.config import build_config
+    from solution.embedder.config import EmbedderTrainConfig
+    from solution.embedder.train import run
+
+    runs_dir = Path(args.runs_dir)
+    zero = cached(runs_dir / "probe-zero-shot.json", lambda: evaluate(None, args.corpus, args.device))
+    rows = [["zero-shot", "packaged MiniLM, no training", "-", "-", zero["t2a_ndcg10"], "+0.0%", zero["t2a_mrr10"],
+             zero["f1"], zero["v"]]]
+    for name, what, minutes, overrides in VARIANTS:
+        if args.only and name not in args.only:
+            continue
+        out = runs_dir / f"probe-{name}"
+        state = out / "run_state.json"
+        if not (state.exists() and json.loads(state.read_text()).get("complete")):
+            cfg = build_config(args.config, {**overrides, "corpus": args.corpus, "out": str(out), "budget_minutes": minutes,
+                                             "val_patents": 0, "device": args.device}, EmbedderTrainConfig)
+            t0 = time.time()
+            run(cfg, resume=state.exists())
+            print(f"{name}: trained in {time.time() - t0:.0f} s")
+        got = cached(out / "variant_eval.json", lambda run_dir=out: evaluate(run_dir, args.corpus, args.device))
+        steps = json.loads((out / "metrics.json").read_text())["steps"]
+        rel = got["t2a_ndcg10"] / zero["t2a_ndcg10"] - 1
+        rows.append([name, what, f"{minutes:g}", steps, got["t2a_ndcg10"], f"{rel:+.1%}", got["t2a_mrr10"], got["f1"],
+                     got["v"]])
+    table = markdown_table(["variant", "change", "train min", "steps", "t2a ndcg@10", "vs zero-shot", "t2a mrr@10",
+                            "macro-F1", "V-measure"], rows)
+    notes = (f"base {args.config} (LoRA r=8, lr 5e-4, bf16, batch 32, 128 training tokens) with the overrides named; "
+             "300 held-out titles searched among the whole corpus; F1 / V-measure on all held-out patents")
+    if args.no_append:
+        print(table)
+    else:
+        append_results("Retrieval embedders: short training variants", table, notes=notes)
+
+
+if __name__ == "__main__":
+    main()
