@@ -50,12 +50,14 @@ def command_line() -> str:
     return "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
 
-def append_results(title: str, table_md: str, command: str | None = None, notes: str = "") -> str:
-    """Print and append one section; returns the text written."""
+def append_results(title: str, table_md: str, command: str | None = None, notes: str = "", append: bool = True) -> str:
+    """Print one section and append it to RESULTS.md (``append=False``: print only); returns the text."""
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = (f"\n## {title}\n\n- machine: {machine()}\n- date: {stamp}\n- commit: {commit()}\n"
             f"- command: `{command or command_line()}`\n" + (f"- notes: {notes}\n" if notes else "") + f"\n{table_md.strip()}\n")
     print(text)
+    if not append:
+        return text
     if not RESULTS.exists():
         RESULTS.write_text("# Benchmark results\n\nAppended by the scripts in benchmarks/; newest at the bottom.\n")
     with open(RESULTS, "a", encoding="utf-8") as f:

@@ -121,10 +121,7 @@ def main(argv: list[str] | None = None) -> None:
                             "macro-F1", "V-measure"], rows)
     notes = (f"base {args.config} (LoRA r=8, lr 5e-4, bf16, batch 32, 128 training tokens) with the overrides named; "
              "300 held-out titles searched among the whole corpus; F1 / V-measure on all held-out patents")
-    if args.no_append:
-        print(table)
-    else:
-        append_results("Retrieval embedders: short training variants", table, notes=notes)
+    append_results("Retrieval embedders: short training variants", table, notes=notes, append=not args.no_append)
 
 
 if __name__ == "__main__":

@@ -182,10 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     notes = (f"fold {args.fold}, {len(inputs)} validation rows, {args.threads} threads; pairs/s is model time on "
              "pre-tokenised length-bucketed batches; cold start = fresh process to first score")
     command = "python benchmarks/inference_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    if args.no_append:
-        print(table)
-    else:
-        append_results(args.title, table, command, notes)
+    append_results(args.title, table, command, notes, append=not args.no_append)
 
 
 if __name__ == "__main__":

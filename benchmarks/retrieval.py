@@ -157,10 +157,7 @@ def main(argv: list[str] | None = None) -> None:
              f"patents; training budget {args.budget_minutes} min / "
              f"{args.epochs} epoch per recipe on {args.device}; speed measured with the {best or 'zero-shot'} model")
     body = f"{table}\n\nPer query role (nDCG@10):\n\n{format_roles(results)}\n\nSpeed:\n\n{speed_md}"
-    if args.no_append:
-        print(body)
-    else:
-        append_results("Retrieval embedders: quality and CPU speed", body, notes=notes)
+    append_results("Retrieval embedders: quality and CPU speed", body, notes=notes, append=not args.no_append)
 
 
 if __name__ == "__main__":
