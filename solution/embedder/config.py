@@ -46,8 +46,8 @@ class EmbedderTrainConfig:
     generator: str = config_field("offline", "query generator: offline | openai[:MODEL] | hf:PATH")
     roles: list = config_field(["concept", "keyword", "question", "colloquial", "misspelled"], "query roles to train on")
     typo_rate: float = config_field(0.15, "share of words the misspelled role edits")
-    # On 2 CPU cores one mined negative made a step 2.4x slower and lost at equal time (benchmarks/RESULTS.md,
-    # "short training variants"); the GPU preset, with compute to spare, uses 2.
+    # On 2 CPU cores one mined negative made a step 2.4x slower: it lost in 3-minute runs and tied over a full
+    # epoch, at twice the time (benchmarks/RESULTS.md); the GPU preset, with compute to spare, uses 2.
     hard_negatives: int = config_field(0, "BM25 hard negatives per query (0 = in-batch only)")
     negative_top_k: int = config_field(30, "BM25 depth the hard negatives are drawn from")
     negative_skip_top: int = config_field(0, "skip this many top non-positive BM25 hits (likely false negatives)")
