@@ -40,6 +40,8 @@ VARIANTS: list[tuple[str, str, float, dict]] = [
      {"recipe": "mqg", "hard_negatives": 1, "batch_grouping": "subclass"}),
     ("mqg-h0-subclass", "mqg, in-batch negatives only, batches of one CPC subclass", 3,
      {"recipe": "mqg", "hard_negatives": 0, "batch_grouping": "subclass"}),
+    ("mqg-h0-nodrop", "mqg, in-batch negatives only, LoRA dropout 0", 3,
+     {"recipe": "mqg", "hard_negatives": 0, "lora_dropout": 0.0}),
     ("combined-allviews", "combined, 1 hard negative, CPC loss over every encoded view", 10,
      {"recipe": "combined", "hard_negatives": 1, "cpc_all_views": True}),
 ]
