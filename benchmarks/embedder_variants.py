@@ -49,9 +49,14 @@ VARIANTS: list[tuple[str, str, float, dict]] = [
 
 def evaluate(run_dir: Path | None, corpus: str, device: str) -> dict:
     """t2a nDCG@10 / MRR@10 over the whole corpus, macro-F1 and V-measure (cached in the run folder)."""
-    from solution.embedder.evaluate import EvalOptions, build_tasks, heldout_patents, query_patents, torch_encoder
-    from solution.embedder.evaluators.classification import classification_macro_f1
-    from solution.embedder.evaluators.clustering import clustering_v_measure
+    from solution.embedder.evaluate import (
+        EvalOptions,
+        build_tasks,
+        heldout_patents,
+        label_metrics,
+        query_patents,
+        torch_encoder,
+    )
     from solution.embedder.evaluators.ir import evaluate_task
     from solution.embedder.model import EmbedderConfig, build_encoder, load_run_encoder
 
@@ -65,11 +70,9 @@ def evaluate(run_dir: Path | None, corpus: str, device: str) -> dict:
     t2a = build_tasks(patents, query_patents(heldout, opts), opts)[0]
     encode_q, encode_d = torch_encoder(enc, tok, opts.query_max_length, opts), torch_encoder(enc, tok, opts.max_length, opts)
     ir = evaluate_task(t2a, {"run": (encode_q, encode_d)})["run"]
-    emb = encode_d([p.view("title+abstract") for p in heldout])
-    labels = [p.subclasses[0] if p.subclasses else "none" for p in heldout]
-    return {"t2a_ndcg10": ir["ndcg@10"], "t2a_mrr10": ir["mrr@10"],
-            "f1": classification_macro_f1(emb, labels, seed=opts.seed),
-            "v": clustering_v_measure(emb, labels, seed=opts.seed)}
+    labels = label_metrics(encode_d, heldout, "title+abstract", opts.seed)
+    return {"t2a_ndcg10": ir["ndcg@10"], "t2a_mrr10": ir["mrr@10"], "f1": labels["classification_macro_f1"],
+            "v": labels["clustering_v_measure"]}
 
 
 def cached(path: Path, compute) -> dict:

@@ -124,10 +124,19 @@ def build_tasks(patents, queried, opts: EvalOptions, generator: str = "offline",
     return tasks
 
 
-def evaluate_systems(systems: dict, patents, heldout, opts: EvalOptions, hybrid_of: str | None, run_cfg: dict) -> dict:
-    """All metrics for every dense system (name -> (query encode, doc encode)), plus BM25 and hybrids."""
+def label_metrics(encode_docs, heldout, doc_view: str, seed: int) -> dict[str, float]:
+    """Macro-F1 and V-measure of the held-out patents' embeddings against their main CPC subclass."""
     from solution.embedder.evaluators.classification import classification_macro_f1
     from solution.embedder.evaluators.clustering import clustering_v_measure
+
+    labels = [p.subclasses[0] if p.subclasses else "none" for p in heldout]
+    emb = encode_docs([p.view(doc_view) for p in heldout])
+    return {"classification_macro_f1": classification_macro_f1(emb, labels, seed=seed),
+            "clustering_v_measure": clustering_v_measure(emb, labels, seed=seed)}
+
+
+def evaluate_systems(systems: dict, patents, heldout, opts: EvalOptions, hybrid_of: str | None, run_cfg: dict) -> dict:
+    """All metrics for every dense system (name -> (query encode, doc encode)), plus BM25 and hybrids."""
     from solution.embedder.evaluators.ir import evaluate_task
     from solution.embedder.evaluators.phrases import load_phrase_groups, phrase_ndcg
 
@@ -143,13 +152,9 @@ def evaluate_systems(systems: dict, patents, heldout, opts: EvalOptions, hybrid_
     for system in results:  # mean over the synthetic-query roles
         roles = [v for k, v in results[system].items() if k.startswith("queries:")]
         results[system]["queries"] = {m: float(np.mean([r[m] for r in roles])) for m in roles[0]} if roles else {}
-    labels = [p.subclasses[0] if p.subclasses else "none" for p in heldout]
-    docs = [p.view(doc_view) for p in heldout]
     groups = load_phrase_groups(opts.phrases, opts.max_phrase_groups, opts.seed) if Path(opts.phrases).exists() else []
     for system, (_, enc_d) in systems.items():
-        emb = enc_d(docs)
-        results[system]["classification_macro_f1"] = classification_macro_f1(emb, labels, seed=opts.seed)
-        results[system]["clustering_v_measure"] = clustering_v_measure(emb, labels, seed=opts.seed)
+        results[system].update(label_metrics(enc_d, heldout, doc_view, opts.seed))
         if groups:
             results[system]["phrase_ndcg@10"] = phrase_ndcg(groups, systems[system][0])
     return results
