@@ -41,14 +41,14 @@ class Result:
     cold_s: float | None
 
 
-def timed_scores(batches: list[tuple[list[int], dict]], n: int, run: Callable[[dict], np.ndarray]) -> tuple[np.ndarray, float]:
+def timed_scores(batches: list[tuple[list[int], dict]], inputs, run: Callable[[dict], np.ndarray]) -> tuple[np.ndarray, float]:
     """Scores in row order and pairs/s; the first batch is run once before timing (warm-up)."""
     run(batches[0][1])
-    scores = np.zeros(n, dtype=np.float32)
+    scores = np.zeros(inputs.n_rows, dtype=np.float32)
     start = time.perf_counter()
     for idx, feeds in batches:
-        scores[idx] = run(feeds)
-    return scores, n / (time.perf_counter() - start)
+        inputs.scatter(idx, run(feeds), scores)
+    return scores, inputs.n_rows / (time.perf_counter() - start)
 
 
 def cold_start(code: str) -> float:
@@ -80,8 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--run", required=True, help="training run folder (runs/NAME): PyTorch side and validation rows")
     p.add_argument("--model", required=True, help="exported model folder (models/NAME) from `python -m export`")
     p.add_argument("--fold", type=int, default=0, help="fold whose graph and validation rows are measured (default 0)")
-    p.add_argument("--batch-size", type=int, default=64, help="CPU batch size (default 64)")
-    p.add_argument("--gpu-batch-size", type=int, default=256, help="GPU batch size (default 256)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="CPU sequences per batch (default: the scorer's, 64 pair / 16 multi layout)")
+    p.add_argument("--gpu-batch-size", type=int, default=None, help="GPU sequences per batch (default: the scorer's)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch and onnxruntime (default 2)")
     p.add_argument("--max-rows", type=int, default=0, help="validation rows to use, whole anchors (0 = all)")
     p.add_argument("--title", default="Phrase scorer inference speed", help="section title in RESULTS.md")
@@ -110,10 +111,14 @@ def main(argv: list[str] | None = None) -> None:
         return scorer
 
     base = scorer_for("fp32", "cpu", args.batch_size)
+    args.batch_size = base.batch_size
+    args.gpu_batch_size = args.gpu_batch_size or base.batch_size * 4
     inputs = base.preprocess(val)
     pad = base.preprocess.encoder.pad_id
     names = base.input_names
-    print(f"{len(inputs)} validation rows of fold {args.fold}; threads {args.threads}", flush=True)
+    layout = base.preprocess.template.layout
+    print(f"{inputs.n_rows} validation rows of fold {args.fold} in {len(inputs)} {layout}-layout sequences; "
+          f"threads {args.threads}", flush=True)
 
     model, _ = load_trained(run_dir, args.fold, "cpu")
     model.merge_lora()
@@ -132,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
             t = {k: torch.from_numpy(v).to(device) for k, v in feeds.items()}
             dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
             with torch.inference_mode(), torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
-                out = model(t["input_ids"], t["attention_mask"], t["section_ids"], t["class_ids"], t.get("token_type_ids"))
+                out = model(**t)
             return out.float().cpu().numpy()
         return run
 
@@ -140,19 +145,25 @@ def main(argv: list[str] | None = None) -> None:
     pair = "[('abatement', 'abatement of pollution', 'A47')]"
     cold_torch = cold_start(
         f"import torch\ntorch.set_num_threads({args.threads})\nfrom solution.model import load_trained\n"
-        f"m, tok = load_trained({str(run_dir)!r}, {args.fold})\nm.merge_lora()\n"
-        "enc = tok(['abatement [SEP] abatement of pollution [SEP] furniture'], return_tensors='pt')\n"
+        "from inference.cpc import CpcVocab\nfrom inference.scorer import table_from_pairs\n"
+        "from inference.template import InputTemplate\nfrom solution.data import model_input_names, preprocessor\n"
+        "import json, pathlib\n"
+        f"run = pathlib.Path({str(run_dir)!r})\nm, tok = load_trained(run, {args.fold})\nm.merge_lora()\n"
+        "t = InputTemplate.from_dict(json.loads((run / 'template.json').read_text()))\n"
+        "pre = preprocessor(tok, t, CpcVocab.load(run / 'cpc_vocab.json'), 64)\n"
+        f"inputs = pre(table_from_pairs({pair}))\n"
+        "feeds = inputs.feeds([0], pre.encoder.pad_id, model_input_names(m, t.layout))\n"
         "with torch.inference_mode():\n"
-        "    m(enc['input_ids'], enc['attention_mask'], torch.tensor([1]), torch.tensor([1]), enc.get('token_type_ids'))")
+        "    m(**{k: torch.from_numpy(v) for k, v in feeds.items()})")
     for precision in ("fp32", "bf16"):
-        scores, rate = timed_scores(batches, len(inputs), torch_run(precision))
+        scores, rate = timed_scores(batches, inputs, torch_run(precision))
         add(f"PyTorch eager {precision}" + (" autocast" if precision == "bf16" else ""), args.batch_size, scores, rate,
             size_torch, cold_torch if precision == "fp32" else None)
 
     for variant in [v for v in ("fp32", "int8", "fp16") if v in manifest["variants"]]:
         scorer = scorer_for(variant, "cpu", args.batch_size)
         runner = scorer.runners[0]
-        scores, rate = timed_scores(batches, len(inputs), runner.run)
+        scores, rate = timed_scores(batches, inputs, runner.run)
         cold = cold_start(f"from inference import PhraseScorer\ns = PhraseScorer.load({str(model_dir)!r}, device='cpu', "
                           f"variant={variant!r}, threads={args.threads})\ns.score({pair})")
         add(f"ORT {variant} (CPU)", args.batch_size, scores, rate, mib(model_dir / manifest["variants"][variant][slot]), cold)
@@ -160,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     if torch.cuda.is_available():  # on a lent GPU: PyTorch fp16 vs ORT fp16 with IO binding
         gpu_batches = list(inputs.batches(args.gpu_batch_size, pad, names))
         model.to("cuda")
-        scores, rate = timed_scores(gpu_batches, len(inputs), torch_run("fp16", "cuda"))
+        scores, rate = timed_scores(gpu_batches, inputs, torch_run("fp16", "cuda"))
         add("PyTorch fp16 autocast (CUDA)", args.gpu_batch_size, scores, rate, size_torch, None)
         if "fp16" in manifest["variants"]:
             try:
@@ -168,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
             except RuntimeError as err:
                 print(f"  ORT fp16 (CUDA) skipped: {err}")
             else:
-                scores, rate = timed_scores(gpu_batches, len(inputs), scorer.runners[0].run)
+                scores, rate = timed_scores(gpu_batches, inputs, scorer.runners[0].run)
                 add("ORT fp16 (CUDA, IO binding)", args.gpu_batch_size, scores, rate,
                     mib(model_dir / manifest["variants"]["fp16"][slot]), None)
 
@@ -179,8 +190,9 @@ def main(argv: list[str] | None = None) -> None:
             for r in results]
     table = markdown_table(["backend", "batch", "pairs/s", "vs torch fp32", "Pearson", "Δ Pearson", "max abs Δ vs torch fp32",
                             "size MiB", "cold start s"], rows)
-    notes = (f"fold {args.fold}, {len(inputs)} validation rows, {args.threads} threads; pairs/s is model time on "
-             "pre-tokenised length-bucketed batches; cold start = fresh process to first score")
+    notes = (f"{layout} layout; fold {args.fold}, {inputs.n_rows} validation rows in {len(inputs)} sequences, "
+             f"{args.threads} threads; batch = sequences per forward pass; pairs/s is model time on pre-tokenised "
+             "length-bucketed batches; cold start = fresh process to first score")
     command = "python benchmarks/inference_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     append_results(args.title, table, command, notes, append=not args.no_append)
 

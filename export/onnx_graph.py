@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from dataclasses import dataclass
@@ -40,12 +41,15 @@ class GraphSpec:
     outputs: dict[str, dict[int, str]]
 
 
-def _dynamic_shapes(spec: GraphSpec) -> dict[str, dict[int, object]]:
+def _dynamic_shapes(spec: GraphSpec, module: torch.nn.Module) -> tuple:
+    """One entry per positional input, in the spec's order; nested once if ``forward`` takes ``*inputs``."""
     dims: dict[str, object] = {}
     for axes in spec.inputs.values():
         for name in axes.values():
             dims.setdefault(name, torch.export.Dim(name))
-    return {inp: {axis: dims[name] for axis, name in axes.items()} for inp, axes in spec.inputs.items()}
+    shapes = tuple({axis: dims[name] for axis, name in axes.items()} for axes in spec.inputs.values())
+    params = inspect.signature(module.forward).parameters.values()
+    return (shapes,) if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params) else shapes
 
 
 def export_graph(module: torch.nn.Module, example: tuple, spec: GraphSpec, path: str | Path,
@@ -61,7 +65,7 @@ def export_graph(module: torch.nn.Module, example: tuple, spec: GraphSpec, path:
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
             program = torch.onnx.export(module, example, dynamo=True, input_names=names, output_names=list(spec.outputs),
-                                        dynamic_shapes=_dynamic_shapes(spec), opset_version=opset, verbose=False)
+                                        dynamic_shapes=_dynamic_shapes(spec, module), opset_version=opset, verbose=False)
             program.save(str(path), external_data=False)
         else:
             torch.onnx.export(module, example, str(path), dynamo=False, input_names=names,

@@ -3,8 +3,9 @@
     python -m export --run runs/NAME --out models/NAME
 
 Per trained fold: rebuild the model, merge LoRA into the base weights, export backbone + CPC fusion +
-ordinal head as one graph (inputs input_ids, attention_mask[, token_type_ids], section_ids, class_ids;
-output score; dynamic batch and sequence), derive int8 and fp16 graphs, and pass the parity gate on
+ordinal head as one graph (inputs input_ids, attention_mask[, token_type_ids][, span_ids], section_ids,
+class_ids; output score, one per row in the pair layout and one per target slot (batch, sequence) in
+the multi layout; dynamic batch and sequence), derive int8 and fp16 graphs, and pass the parity gate on
 the fold's validation rows (from the run's oof.csv). The scorer averages the folds, as training's
 submission does. Files are written to ``.NAME.partial`` beside the target and moved into place only
 when every check passed, with ``manifest.json`` written last.
@@ -37,9 +38,12 @@ from inference.backend.manifest import write_manifest
 from inference.backend.session import OnnxRunner
 from inference.backend.tokens import TextEncoder
 from inference.cpc import CpcVocab
+from inference.inputs import PhraseInputs, Preprocessor
 from inference.io import PairTable, read_pairs
-from inference.scorer import KIND, PhraseInputs, Preprocessor
+from inference.scorer import KIND
 from inference.template import InputTemplate
+from solution.data import model_input_names
+from solution.data import preprocessor as training_preprocessor
 
 log = logging.getLogger(__name__)
 
@@ -64,28 +68,21 @@ class PhraseExportOptions:
 
 
 class _Graph(nn.Module):
-    """The matcher with the graph's positional input order (ONNX input names follow it)."""
+    """The matcher with the graph's inputs as positional arguments, in ``names`` order (ONNX input names follow it)."""
 
-    def __init__(self, matcher: nn.Module):
+    def __init__(self, matcher: nn.Module, names: list[str]):
         super().__init__()
-        self.matcher = matcher
+        self.matcher, self.names = matcher, names
 
-    def forward(self, input_ids, attention_mask, section_ids, class_ids):
-        return self.matcher(input_ids, attention_mask, section_ids, class_ids)
-
-
-class _GraphWithTokenTypes(_Graph):
-    def forward(self, input_ids, attention_mask, token_type_ids, section_ids, class_ids):
-        return self.matcher(input_ids, attention_mask, section_ids, class_ids, token_type_ids)
+    def forward(self, *inputs):
+        return self.matcher(**dict(zip(self.names, inputs)))
 
 
-def graph_spec(uses_token_type_ids: bool) -> GraphSpec:
-    seq = {0: "batch", 1: "sequence"}
-    inputs = {"input_ids": seq, "attention_mask": seq}
-    if uses_token_type_ids:
-        inputs["token_type_ids"] = seq
-    inputs |= {"section_ids": {0: "batch"}, "class_ids": {0: "batch"}}
-    return GraphSpec(inputs=inputs, outputs={"score": {0: "batch"}})
+def graph_spec(names: list[str]) -> GraphSpec:
+    """Dynamic batch and sequence axes; the multi layout's output has one score per slot (batch, sequence)."""
+    per_token = {0: "batch", 1: "sequence"}
+    inputs = {name: ({0: "batch"} if name in ("section_ids", "class_ids") else per_token) for name in names}
+    return GraphSpec(inputs=inputs, outputs={"score": per_token if "span_ids" in names else {0: "batch"}})
 
 
 def trained_folds(run_dir: Path) -> list[int]:
@@ -116,31 +113,32 @@ def validation_rows(run_dir: Path, fold: int, limit: int) -> PairTable:
 
 
 def torch_scores(model: nn.Module, inputs: PhraseInputs, pad_id: int, names: list[str], batch_size: int) -> np.ndarray:
-    """PyTorch fp32 scores of exactly the arrays the graphs get."""
-    scores = np.zeros(len(inputs), dtype=np.float32)
+    """PyTorch fp32 scores, in row order, of exactly the arrays the graphs get."""
+    scores = np.full(inputs.n_rows, np.nan, dtype=np.float32)
     with torch.inference_mode():
         for idx, feeds in inputs.batches(batch_size, pad_id, names):
-            t = {k: torch.from_numpy(v) for k, v in feeds.items()}
-            scores[idx] = model(t["input_ids"], t["attention_mask"], t["section_ids"], t["class_ids"],
-                                t.get("token_type_ids")).numpy()
+            inputs.scatter(idx, model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).numpy(), scores)
     return scores
 
 
 def onnx_scores(path: Path, inputs: PhraseInputs, pad_id: int, batch_size: int) -> np.ndarray:
     runner = OnnxRunner.create(path, device="cpu")
-    scores = np.zeros(len(inputs), dtype=np.float32)
+    scores = np.full(inputs.n_rows, np.nan, dtype=np.float32)
     for idx, feeds in inputs.batches(batch_size, pad_id, runner.input_names):
-        scores[idx] = runner.run(feeds)
+        inputs.scatter(idx, runner.run(feeds), scores)
     return scores
 
 
-def check_tokenizer(hf_tokenizer, encoder: TextEncoder, texts: list[str], ids: list[list[int]]) -> None:
-    """The exported tokenizer.json must give the ids training's HF tokenizer gives."""
-    expected = hf_tokenizer(texts, truncation=True, max_length=encoder.max_length)["input_ids"]
-    bad = [i for i, (a, b) in enumerate(zip(expected, ids)) if list(a) != list(b)]
-    if bad:
-        raise SystemExit(f"tokenizer.json gives other ids than the training tokenizer for {len(bad)} text(s), "
-                         f"e.g. {texts[bad[0]]!r}: {ids[bad[0]]} vs {list(expected[bad[0]])}")
+def check_tokenizer(hf_tokenizer, preprocess: Preprocessor, table: PairTable) -> None:
+    """The exported tokenizer.json must give the sequences that training's tokenizer gives."""
+    ours = preprocess(table)
+    training = training_preprocessor(hf_tokenizer, preprocess.template, preprocess.vocab,
+                                     preprocess.encoder.max_length)(table)
+    bad = [i for i, (a, b) in enumerate(zip(training.ids, ours.ids)) if a != b]
+    if bad or len(ours.ids) != len(training.ids):
+        i = bad[0] if bad else 0
+        raise SystemExit(f"tokenizer.json gives other ids than the training tokenizer for {len(bad)} sequence(s), "
+                         f"e.g. rows {ours.rows[i]}: {ours.ids[i]} vs {training.ids[i]}")
 
 
 def file_names(fold: int, several: bool) -> dict[str, str]:
@@ -175,25 +173,23 @@ def export_fold(opts: PhraseExportOptions, run_dir: Path, stage: Path, fold: int
     model, hf_tokenizer = load_trained(run_dir, fold, "cpu")
     model.merge_lora()
     model.eval()
-    uses_types = model.uses_token_type_ids
-    spec = graph_spec(uses_types)
+    spec = graph_spec(model_input_names(model, preprocess.template.layout))
     val = validation_rows(run_dir, fold, opts.val_rows)
     inputs = preprocess(val)
-    check_tokenizer(hf_tokenizer, preprocess.encoder, preprocess.encode_rows(val)[0], inputs.ids)
+    check_tokenizer(hf_tokenizer, preprocess, val)
     labels = np.asarray(val.columns["score"], dtype=np.float32)
 
     # A real validation batch in file order (mixed lengths, so padding and masking are exercised).
     example_idx = list(range(min(len(inputs), opts.batch_size)))
     if len(example_idx) < 2:
-        raise SystemExit(f"fold {fold}: need at least 2 validation rows to export dynamic axes")
+        raise SystemExit(f"fold {fold}: need at least 2 validation sequences to export dynamic axes")
     feeds = inputs.feeds(example_idx, pad_id, spec.inputs)
     example = tuple(torch.from_numpy(feeds[name]) for name in spec.inputs)  # the graph's positional order
-    wrapper = (_GraphWithTokenTypes if uses_types else _Graph)(model)
-    fp32 = export_graph(wrapper, example, spec, stage / names["fp32"], opts.exporter, opts.opset)
+    fp32 = export_graph(_Graph(model, list(spec.inputs)), example, spec, stage / names["fp32"], opts.exporter, opts.opset)
     inputs_used = graph_inputs(fp32)
     timings = {"export_s": time.time() - t0}
 
-    reference = torch_scores(model, inputs, pad_id, inputs_used, opts.batch_size)
+    reference = torch_scores(model, inputs, pad_id, list(spec.inputs), opts.batch_size)
     ort_fp32 = onnx_scores(fp32, inputs, pad_id, opts.batch_size)
     print(gate.check_fp32(f"fold{fold}/fp32", reference, ort_fp32, labels).line(), flush=True)
     if opts.int8:
@@ -268,6 +264,7 @@ def export_run(opts: PhraseExportOptions) -> dict:
                      "versions": package_versions(), "python": sys.version.split()[0], "options": asdict(opts)},
         "inputs": inputs_used,
         "output": "score",
+        "layout": preprocess.template.layout,
         "max_length": max_length,
         "pad_id": pad_id,
         "tokenizer": "tokenizer.json",

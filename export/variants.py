@@ -30,7 +30,13 @@ INT8_ISAS = ("avx512_vnni", "avx2", "arm64")
 
 
 # Weights of layers kept in fp32: the heads (cheap, and one output channel turns rounding into score error).
-KEEP_FP32 = ("head.", "cpc.", "span_projection.")
+KEEP_FP32 = ("head.", "interaction.", "cpc.", "span_projection.")
+
+
+def module_scope(node: onnx.NodeProto) -> str:
+    """The module path the dynamo exporter recorded for a node ("" if none): a weight it pre-transposed
+    into a constant (as for a Linear on 3-D inputs) no longer carries the module's name, the node does."""
+    return " ".join(p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes")
 
 
 def fp32_nodes(model: onnx.ModelProto, keep_fp32: tuple[str, ...] = KEEP_FP32) -> list[str]:
@@ -41,7 +47,7 @@ def fp32_nodes(model: onnx.ModelProto, keep_fp32: tuple[str, ...] = KEEP_FP32) -
     for node in model.graph.node:
         if node.op_type not in ("MatMul", "Gemm"):
             continue
-        reads_head = any(k in name for name in node.input for k in keep_fp32)
+        reads_head = any(k in name for name in [*node.input, module_scope(node)] for k in keep_fp32)
         after_gelu = producers.get(node.input[0], "") in ("Gelu", "FastGelu", "BiasGelu") or "gelu" in node.input[0].lower()
         if reads_head or after_gelu:
             keep.append(node.name)

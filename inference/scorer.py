@@ -1,9 +1,10 @@
 """Score phrase pairs with an exported phrase matcher (numpy + tokenizers + onnxruntime; no torch).
 
-The input is built exactly as at training time (``inference/template.py``, ``inference/cpc.py``):
-anchor, target, context title and the other targets of the same anchor+context *within the input*,
-tokenised by the exported ``tokenizer.json`` and truncated to the training ``max_length``. Rows are
-batched by token length, scored by each exported fold's graph (averaged), and returned in input order.
+The input is built exactly as at training time (``inference/inputs.py``): in the ``multi`` layout
+one sequence per anchor+context group *of the input* (chunked at the training ``max_targets`` and
+``max_length``) scores all its targets at once; in the ``pair`` layout one sequence per row. Sequences
+are batched by token length, scored by each exported fold's graph (averaged), and the scores
+returned in input order.
 
 Example:
     >>> from inference import PhraseScorer
@@ -21,81 +22,23 @@ import argparse
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from inference.backend.manifest import Manifest, ModelFolderError, read_manifest
 from inference.backend.session import DEVICES, DeviceError, OnnxRunner, wants_cuda
-from inference.backend.tokens import TextEncoder, length_buckets, pad_batch
-from inference.cpc import CpcVocab, encode_contexts
+from inference.backend.tokens import TextEncoder
+from inference.cpc import CpcVocab
+from inference.inputs import PhraseInputs, Preprocessor
 from inference.io import DataError, PairTable, is_cpc_class, is_missing, read_pairs, write_scores
-from inference.template import InputTemplate, group_other_targets
+from inference.template import InputTemplate
 
 log = logging.getLogger(__name__)
 
 KIND = "phrase-scorer"
 VARIANTS = ("auto", "fp32", "int8", "fp16")
-
-
-@dataclass
-class PhraseInputs:
-    """Model inputs of a table, in row order and unpadded (padding happens per length bucket)."""
-
-    ids: list[list[int]]
-    type_ids: list[list[int]]
-    section_ids: list[int]
-    class_ids: list[int]
-    n_truncated: int
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def feeds(self, idx: Sequence[int], pad_id: int, names: Iterable[str]) -> dict[str, np.ndarray]:
-        """Padded int64 arrays of rows ``idx`` for the graph inputs ``names``."""
-        names = set(names)
-        feeds = {"input_ids": pad_batch([self.ids[i] for i in idx], pad_id),
-                 "attention_mask": pad_batch([[1] * len(self.ids[i]) for i in idx], 0),
-                 "section_ids": np.asarray([self.section_ids[i] for i in idx], dtype=np.int64),
-                 "class_ids": np.asarray([self.class_ids[i] for i in idx], dtype=np.int64)}
-        if "token_type_ids" in names:
-            feeds["token_type_ids"] = pad_batch([self.type_ids[i] for i in idx], 0)
-        return {k: v for k, v in feeds.items() if k in names}
-
-    def batches(self, batch_size: int, pad_id: int, names: Iterable[str]) -> Iterable[tuple[list[int], dict]]:
-        """(row indices, feeds) per length bucket; ``names`` are the graph's inputs."""
-        names = list(names)
-        for idx in length_buckets([len(r) for r in self.ids], batch_size):
-            yield idx, self.feeds(idx, pad_id, names)
-
-
-@dataclass
-class Preprocessor:
-    """Table -> :class:`PhraseInputs`, the training-time way (template, grouping, CPC ids, truncation)."""
-
-    template: InputTemplate
-    vocab: CpcVocab
-    encoder: TextEncoder
-
-    def texts(self, table: PairTable, titles: list[str]) -> list[str]:
-        cols = table.columns
-        groups = group_other_targets(cols["anchor"], cols["target"], cols["context"])  # file order, no shuffle
-        return self.template.build_all(cols["anchor"], cols["target"], titles, groups)
-
-    def encode_rows(self, table: PairTable) -> tuple[list[str], list[int], list[int]]:
-        """(input texts, section ids, class ids) of every row."""
-        sections, classes, titles = encode_contexts(table, self.vocab, log)
-        return self.texts(table, titles), sections, classes
-
-    def __call__(self, table: PairTable) -> PhraseInputs:
-        texts, sections, classes = self.encode_rows(table)
-        encoded = self.encoder.encode(texts)
-        if encoded.n_truncated:
-            log.warning("%s: %d of %d input(s) are longer than max_length=%d tokens and were truncated (their "
-                        "end, the grouped other targets, is cut; training did the same)", table.path,
-                        encoded.n_truncated, len(table), self.encoder.max_length)
-        return PhraseInputs(encoded.ids, encoded.type_ids, sections, classes, encoded.n_truncated)
 
 
 def table_from_pairs(pairs: Sequence[Sequence[str]], path: str = "<pairs>") -> PairTable:
@@ -181,8 +124,8 @@ class PhraseScorer:
         encoder = TextEncoder.load(manifest.path(manifest["tokenizer"]), manifest["max_length"], manifest["pad_id"])
         template = InputTemplate.from_dict(json.loads(manifest.path(manifest["template"]).read_text(encoding="utf-8")))
         vocab = CpcVocab.load(manifest.path(manifest["cpc_vocab"]))
-        if batch_size is None:
-            batch_size = 256 if runners[0].on_cuda else 64
+        if batch_size is None:  # sequences per forward pass; a multi-layout sequence holds up to max_targets pairs
+            batch_size = (256 if runners[0].on_cuda else 64) // (4 if template.layout == "multi" else 1)
         return cls(manifest, Preprocessor(template, vocab, encoder), runners, chosen, batch_size)
 
     @property
@@ -196,9 +139,9 @@ class PhraseScorer:
 
     def score_inputs(self, inputs: PhraseInputs) -> np.ndarray:
         """Scores of prepared inputs, in row order (averaged over the fold graphs)."""
-        scores = np.zeros(len(inputs), dtype=np.float32)
+        scores = np.full(inputs.n_rows, np.nan, dtype=np.float32)
         for idx, feeds in inputs.batches(self.batch_size, self.preprocess.encoder.pad_id, self.input_names):
-            scores[idx] = np.mean([runner.run(feeds) for runner in self.runners], axis=0)
+            inputs.scatter(idx, np.mean([runner.run(feeds) for runner in self.runners], axis=0), scores)
         return scores
 
     def score_table(self, table: PairTable) -> np.ndarray:
@@ -235,7 +178,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--variant", default="auto", choices=VARIANTS,
                    help="which exported graph: auto = int8 on CPU, fp16 on CUDA; fp32 = exact (default: auto)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="pairs per forward pass, batched by length (default: 64 on CPU, 256 on CUDA)")
+                   help="sequences per forward pass, batched by length (default: 64 on CPU, 256 on CUDA in the pair "
+                        "layout; a quarter of that in the multi layout, where a sequence holds a group's targets)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU intra-op threads (default: the cores this process may use)")
     p.set_defaults(func=run_score)

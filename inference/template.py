@@ -1,4 +1,8 @@
-"""The model's input text: ``anchor [SEP] target [SEP] context title [SEP] other targets``.
+"""The model's input: its layout, and the pair layout's text ``anchor [SEP] target [SEP] title [SEP] others``.
+
+``layout`` says how a table becomes sequences: ``pair`` (one per row, the text below) or ``multi``
+(one per anchor+context group, every target scored at once: ``inference/multi.py``). The template
+is saved with a run and an exported model, so inference rebuilds exactly the training inputs.
 
 Grouping the other targets of the same anchor+context into the input was the key trick of the top
 USPPPM solutions: the model sees the neighbourhood an annotator saw. Training shuffles each row's
@@ -23,8 +27,11 @@ from dataclasses import asdict, dataclass
 class InputTemplate:
     sep_token: str = "[SEP]"
     use_title: bool = True
-    group_targets: bool = True
+    group_targets: bool = True  # pair layout: append the other targets (the multi layout always has them)
     target_joiner: str = "; "
+    layout: str = "pair"  # "pair" | "multi"
+    cls_token: str = "[CLS]"
+    max_targets: int = 32  # multi layout: targets per sequence at most
 
     def build(self, anchor: str, target: str, title: str, others: list[str]) -> str:
         parts = [anchor, target]

@@ -39,10 +39,13 @@ class TrainConfig:
     max_train_rows: int = config_field(0, "use only this many training rows (0 = all); for quick runs")
     # hardware
     device: str = config_field("auto", "auto | cpu | cuda")
-    precision: str = config_field("auto", "auto (bf16 where supported, fp16 on older GPUs) | bf16 | fp16 | fp32")
+    precision: str = config_field("auto", "auto (bf16 where faster: timed on CPUs; fp16 on older GPUs) | bf16 | fp16 | fp32")
     seed: int = config_field(42, "seed for folds, shuffling and initialisation")
     # input
-    max_length: int = config_field(64, "tokens per input; the grouped other-targets tail is what gets truncated")
+    layout: str = config_field("multi", "multi (one sequence scores every target of an anchor+context) | pair (one per row)")
+    max_targets: int = config_field(32, "multi: targets per sequence at most (larger groups are chunked)")
+    small_chunk_prob: float = config_field(0.1, "multi: chance a training chunk is cut to a random smaller size (down to 1)")
+    max_length: int = config_field(256, "tokens per sequence; multi chunks a group to fit, pair cuts the other-targets tail")
     use_title: bool = config_field(False, "put the CPC class title into the input (off: cost Pearson in the ablation)")
     group_targets: bool = config_field(False, "append the other targets of the same anchor+context (off: see ablation)")
     # model
@@ -58,15 +61,15 @@ class TrainConfig:
     lora_dropout: float = config_field(0.1, "LoRA dropout")
     lora_target_modules: Any = config_field("all-linear", "peft target modules: 'all-linear' or a list of module names")
     # loss
-    loss: str = config_field("smooth_k2", "smooth_k2 | mse")
+    loss: str = config_field("smooth_k2", "smooth_k2 | mse | bce (binary cross-entropy against the score as a soft label)")
     k2_k: float = config_field(4.0, "Smooth K2 scale k")
     k2_thr: float = config_field(0.25, "Smooth K2 dead zone thr (chosen by benchmarks/phrase_ablation.py)")
     contrastive_weight: float = config_field(0.0, "lambda of the NT-Xent term, 0.3-0.5 when on (0 = off: see ablation)")
     contrastive_tau: float = config_field(0.1, "NT-Xent temperature")
     contrastive_min_score: float = config_field(0.75, "pairs scored at least this are NT-Xent positives")
     # optimisation
-    batch_size: int = config_field(32, "training batch size per process")
-    eval_batch_size: int = config_field(128, "batch size for validation and prediction")
+    batch_size: int = config_field(8, "training sequences per step and process (multi: a sequence holds a group's targets)")
+    eval_batch_size: int = config_field(32, "sequences per forward pass for validation and prediction")
     lr: float = config_field(5e-4, "peak learning rate of the backbone (LoRA) parameters")
     head_lr: float = config_field(2e-3, "peak learning rate of the new head and NT-Xent projection (CPC fusion uses lr)")
     weight_decay: float = config_field(0.01, "AdamW weight decay (not on biases and norms)")
@@ -146,6 +149,13 @@ def build_config(file: str | None, overrides: dict[str, Any], schema: type = Tra
     values.update({k: v for k, v in overrides.items() if v is not None})
     check_keys(values, "config", schema)
     return schema(**values)
+
+
+def markdown_reference(schema: type = TrainConfig) -> str:
+    """The README's configuration table: every key of ``schema`` with its default and meaning."""
+    rows = [f"| `{f.name}` | `{json.dumps(_default(f))}` | {f.metadata['help'].replace('|', chr(92) + '|')} |"
+            for f in fields(schema)]
+    return "\n".join(["| key | default | meaning |", "|---|---|---|", *rows])
 
 
 def config_reference(schema: type = TrainConfig) -> str:

@@ -1,53 +1,37 @@
-"""USPPPM data: validated loading, CPC ids, grouped folds, model inputs and length-bucketed batches.
+"""USPPPM data: validated loading, grouped folds, length-bucketed batches and tensors.
 
-The text template and the CPC vocabulary live in ``inference/`` (no torch) so that training and
-the exported scorer build byte-identical inputs.
+The inputs themselves (template, layout, CPC ids, tokens) are built by ``inference/inputs.py`` (no
+torch), so training and the exported scorer build identical inputs.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from inference.cpc import CpcVocab, encode_contexts
+from inference.backend.tokens import TextEncoder
+from inference.cpc import CpcVocab
+from inference.inputs import PhraseInputs, Preprocessor
 from inference.io import PairTable, read_pairs
-from inference.template import InputTemplate, group_other_targets
+from inference.template import InputTemplate
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class EncodedPairs:
-    """One table turned into model inputs (the text is rebuilt each epoch when targets are shuffled)."""
-
-    table: PairTable
-    section_ids: list[int]
-    class_ids: list[int]
-    titles: list[str]
-    group_ids: list[int]  # anchor+context group of each row (NT-Xent false-negative mask)
-
-    def subset_encoded(self, indices: list[int]) -> EncodedPairs:
-        pick = lambda values: [values[i] for i in indices]  # noqa: E731
-        return EncodedPairs(self.table.subset(indices), pick(self.section_ids), pick(self.class_ids), pick(self.titles),
-                            pick(self.group_ids))
-
-    def texts(self, template: InputTemplate, rng: random.Random | None = None) -> list[str]:
-        cols = self.table.columns
-        groups = group_other_targets(cols["anchor"], cols["target"], cols["context"], rng)
-        return template.build_all(cols["anchor"], cols["target"], self.titles, groups)
+def model_input_names(model, layout: str) -> list[str]:
+    """The inputs a :class:`~solution.model.PhraseMatcher` takes in this layout (the ONNX graph's too)."""
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if model.uses_token_type_ids else [])
+    return names + (["span_ids"] if layout == "multi" else []) + ["section_ids", "class_ids"]
 
 
-def encode_table(table: PairTable, vocab: CpcVocab) -> EncodedPairs:
-    """CPC ids and titles for every row; unknown classes fall back to their section (one warning)."""
-    sections, classes, titles = encode_contexts(table, vocab, log)
-    keys: dict[tuple[str, str], int] = {}
-    group_ids = [keys.setdefault(k, len(keys)) for k in zip(table.columns["anchor"], table.columns["context"])]
-    return EncodedPairs(table, sections, classes, titles, group_ids)
+def preprocessor(tokenizer, template: InputTemplate, vocab: CpcVocab, max_length: int) -> Preprocessor:
+    """The inference package's :class:`Preprocessor` over a transformers fast tokenizer (same ids as its tokenizer.json)."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Preprocessor(template, vocab, TextEncoder.of(tokenizer.backend_tokenizer, max_length, pad_id))
 
 
 def load_uspppm(data_dir: str | Path) -> tuple[PairTable, PairTable, CpcVocab]:
@@ -72,12 +56,6 @@ def make_folds(table: PairTable, n_splits: int, seed: int) -> np.ndarray:
     return folds
 
 
-def tokenize(tokenizer, texts: list[str], max_length: int) -> list[dict[str, list[int]]]:
-    enc = tokenizer(texts, truncation=True, max_length=max_length)
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-    return [{k: enc[k][i] for k in keys} for i in range(len(texts))]
-
-
 def length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random | None,
                             bucket_batches: int = 50) -> list[list[int]]:
     """Batches of similar-length rows: little padding, still random order when ``rng`` is given.
@@ -99,17 +77,13 @@ def length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Ran
     return batches
 
 
-def collate(features: list[dict], encoded: EncodedPairs, indices: list[int], pad_id: int,
+def collate(inputs: PhraseInputs, indices: list[int], pad_id: int, names: list[str],
             scores: list[float] | None = None) -> dict[str, torch.Tensor]:
-    """Pad a batch to its longest row (dynamic padding)."""
-    width = max(len(features[i]["input_ids"]) for i in indices)
-    batch: dict[str, torch.Tensor] = {}
-    for key in features[indices[0]]:
-        fill = pad_id if key == "input_ids" else 0
-        batch[key] = torch.tensor([features[i][key] + [fill] * (width - len(features[i][key])) for i in indices])
-    batch["section_ids"] = torch.tensor([encoded.section_ids[i] for i in indices])
-    batch["class_ids"] = torch.tensor([encoded.class_ids[i] for i in indices])
-    batch["group_ids"] = torch.tensor([encoded.group_ids[i] for i in indices])
+    """Tensors of sequences ``indices``, padded to the longest (dynamic padding); with ``scores`` also the
+    (B, T) labels of their target slots and the mask of real slots."""
+    batch = {k: torch.from_numpy(v) for k, v in inputs.feeds(indices, pad_id, names).items()}
+    batch["group_ids"] = torch.tensor([inputs.group_ids[i] for i in indices])
     if scores is not None:
-        batch["scores"] = torch.tensor([scores[i] for i in indices], dtype=torch.float32)
+        values, mask = inputs.slot_values(indices, scores)
+        batch["scores"], batch["target_mask"] = torch.from_numpy(values), torch.from_numpy(mask)
     return batch

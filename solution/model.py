@@ -53,7 +53,7 @@ def resolve_model_path(model: str) -> str:
 class ModelConfig:
     backbone: str = DEFAULT_MODEL
     head: str = "ordinal"  # "ordinal" (cumulative link, score = expected level) | "linear" (plain regression)
-    pooling: str = "pair"  # "pair" (anchor+target tokens) | "mean" (all tokens) | "cls"
+    pooling: str = "pair"  # "pair" (anchor+target tokens) | "interaction" ([t, a, t*a]) | "mean" | "cls"
     head_dropout: float = 0.1
     cpc_fusion: bool = True
     cpc_dim: int = 64
@@ -99,7 +99,7 @@ class OrdinalHead(nn.Module):
             self.threshold_gaps.copy_(torch.log(torch.expm1(gaps)))  # inverse softplus
 
     def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.latent(self.dropout(pooled)) + self.thresholds()  # (B, 4)
+        logits = self.latent(self.dropout(pooled)) + self.thresholds()  # (..., 4)
         score = torch.sigmoid(logits).sum(-1) / (NUM_LEVELS - 1)
         return score, logits
 
@@ -117,7 +117,7 @@ class LinearHead(nn.Module):
 
     def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         score = self.out(self.dropout(pooled)).squeeze(-1)
-        return score, score[:, None]
+        return score, score[..., None]
 
 
 class CpcFusion(nn.Module):
@@ -171,6 +171,9 @@ class PhraseMatcher(nn.Module):
         token_scale, token_norm = float(token_weights.std()), float(token_weights.norm(dim=1).mean())
         self.cpc = (CpcFusion(config.num_sections, config.num_classes, config.cpc_dim, hidden, token_scale,
                               config.cpc_max_norm_ratio * token_norm) if config.cpc_fusion else None)
+        # [target, anchor, target * anchor] -> hidden: an explicit interaction feature for the head
+        self.interaction = (nn.Sequential(nn.Linear(3 * hidden, hidden), nn.GELU())
+                            if config.pooling == "interaction" else None)
         self.head = (OrdinalHead if config.head == "ordinal" else LinearHead)(hidden, config.head_dropout)
         # SimCLR-style projection for the NT-Xent spans (training only, never exported): without it
         # the contrastive term reshaped the shared representation and the score collapsed to the mean
@@ -186,39 +189,70 @@ class PhraseMatcher(nn.Module):
             inputs_embeds=embeds, attention_mask=attention_mask, output_hidden_states=hidden_states, **kwargs
         )
 
-    def pool(self, last_hidden: torch.Tensor, attention_mask: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        """``pair``: mean over the anchor and target tokens only. The title and grouped targets still
-        shape those tokens through attention, but a mean over *all* tokens let ~50 context tokens
-        drown the ~6 of the pair (titles cost 0.22 Pearson with it in the ablation)."""
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor, input_ids: torch.Tensor,
+             target_masks: torch.Tensor) -> torch.Tensor:
+        """One vector per target slot, (B, T, H) (T = 1 in the pair layout).
+
+        ``pair``: mean over the anchor's and that target's tokens. The title and the sibling targets
+        still shape those tokens through attention, but a mean over *all* tokens let ~50 context tokens
+        drown the ~6 of the pair (titles cost 0.22 Pearson with it in the ablation). ``interaction``:
+        ``[t, a, t * a]`` of the target mean ``t`` and the anchor mean ``a``, through a Linear + GELU.
+        ``mean`` and ``cls`` (pair layout only) ignore the spans.
+        """
         if self.config.pooling == "cls":
-            return last_hidden[:, 0]
+            return hidden[:, None, 0]
+        if self.config.pooling == "mean":
+            return masked_mean(hidden, attention_mask.bool())[:, None]
+        anchor = span_masks(input_ids, attention_mask, self.config.sep_token_id, self.config.cls_token_id)[0]
+        weights = target_masks.to(hidden.dtype)
+        target_sum, target_n = weights @ hidden, weights.sum(-1, keepdim=True)  # (B, T, H), (B, T, 1)
+        anchor_w = anchor.to(hidden.dtype)[:, None, :]
+        anchor_sum, anchor_n = anchor_w @ hidden, anchor_w.sum(-1, keepdim=True)  # (B, 1, H), (B, 1, 1)
         if self.config.pooling == "pair":
-            anchor, target = span_masks(input_ids, attention_mask, self.config.sep_token_id, self.config.cls_token_id)
-            return masked_mean(last_hidden, anchor | target)
-        return masked_mean(last_hidden, attention_mask.bool())
+            return (target_sum + anchor_sum) / (target_n + anchor_n).clamp_min(1.0)
+        t, a = target_sum / target_n.clamp_min(1.0), anchor_sum / anchor_n.clamp_min(1.0)
+        a = a.expand_as(t)
+        return self.interaction(torch.cat([t, a, t * a], dim=-1))
 
-    def forward(self, input_ids, attention_mask, section_ids, class_ids, token_type_ids=None,
-                train_outputs: bool = False, with_spans: bool = False):
-        """The score of each row (the ONNX graph's single output); with ``train_outputs`` the dict of
-        :meth:`forward_train` (so a DDP wrapper, which only calls ``forward``, can train it)."""
+    def target_masks(self, input_ids, attention_mask, span_ids=None, num_slots: int | None = None) -> torch.Tensor:
+        """(B, T, L) token masks of each target slot: from ``span_ids`` (multi layout; slot k holds the
+        tokens with span id k + 1) or the segment between the 1st and 2nd separator (pair layout)."""
+        if span_ids is None:
+            return span_masks(input_ids, attention_mask, self.config.sep_token_id, self.config.cls_token_id)[1][:, None]
+        num_slots = span_ids.shape[1] if num_slots is None else num_slots
+        slots = torch.arange(1, num_slots + 1, device=span_ids.device)
+        return span_ids[:, None, :] == slots[None, :, None]
+
+    def forward(self, input_ids, attention_mask, section_ids=None, class_ids=None, token_type_ids=None, span_ids=None,
+                train_outputs: bool = False, with_spans: bool = False, num_slots: int | None = None):
+        """Scores: (B,) per row in the pair layout; with ``span_ids`` (multi layout) (B, T) per target slot,
+        T = the sequence length unless ``num_slots`` says less (slots past a row's targets are padding).
+        With ``train_outputs`` the dict of :meth:`forward_train` (a DDP wrapper only calls ``forward``)."""
         if train_outputs:
-            return self.forward_train(input_ids, attention_mask, section_ids, class_ids, token_type_ids, with_spans)
+            return self.forward_train(input_ids, attention_mask, section_ids, class_ids, token_type_ids, span_ids,
+                                      with_spans, num_slots)
         out = self.encode(input_ids, attention_mask, section_ids, class_ids, token_type_ids)
-        score, _ = self.head(self.pool(out.last_hidden_state, attention_mask, input_ids))
-        return score.float()
+        masks = self.target_masks(input_ids, attention_mask, span_ids, num_slots)
+        score, _ = self.head(self.pool(out.last_hidden_state, attention_mask, input_ids, masks))
+        return (score if span_ids is not None else score[:, 0]).float()
 
-    def forward_train(self, input_ids, attention_mask, section_ids, class_ids, token_type_ids=None,
-                      with_spans: bool = False) -> dict[str, torch.Tensor]:
-        """Score plus, for the contrastive term, mean vectors of the anchor and target spans."""
+    def forward_train(self, input_ids, attention_mask, section_ids=None, class_ids=None, token_type_ids=None, span_ids=None,
+                      with_spans: bool = False, num_slots: int | None = None) -> dict[str, torch.Tensor]:
+        """Scores and logits per target slot (B, T[, 4]) plus, for the contrastive term, the projected
+        mean vectors of the anchor span (B, P) and of each target span (B, T, P)."""
         out = self.encode(input_ids, attention_mask, section_ids, class_ids, token_type_ids, hidden_states=with_spans)
-        score, logits = self.head(self.pool(out.last_hidden_state, attention_mask, input_ids))
+        masks = self.target_masks(input_ids, attention_mask, span_ids, num_slots)
+        score, logits = self.head(self.pool(out.last_hidden_state, attention_mask, input_ids, masks))
         result = {"score": score.float(), "logits": logits.float()}
         if with_spans:
             hidden = out.hidden_states[self.contrastive_layer].float()
-            anchor_mask, target_mask = span_masks(input_ids, attention_mask, self.config.sep_token_id,
-                                                  self.config.cls_token_id)
+            anchor_mask = span_masks(input_ids, attention_mask, self.config.sep_token_id, self.config.cls_token_id)[0]
+            weights = masks.float()
+            target_mean = (weights @ hidden) / weights.sum(-1, keepdim=True).clamp_min(1.0)
             result["anchor_vec"] = self.span_projection(masked_mean(hidden, anchor_mask))
-            result["target_vec"] = self.span_projection(masked_mean(hidden, target_mask))
+            result["target_vec"] = self.span_projection(target_mean)
+        if span_ids is None:  # pair layout: one target per row
+            result = {k: v if k == "anchor_vec" else v[:, 0] for k, v in result.items()}
         return result
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:

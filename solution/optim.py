@@ -1,8 +1,9 @@
 """AdamW with two parameter groups and no weight decay on biases and norms.
 
-The head and the NT-Xent projection are new and small, so they get ``head_lr``. The CPC fusion feeds the token embeddings
-directly: it gets the backbone's ``lr``, because Adam moves every weight by about ``lr`` per step
-whatever the gradient, and at ``head_lr`` the added vector soon outweighs the tokens themselves.
+The head (with its interaction layer) and the NT-Xent projection are new and small, so they get
+``head_lr``. The CPC fusion feeds the token embeddings directly: it gets the backbone's ``lr``,
+because Adam moves every weight by about ``lr`` per step whatever the gradient, and at ``head_lr``
+the added vector soon outweighs the tokens themselves.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ def build_optimizer(model: torch.nn.Module, lr: float, head_lr: float, weight_de
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        fresh = name.startswith(("head.", "module.head.", "span_projection.", "module.span_projection."))
+        fresh = name.removeprefix("module.").startswith(("head.", "interaction.", "span_projection."))
         no_decay = param.ndim < 2 or "norm" in name.lower() or name.endswith(".bias")
         key = (head_lr if fresh else lr, 0.0 if no_decay else weight_decay)
         groups.setdefault(key, []).append(param)

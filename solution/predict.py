@@ -29,13 +29,14 @@ def trained_folds(run_dir: Path) -> list[int]:
 
 
 def predict_file(
-    run_dir: str | Path, input_csv: str | Path, device: str = "auto", batch_size: int = 128
+    run_dir: str | Path, input_csv: str | Path, device: str = "auto", batch_size: int = 32
 ) -> tuple[list[str], np.ndarray]:
     """(ids, scores) for a CSV, averaged over the run's folds."""
     from inference.cpc import CpcVocab
+    from inference.inputs import TableContexts
     from inference.io import read_pairs
     from inference.template import InputTemplate
-    from solution.data import encode_table, tokenize
+    from solution.data import model_input_names, preprocessor
     from solution.model import load_trained
     from solution.precision import resolve_precision
     from solution.runtime import pick_device
@@ -46,15 +47,16 @@ def predict_file(
     device = pick_device(device)
     precision = resolve_precision(cfg["precision"], device)
     table = read_pairs(input_csv)
-    encoded = encode_table(table, CpcVocab.load(run_dir / "cpc_vocab.json"))
+    vocab = CpcVocab.load(run_dir / "cpc_vocab.json")
+    contexts = TableContexts.of(table, vocab)
     template = InputTemplate.from_dict(json.loads((run_dir / "template.json").read_text()))
-    scores = []
+    scores, inputs = [], None
     for fold in trained_folds(run_dir):
         model, tokenizer = load_trained(run_dir, fold, device)
-        features = tokenize(tokenizer, encoded.texts(template), cfg["max_length"])
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        scores.append(predict_scores(model, features, encoded, batch_size, device, precision, pad_id,
-                                     progress=f"fold {fold}"))
+        pre = preprocessor(tokenizer, template, vocab, cfg["max_length"])
+        inputs = inputs or pre.build(table, contexts)  # the same for every fold
+        scores.append(predict_scores(model, inputs, model_input_names(model, template.layout), batch_size, device,
+                                     precision, pre.encoder.pad_id, progress=f"fold {fold}"))
     return table.ids, np.mean(scores, axis=0)
 
 
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--input", required=True, help="CSV with id,anchor,target,context (extra columns ignored)")
     p.add_argument("--output", required=True, help="where to write id,score")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the model")
-    p.add_argument("--batch-size", type=int, default=128, help="pairs per forward pass")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="sequences per forward pass (multi layout: a sequence holds a group's targets)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from inference.io import DataError, write_scores

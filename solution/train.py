@@ -64,23 +64,59 @@ def atomic_torch_save(obj, path: Path) -> None:
     tmp.replace(path)
 
 
-def predict_scores(model, features, encoded, batch_size, device, precision, pad_id, progress: str = "") -> np.ndarray:
-    """Scores in row order; rows are batched by length for speed."""
+def predict_scores(model, inputs, names: list[str], batch_size: int, device: str, precision: str, pad_id: int,
+                   progress: str = "", only: list[int] | None = None) -> np.ndarray:
+    """Scores in row order (NaN for rows of sequences not in ``only``); sequences are batched by length."""
     import torch
     from tqdm.auto import tqdm
 
     from solution.data import collate, length_bucketed_batches
     from solution.precision import autocast
 
-    preds = np.zeros(len(features), dtype=np.float32)
-    batches = length_bucketed_batches([len(f["input_ids"]) for f in features], batch_size, None)
+    preds = np.full(inputs.n_rows, np.nan, dtype=np.float32)
+    order = list(range(len(inputs))) if only is None else only
+    batches = [[order[i] for i in b] for b in length_bucketed_batches([len(inputs.ids[i]) for i in order], batch_size, None)]
     model.eval()
     with torch.inference_mode():
         for idx in tqdm(batches, desc=progress, disable=not progress, leave=False, mininterval=5, dynamic_ncols=True):
-            batch = {k: v.to(device) for k, v in collate(features, encoded, idx, pad_id).items() if k != "group_ids"}
+            batch = {k: v.to(device) for k, v in collate(inputs, idx, pad_id, names).items() if k != "group_ids"}
             with autocast(precision, device):
-                preds[idx] = model(**batch).float().cpu().numpy()
+                out = model(**batch, num_slots=max(len(inputs.rows[i]) for i in idx))
+            inputs.scatter(idx, out.float().cpu().numpy(), preds)
+    if only is None and np.isnan(preds).any():  # every row is in exactly one sequence: a NaN is a bug, not data
+        raise RuntimeError(f"{int(np.isnan(preds).sum())} row(s) got no score")
     return preds
+
+
+def score_loss(cfg, out: dict, target, mask, group_ids):
+    """The training loss of one batch: the score loss over real target slots (+ NT-Xent when on).
+
+    NT-Xent pairs: each real slot's target span with its own sequence's anchor span; positives are
+    slots scored >= ``contrastive_min_score``; the negatives are the targets (and anchors) of the other
+    anchor+context groups in the batch. Targets of the same group are masked out, not used as
+    negatives: siblings of a positive are often close matches too.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from solution.losses import nt_xent_loss, smooth_k2_loss
+
+    pred, label = out["score"].reshape(mask.shape)[mask], target[mask]
+    if cfg.loss == "mse":
+        loss = F.mse_loss(pred, label)
+    elif cfg.loss == "bce":
+        loss = F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), label)
+    else:
+        loss = smooth_k2_loss(pred, label, cfg.k2_k, cfg.k2_thr)
+    if cfg.contrastive_weight > 0:
+        anchor = out["anchor_vec"][:, None, :].expand(*mask.shape, -1)[mask]
+        targets = out["target_vec"].reshape(*mask.shape, -1)[mask]
+        groups = group_ids[:, None].expand(mask.shape)[mask]
+        loss = loss + cfg.contrastive_weight * nt_xent_loss(anchor, targets, label, groups, cfg.contrastive_tau,
+                                                            cfg.contrastive_min_score)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss.item()}; lower --set lr=...")
+    return loss
 
 
 def subset_by_anchor(table, max_rows: int, seed: int):
@@ -98,39 +134,39 @@ def subset_by_anchor(table, max_rows: int, seed: int):
     return table.subset(sorted(keep))
 
 
+def level_counts(scores) -> list[int]:
+    return [sum(1 for s in scores if abs(s - k / 4) < 1e-6) for k in range(5)]
+
+
 def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.ndarray, dict]:
     """Train one fold; returns (validation predictions, test predictions, fold metrics)."""
     import torch
     from tqdm.auto import tqdm
 
-    from solution.data import collate, length_bucketed_batches, tokenize
+    from solution.data import collate, length_bucketed_batches, model_input_names
     from solution.distributed import any_true, barrier
-    from solution.losses import nt_xent_loss, smooth_k2_loss
     from solution.model import build_model
     from solution.optim import build_optimizer
     from solution.precision import autocast, grad_scaler
     from solution.runtime import peak_memory_mb, restore_rng_states, rng_states
     from solution.scheduler import cosine_factor, set_lr
 
-    dist, device, precision = ctx["dist"], ctx["device"], ctx["precision"]
-    tokenizer, template, train_enc = ctx["tokenizer"], ctx["template"], ctx["train_enc"]
+    dist, device, precision, pre = ctx["dist"], ctx["device"], ctx["precision"], ctx["preprocess"]
     fold_dir = ctx["run_dir"] / f"fold{fold}"
     fold_dir.mkdir(parents=True, exist_ok=True)
     train_idx = np.flatnonzero(ctx["folds"] != fold)
     val_idx = np.flatnonzero(ctx["folds"] == fold)
-    from solution.data import encode_table
-
-    vocab = ctx["vocab"]
-    tr = encode_table(train_enc.table.subset(train_idx), vocab)
-    va = encode_table(train_enc.table.subset(val_idx), vocab)
-    scores = tr.table.columns["score"]
-    val_features = tokenize(tokenizer, va.texts(template), cfg.max_length)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    tr_table, tr_ctx = ctx["train"].subset(train_idx), ctx["train_contexts"].subset(train_idx)
+    va_table = ctx["train"].subset(val_idx)
+    va = pre.build(va_table, ctx["train_contexts"].subset(val_idx))
+    scores = tr_table.columns["score"]
+    pad_id = pre.encoder.pad_id
 
     model = build_model(ctx["model_config"]).to(device)
+    names = model_input_names(model, cfg.layout)
     if cfg.contrastive_weight <= 0:  # keeps the unused projection out of the optimizer and the checkpoint
         model.span_projection.requires_grad_(False)
-    model.head.init_from_prior([sum(1 for s in scores if abs(s - k / 4) < 1e-6) for k in range(5)])
+    model.head.init_from_prior(level_counts(scores))
     optimizer = build_optimizer(model, cfg.lr, cfg.head_lr, cfg.weight_decay)
     scaler = grad_scaler(precision, device)
     history: list[dict] = []
@@ -157,28 +193,31 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
         train_model = DistributedDataParallel(model, device_ids=[torch.device(device).index] if "cuda" in device else None,
                                               find_unused_parameters=True)
 
-    steps_per_epoch = math.ceil(math.ceil(len(tr.table) / cfg.batch_size) / dist.world_size)
+    def epoch_inputs(epoch: int):
+        rng = random.Random(cfg.seed * 1000 + fold * 100 + epoch)  # same on every process and on resume
+        inputs = pre.build(tr_table, tr_ctx, rng, cfg.small_chunk_prob)
+        return inputs, length_bucketed_batches([len(ids) for ids in inputs.ids], cfg.batch_size, rng)
+
+    # the multi layout redraws its chunks every epoch, so the first epoch's count stands for all
+    steps_per_epoch = math.ceil(len(epoch_inputs(0)[1]) / dist.world_size)
     total_steps = max(1, cfg.epochs * steps_per_epoch)
-    n_eval = len(val_idx) + len(ctx["test_enc"].table)
+    n_eval = len(val_idx) + len(ctx["test"])
     # Inference speed, to reserve time for the final evaluation: timed on one real validation batch
     # now (the first training steps are too slow and noisy to extrapolate from), re-measured at every
-    # epoch's evaluation.
-    probe = list(range(min(len(val_features), cfg.eval_batch_size)))
+    # epoch's evaluation. Rates are in rows (pairs) per second.
+    probe = list(range(min(len(va), cfg.eval_batch_size)))
     t0 = time.time()
-    predict_scores(model, [val_features[i] for i in probe], va.subset_encoded(probe), cfg.eval_batch_size, device,
-                   precision, pad_id)
-    eval_rate = len(probe) / max(1e-6, time.time() - t0)
+    predict_scores(model, va, names, cfg.eval_batch_size, device, precision, pad_id, only=probe)
+    eval_rate = sum(len(va.rows[i]) for i in probe) / max(1e-6, time.time() - t0)
     stopped_by = "epochs"
 
     for epoch in range(start_epoch, cfg.epochs):
-        rng = random.Random(cfg.seed * 1000 + fold * 100 + epoch)  # same on every process and on resume
-        features = tokenize(tokenizer, tr.texts(template, rng), cfg.max_length)
-        batches = length_bucketed_batches([len(f["input_ids"]) for f in features], cfg.batch_size, rng)
+        inputs, batches = epoch_inputs(epoch)
         if dist.enabled:  # every process gets the same number of batches (wrap around, drop nothing)
             per_rank = math.ceil(len(batches) / dist.world_size)
             batches = (batches * 2)[: per_rank * dist.world_size][dist.rank :: dist.world_size]
         train_model.train()
-        epoch_start, seen, loss_sum, loss_n = time.time(), 0, 0.0, 0
+        epoch_start, seen, seen_seqs, loss_sum, loss_n = time.time(), 0, 0, 0.0, 0
         bar = tqdm(batches, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}", disable=not dist.is_main,
                    mininterval=1 if sys.stderr.isatty() else 30, dynamic_ncols=True)
         for idx in bar:
@@ -187,27 +226,17 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
             future_evals = (cfg.epochs - epoch - 1) * val_s
             time_left = fold_deadline - time.time() - eval_s - future_evals - 5.0
             time_progress = now_train / max(1e-6, now_train + max(time_left, 0.0))
-            progress = max(step / total_steps, time_progress)
-            set_lr(optimizer, cosine_factor(progress, cfg.warmup_ratio))
+            set_lr(optimizer, cosine_factor(max(step / total_steps, time_progress), cfg.warmup_ratio))
 
-            batch = {k: v.to(device) for k, v in collate(features, tr, idx, pad_id, scores).items()}
+            batch = {k: v.to(device) for k, v in collate(inputs, idx, pad_id, names, scores).items()}
             if cfg.context_dropout > 0 and cfg.cpc_fusion:
                 hide = torch.rand(len(idx), generator=ctx_dropout) < cfg.context_dropout
                 batch["class_ids"] = batch["class_ids"].masked_fill(hide.to(device), 0)
-            target, group_ids = batch.pop("scores"), batch.pop("group_ids")
-            with_spans = cfg.contrastive_weight > 0
+            target, mask, group_ids = batch.pop("scores"), batch.pop("target_mask"), batch.pop("group_ids")
             with autocast(precision, device):
-                out = train_model(**batch, train_outputs=True, with_spans=with_spans)
-            if cfg.loss == "mse":
-                loss = torch.nn.functional.mse_loss(out["score"], target)
-            else:
-                loss = smooth_k2_loss(out["score"], target, cfg.k2_k, cfg.k2_thr)
-            if with_spans:
-                loss = loss + cfg.contrastive_weight * nt_xent_loss(
-                    out["anchor_vec"], out["target_vec"], target, group_ids, cfg.contrastive_tau,
-                    cfg.contrastive_min_score)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"fold {fold} step {step}: loss is {loss.item()}; lower --set lr=...")
+                out = train_model(**batch, train_outputs=True, with_spans=cfg.contrastive_weight > 0,
+                                  num_slots=mask.shape[1])
+            loss = score_loss(cfg, out, target, mask, group_ids)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -215,7 +244,7 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            seen += len(idx)
+            seen, seen_seqs = seen + int(mask.sum()), seen_seqs + len(idx)
             loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
             pairs_s = seen * dist.world_size / max(1e-6, time.time() - epoch_start)
             lr_now = optimizer.param_groups[0]["lr"]
@@ -223,8 +252,7 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
             if dist.is_main and step % cfg.log_every == 0:
                 with open(ctx["run_dir"] / "steps.jsonl", "a") as f:
                     f.write(json.dumps({"fold": fold, "epoch": epoch + 1, "step": step, "loss": loss_sum / loss_n,
-                                        "lr": optimizer.param_groups[0]["lr"], "pairs_per_s": pairs_s,
-                                        "elapsed_s": ctx["clock"].elapsed()}) + "\n")
+                                        "lr": lr_now, "pairs_per_s": pairs_s, "elapsed_s": ctx["clock"].elapsed()}) + "\n")
             if any_true(time.time() >= fold_deadline - eval_s - 5.0, dist, device):
                 stopped_by = "budget"
                 break
@@ -233,12 +261,13 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
         train_time += epoch_train_s
 
         record = {"epoch": epoch + 1, "steps": step, "train_loss": loss_sum / max(1, loss_n),
-                  "pairs_per_s": seen * dist.world_size / max(1e-6, epoch_train_s), "train_s": epoch_train_s}
+                  "pairs_per_s": seen * dist.world_size / max(1e-6, epoch_train_s),
+                  "sequences_per_s": seen_seqs * dist.world_size / max(1e-6, epoch_train_s), "train_s": epoch_train_s}
         if dist.is_main:
             t0 = time.time()
-            val_pred = predict_scores(model, val_features, va, cfg.eval_batch_size, device, precision, pad_id)
+            val_pred = predict_scores(model, va, names, cfg.eval_batch_size, device, precision, pad_id)
             eval_rate = len(val_idx) / max(1e-6, time.time() - t0)
-            record.update(val_pearson=pearson(val_pred, va.table.columns["score"]), eval_pairs_per_s=eval_rate,
+            record.update(val_pearson=pearson(val_pred, va_table.columns["score"]), eval_pairs_per_s=eval_rate,
                           wall_s=ctx["clock"].elapsed(), stopped_by=stopped_by, **peak_memory_mb(device))
             history.append(record)
             log.info("fold %d epoch %d: loss %.4f  val Pearson %.4f  %.0f pairs/s", fold, epoch + 1,
@@ -252,10 +281,10 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
         if stopped_by == "budget":
             break
 
-    test_pred = np.zeros(len(ctx["test_enc"].table), dtype=np.float32)
+    test_pred = np.zeros(len(ctx["test"]), dtype=np.float32)
     if dist.is_main:
-        test_features = tokenize(tokenizer, ctx["test_enc"].texts(template), cfg.max_length)
-        test_pred = predict_scores(model, test_features, ctx["test_enc"], cfg.eval_batch_size, device, precision, pad_id)
+        test_inputs = pre.build(ctx["test"], ctx["test_contexts"])
+        test_pred = predict_scores(model, test_inputs, names, cfg.eval_batch_size, device, precision, pad_id)
         atomic_torch_save(model.trainable_state_dict(), fold_dir / "trainable_state.pt")
     fold_metrics = {"epochs": history, "val_pearson": history[-1]["val_pearson"] if history else float("nan"),
                     "stopped_by": stopped_by, "n_train": len(train_idx), "n_val": len(val_idx)}
@@ -286,19 +315,20 @@ def run(cfg, resume: bool = False) -> dict:
     import torch
     from transformers import AutoTokenizer
 
+    from inference.inputs import TableContexts
     from inference.io import write_scores
     from inference.template import InputTemplate
-    from solution.data import encode_table, load_uspppm, make_folds
+    from solution.data import load_uspppm, make_folds, preprocessor
     from solution.distributed import barrier, cleanup, init_distributed
     from solution.model import resolve_model_path
-    from solution.precision import resolve_precision
+    from solution.precision import resolve_precision_with_probe
     from solution.runtime import pick_device, seed_everything
 
     device = pick_device(cfg.device)
     dist = init_distributed(device)
     if device == "cuda":
         device = f"cuda:{dist.local_rank}"
-    precision = resolve_precision(cfg.precision, device)
+    precision, precision_probe = resolve_precision_with_probe(cfg.precision, device)
     run_dir = Path(cfg.out) if cfg.out else Path("runs") / time.strftime("phrase-%Y%m%d-%H%M%S")
     if dist.enabled and not cfg.out:  # one name for every process
         import torch.distributed as tdist
@@ -321,17 +351,19 @@ def run(cfg, resume: bool = False) -> dict:
         test = read_pairs(cfg.test_csv)
     if cfg.max_train_rows:
         train = subset_by_anchor(train, cfg.max_train_rows, cfg.seed)
-    train_enc, test_enc = encode_table(train, vocab), encode_table(test, vocab)
+    train_contexts, test_contexts = TableContexts.of(train, vocab), TableContexts.of(test, vocab)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(cfg.model), use_fast=True)
-    template = InputTemplate(sep_token=tokenizer.sep_token, use_title=cfg.use_title, group_targets=cfg.group_targets)
+    template = InputTemplate(sep_token=tokenizer.sep_token, cls_token=tokenizer.cls_token, use_title=cfg.use_title,
+                             group_targets=cfg.group_targets, layout=cfg.layout, max_targets=cfg.max_targets)
+    pre = preprocessor(tokenizer, template, vocab, cfg.max_length)
     model_config = cfg.model_config((vocab.num_sections, vocab.num_classes), tokenizer.sep_token_id, tokenizer.cls_token_id)
     folds = make_folds(train, cfg.n_splits, cfg.seed)
     if cfg.folds > cfg.n_splits:
         raise SystemExit(f"--folds {cfg.folds} is more than n_splits={cfg.n_splits}")
     submission = Path(cfg.submission) if cfg.submission else Path("submissions") / run_dir.name / "submission.csv"
 
-    metrics: dict = {"run": run_dir.name, "device": device, "precision": precision, "world_size": dist.world_size,
-                     "folds": {}, "budget_minutes": cfg.budget_minutes}
+    metrics: dict = {"run": run_dir.name, "device": device, "precision": precision, "precision_probe": precision_probe,
+                     "layout": cfg.layout, "world_size": dist.world_size, "folds": {}, "budget_minutes": cfg.budget_minutes}
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         tokenizer.save_pretrained(run_dir / "tokenizer")
@@ -353,9 +385,9 @@ def run(cfg, resume: bool = False) -> dict:
 
     save_state()
     barrier(dist)
-    ctx = {"dist": dist, "device": device, "precision": precision, "tokenizer": tokenizer, "template": template,
-           "train_enc": train_enc, "test_enc": test_enc, "vocab": vocab, "folds": folds, "run_dir": run_dir,
-           "model_config": model_config, "clock": clock, "on_epoch": on_epoch}
+    ctx = {"dist": dist, "device": device, "precision": precision, "preprocess": pre, "train": train,
+           "train_contexts": train_contexts, "test": test, "test_contexts": test_contexts, "folds": folds,
+           "run_dir": run_dir, "model_config": model_config, "clock": clock, "on_epoch": on_epoch}
     oof = np.full(len(train), np.nan, dtype=np.float32)
     test_preds = []
     for fold in range(cfg.folds):

@@ -3,9 +3,10 @@ import logging
 import pytest
 
 from inference.cpc import CpcVocab
+from inference.inputs import TableContexts
 from inference.io import DataError, read_pairs, write_scores
 from inference.template import InputTemplate, group_other_targets
-from solution.data import encode_table, length_bucketed_batches, load_uspppm, make_folds
+from solution.data import length_bucketed_batches, load_uspppm, make_folds
 
 HEADER = "id,anchor,target,context,score\n"
 
@@ -67,7 +68,7 @@ def test_unknown_context_falls_back_to_section_and_warns_once_with_count(tmp_pat
     vocab = CpcVocab.from_titles({"A": "HUMAN NECESSITIES", "B": "OPERATIONS"}, {"A47": "FURNITURE"})
     path = write(tmp_path, "id,anchor,target,context\n1,a,b,A47\n2,a,c,A99\n3,a,d,B01\n", "t.csv")
     with caplog.at_level(logging.WARNING):
-        encoded = encode_table(read_pairs(path), vocab)
+        encoded = TableContexts.of(read_pairs(path), vocab)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "2 row(s)" in warnings[0].getMessage()
     assert encoded.class_ids == [1, 0, 0]
@@ -79,7 +80,7 @@ def test_unknown_section_is_an_error_naming_the_line(tmp_path):
     vocab = CpcVocab.from_titles({"A": "HUMAN NECESSITIES"}, {"A47": "FURNITURE"})
     path = write(tmp_path, "id,anchor,target,context\n1,a,b,A47\n2,a,c,Z01\n", "t.csv")
     with pytest.raises(DataError, match="line 3, column 'context'.*'Z'"):
-        encode_table(read_pairs(path), vocab)
+        TableContexts.of(read_pairs(path), vocab)
 
 
 def test_template_and_grouping_exclude_the_row_itself():

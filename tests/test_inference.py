@@ -71,7 +71,7 @@ def test_onnx_scores_match_pytorch_in_input_order(exported, shuffled_test, torch
 def test_cpu_defaults_and_provider_reporting(exported):
     _, model_dir = exported
     scorer = PhraseScorer.load(model_dir)  # auto: no CUDA here -> CPU, int8
-    assert scorer.providers == ["CPUExecutionProvider"] and scorer.variant == "int8" and scorer.batch_size == 64
+    assert scorer.providers == ["CPUExecutionProvider"] and scorer.variant == "int8" and scorer.batch_size == 16  # multi: 64 / 4
     scores = scorer.score([("abatement", "abatement of pollution", "A47"), ("abatement", "act of abating", "a47")])
     assert scores.shape == (2,) and scores.dtype == np.float32 and ((scores >= 0) & (scores <= 1)).all()
 
@@ -159,19 +159,28 @@ def test_overlong_text_is_truncated_with_a_count(exported, caplog):
     with caplog.at_level(logging.WARNING):
         scores = scorer.score([("abatement", long_target, "A47"), ("opc drum", "inorganic photoconductor drum", "G03")])
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(messages) == 1 and "1 of 2 input(s) are longer than max_length=48" in messages[0]
+    assert len(messages) == 1 and "1 of 2" in messages[0] and "longer than" in messages[0]
+    assert "max_length=48" in messages[0]
     assert len(scores) == 2
 
 
 def test_tokenizer_json_gives_the_training_tokenizer_ids(exported, small_data):
     from transformers import AutoTokenizer
 
+    from inference.inputs import TableContexts
+    from solution.data import preprocessor
+
     run_dir, model_dir = exported
     scorer = PhraseScorer.load(model_dir, device="cpu", variant="fp32")
     texts = []
     for path in (small_data / "uspppm" / "test.csv", run_dir / "oof.csv"):
         table = read_pairs(path)
-        texts += scorer.preprocess.encode_rows(table)[0]
+        texts += scorer.preprocess.pair_texts(table, TableContexts.of(table, scorer.preprocess.vocab).titles)
+        # the multi layout (the default) builds the same sequences from tokenizer.json as training does
+        training = preprocessor(AutoTokenizer.from_pretrained(run_dir / "tokenizer"), scorer.preprocess.template,
+                                scorer.preprocess.vocab, 48)(table)
+        ours = scorer.preprocess(table)
+        assert (ours.ids, ours.spans, ours.rows) == (training.ids, training.spans, training.rows)
     texts.append("abatement [SEP] " + " ".join(["pollution"] * 200))  # truncated
     hf = AutoTokenizer.from_pretrained(run_dir / "tokenizer")(texts, truncation=True, max_length=48)
     ours = TextEncoder.load(model_dir / "tokenizer.json", max_length=48).encode(texts)

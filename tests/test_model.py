@@ -88,7 +88,8 @@ def test_pair_pooling_averages_only_anchor_and_target_tokens(tiny_model):
     model, tokenizer = make_model(tiny_model, lora=False, pooling="pair")
     enc = tokenizer(["abatement [SEP] act of abating [SEP] furniture"], return_tensors="pt")
     hidden = torch.randn(1, enc["input_ids"].shape[1], 32)
-    pooled = model.pool(hidden, enc["attention_mask"], enc["input_ids"])
+    masks = model.target_masks(enc["input_ids"], enc["attention_mask"])
+    pooled = model.pool(hidden, enc["attention_mask"], enc["input_ids"], masks)[:, 0]
     tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
     keep = torch.tensor([[t in ("abatement", "act", "of", "abating") for t in tokens]])
     assert torch.allclose(pooled, masked_mean(hidden, keep))

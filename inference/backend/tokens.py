@@ -41,9 +41,14 @@ class TextEncoder:
 
     @classmethod
     def load(cls, path: str | os.PathLike, max_length: int, pad_id: int = 0) -> TextEncoder:
-        tokenizer = Tokenizer.from_file(str(path))
+        return cls.of(Tokenizer.from_file(str(path)), max_length, pad_id)
+
+    @classmethod
+    def of(cls, tokenizer: Tokenizer, max_length: int, pad_id: int = 0) -> TextEncoder:
+        """From a copy of ``tokenizer`` (training passes its fast tokenizer's ``backend_tokenizer``)."""
+        tokenizer = Tokenizer.from_str(tokenizer.to_str())
         # Set both explicitly: a tokenizer.json can carry its own truncation/padding settings, and
-        # training used exactly "truncate to max_length, no padding" (padding happens per batch).
+        # training uses exactly "truncate to max_length, no padding" (padding happens per batch).
         tokenizer.enable_truncation(max_length)
         tokenizer.no_padding()
         return cls(tokenizer, max_length, pad_id)

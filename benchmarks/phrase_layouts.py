@@ -1,0 +1,101 @@
+"""Phrase matcher comparison on anchor-grouped folds: layouts and seed-design parts, each row run with two seeds.
+
+    python benchmarks/phrase_layouts.py --epochs 2 --jobs 2
+    python benchmarks/phrase_layouts.py --rows default mpnet --mpnet models/all-mpnet-base-v2
+
+Every row is one change against today's defaults (``TrainConfig``), trained on all of train.csv and
+scored on fold 0 of 5 grouped by anchor; each seed also re-draws the folds, so the spread covers both
+initialisation and split. A difference counts only if it is larger than the spread. Runs already
+finished in ``--out`` are read back, not re-run. ``--jobs 2`` trains two runs at once with one thread
+each: the quality columns are unaffected (the budget is in epochs; the clock is a safety cap), the
+speed columns are then not comparable, so they are left out. Appends the table to RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._results import append_results, markdown_table  # noqa: E402
+
+PAIR_LAYOUT = {"layout": "pair", "use_title": False, "max_length": 64, "batch_size": 32, "eval_batch_size": 128}
+ROWS: dict[str, tuple[str, dict]] = {
+    "pair": ("pair layout, bare pairs (the previous default)", PAIR_LAYOUT),
+    "bare": ("multi, no class title", {"use_title": False}),
+    "default": ("multi + class title", {}),
+    "cpc": ("multi + title + CPC fusion", {"cpc_fusion": True}),
+    "ntxent3": ("multi + title + NT-Xent lambda 0.3", {"contrastive_weight": 0.3}),
+    "ntxent5": ("multi + title + NT-Xent lambda 0.5", {"contrastive_weight": 0.5}),
+    "mse": ("multi + title, linear head + MSE instead of ordinal + Smooth K2", {"head": "linear", "loss": "mse"}),
+    "full": ("multi + title, full fine-tuning (lr 1e-4) instead of LoRA", {"lora": False, "lr": 1e-4}),
+    "seed": ("seed design: multi + title + CPC fusion + NT-Xent 0.3", {"cpc_fusion": True, "contrastive_weight": 0.3}),
+    "mpnet": ("multi + title, all-mpnet-base-v2 instead of MiniLM", {}),
+}
+
+
+def train_row(key: str, seed: int, args, threads: int) -> dict:
+    out = Path(args.out) / f"{key}-s{seed}"
+    state = out / "run_state.json"
+    if state.exists() and json.loads(state.read_text()).get("complete"):
+        return json.loads((out / "metrics.json").read_text())
+    label, overrides = ROWS[key]
+    cmd = [sys.executable, "-m", "solution.train", "--out", str(out), "--seed", str(seed), "--epochs", str(args.epochs),
+           "--budget-minutes", str(args.minutes)]
+    if key == "mpnet":
+        cmd += ["--model", args.mpnet]
+    for name, value in overrides.items():
+        cmd += ["--set", f"{name}={json.dumps(value) if isinstance(value, bool) else value}"]
+    cmd += ["--set", f"submission={out / 'submission.csv'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{out}.log", "w") as log:
+        subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+    print(f"{key} seed {seed}: done", flush=True)
+    return json.loads((out / "metrics.json").read_text())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", nargs="*", default=[k for k in ROWS if k != "mpnet"], choices=list(ROWS))
+    p.add_argument("--seeds", nargs="*", type=int, default=[42, 43])
+    p.add_argument("--epochs", type=int, default=3, help="epoch budget of every run (default: the default's)")
+    p.add_argument("--minutes", type=float, default=30, help="wall-clock cap of every run (default: the default's)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (threads are split between them)")
+    p.add_argument("--mpnet", default="models/all-mpnet-base-v2", help="all-mpnet-base-v2 folder for the mpnet row")
+    p.add_argument("--out", default="runs/layouts", help="folder of the runs (finished ones are reused)")
+    p.add_argument("--no-append", action="store_true", help="print the table without appending it to RESULTS.md")
+    args = p.parse_args()
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    work = [(key, seed) for key in args.rows for seed in args.seeds]
+    start = time.time()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        metrics = list(pool.map(lambda ks: train_row(*ks, args, threads), work))
+    by_row: dict[str, list[dict]] = {}
+    for (key, _), m in zip(work, metrics):
+        by_row.setdefault(key, []).append(m)
+    table = []
+    for key, runs in by_row.items():
+        scores = [m["oof_pearson"] for m in runs]
+        epochs = [len(m["folds"]["0"]["epochs"]) for m in runs]
+        table.append([ROWS[key][0], statistics.mean(scores), (max(scores) - min(scores)) / 2,
+                      " / ".join(f"{s:.4f}" for s in scores), " / ".join(map(str, epochs)),
+                      " / ".join(m["precision"] for m in runs)])
+    text = markdown_table(["row", "mean val Pearson", "half-range", "per seed", "epochs run", "precision"], table)
+    speed = "" if args.jobs == 1 else f"; {args.jobs} runs at once with {threads} thread(s) each, so no speed columns"
+    append_results("Phrase matcher: layouts and seed-design parts (two seeds)", text, append=not args.no_append,
+                   notes=f"all of train.csv, fold 0 of 5 grouped by anchor, split and init drawn by seed "
+                         f"{'/'.join(map(str, args.seeds))}; {args.epochs} epoch(s) or {args.minutes:g} min per run"
+                         f"{speed}; took {(time.time() - start) / 60:.0f} min in all")
+
+
+if __name__ == "__main__":
+    main()

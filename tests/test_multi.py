@@ -1,0 +1,144 @@
+"""The multi layout: chunking, span pooling, masked padding slots, lone targets, prediction order."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from inference.cpc import CpcVocab
+from inference.inputs import PhraseInputs, TableContexts
+from inference.io import read_pairs
+from inference.multi import MultiEncoder, anchor_groups, chunk_group
+from inference.template import InputTemplate
+from solution.data import model_input_names, preprocessor
+from tests.conftest import DATA
+from tests.test_model import make_model
+
+
+def multi_preprocessor(tiny_model, small_data, max_length=48, max_targets=32, use_title=True):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    template = InputTemplate(sep_token=tokenizer.sep_token, cls_token=tokenizer.cls_token, use_title=use_title,
+                             layout="multi", max_targets=max_targets)
+    return preprocessor(tokenizer, template, CpcVocab.from_data_dir(small_data / "cpc"), max_length)
+
+
+@pytest.mark.parametrize("max_targets", [1, 2, 3, 7, 32, 100])
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_chunks_cover_every_row_exactly_once_within_the_limits(max_targets, shuffled):
+    table = read_pairs(DATA / "uspppm" / "train.csv", require_score=True).subset(range(3000))
+    encoder = MultiEncoder(lambda texts: [[1] * (1 + len(t) % 5) for t in texts], cls_id=101, sep_id=102,
+                           max_length=40, max_targets=max_targets)
+    cols = table.columns
+    rng = random.Random(0) if shuffled else None
+    chunks, _ = encoder.encode(cols["anchor"], cols["target"], cols["context"], ["a title"] * len(table), rng, 0.3)
+    rows = sorted(r for c in chunks for r in c.rows)
+    assert rows == list(range(len(table)))
+    assert all(len(c.rows) <= max_targets and len(c.ids) <= 40 for c in chunks)
+    for c in chunks:  # one anchor+context per sequence, and slot k holds the k-th row's tokens
+        assert len({(cols["anchor"][r], cols["context"][r]) for r in c.rows}) == 1
+        assert sorted(set(c.spans) - {0}) == list(range(1, len(c.rows) + 1))
+    if shuffled:  # smaller chunks happen, so a lone pair is in-distribution
+        assert any(len(c.rows) < min(max_targets, 3) for c in chunks) or max_targets == 1
+
+
+def test_long_targets_are_cut_never_dropped():
+    encoder = MultiEncoder(lambda texts: [[5] * len(t) for t in texts], cls_id=1, sep_id=2, max_length=12, max_targets=4)
+    chunks, n_cut = encoder.encode(["ab"] * 3, ["x" * 30, "y", "zz"], ["A47"] * 3, ["t"] * 3)
+    assert sorted(r for c in chunks for r in c.rows) == [0, 1, 2] and n_cut == 1
+    assert all(len(c.ids) <= 12 for c in chunks)
+
+
+def test_chunk_group_keeps_file_order_without_rng():
+    assert chunk_group([4, 5, 6, 7], [2, 2, 2, 2], budget=4, max_targets=8) == [[4, 5], [6, 7]]
+    assert chunk_group([4, 5, 6], [1, 1, 1], budget=100, max_targets=2) == [[4, 5], [6]]
+    assert anchor_groups(["a", "a", "b", "a"], ["X", "Y", "X", "X"]) == [[0, 3], [1], [2]]
+
+
+def test_span_pooling_equals_pooling_each_target_alone(tiny_model):
+    model, tokenizer = make_model(tiny_model, lora=False, pooling="pair")
+    #          CLS  anchor    SEP  title SEP  t1      SEP  t2  SEP
+    spans = torch.tensor([[0, 0, 0, 0, 0, 0, 1, 1, 0, 2, 0]])
+    ids = torch.tensor([[2, 10, 11, 3, 12, 3, 13, 14, 3, 15, 3]])
+    mask = torch.ones_like(ids)
+    hidden = torch.randn(1, ids.shape[1], 32)
+    pooled = model.pool(hidden, mask, ids, model.target_masks(ids, mask, spans, num_slots=2))
+    alone = [hidden[0, [1, 2, 6, 7]].mean(0), hidden[0, [1, 2, 9]].mean(0)]  # anchor + that target's tokens
+    assert torch.allclose(pooled[0], torch.stack(alone), atol=1e-6)
+    model, _ = make_model(tiny_model, lora=False, pooling="interaction")
+    feats = model.pool(hidden, mask, ids, model.target_masks(ids, mask, spans, num_slots=2))
+    t, a = hidden[0, [6, 7]].mean(0), hidden[0, [1, 2]].mean(0)
+    assert torch.allclose(feats[0, 0], model.interaction(torch.cat([t, a, t * a])), atol=1e-6)
+
+
+def test_padding_slots_contribute_no_loss(tiny_config, tiny_model):
+    from solution.train import score_loss
+
+    cfg = tiny_config(contrastive_weight=0.3)
+    pred = torch.tensor([[0.2, 0.9, 0.5], [0.4, 0.1, 0.7]], requires_grad=True)
+    label = torch.tensor([[0.0, 1.0, 0.25], [0.5, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    vecs = torch.randn(2, 3, 4, requires_grad=True)
+    out = {"score": pred, "anchor_vec": torch.randn(2, 4), "target_vec": vecs}
+    loss = score_loss(cfg, out, label, mask, torch.tensor([0, 1]))
+    loss.backward()
+    assert torch.all(pred.grad[~mask] == 0) and torch.all(vecs.grad[~mask] == 0)
+    changed = label.clone()
+    changed[~mask] = 0.77
+    assert score_loss(cfg, out, changed, mask, torch.tensor([0, 1])).item() == pytest.approx(loss.item())
+
+
+def test_a_lone_target_scores_the_same_batched_with_padding(tiny_model, small_data):
+    model, _ = make_model(tiny_model, lora=False, pooling="pair", cpc_fusion=False)
+    model.eval()
+    pre = multi_preprocessor(tiny_model, small_data)
+    table = read_pairs(small_data / "uspppm" / "train.csv", require_score=True)
+    lone = pre(table.subset([0]))  # one target: a one-slot sequence
+    full = pre(table)
+    longest = max(range(len(full)), key=lambda i: len(full.ids[i]))
+    both = PhraseInputs(full.ids[longest : longest + 1] + lone.ids, full.type_ids[longest : longest + 1] + lone.type_ids,
+                        full.spans[longest : longest + 1] + lone.spans, [full.rows[longest], [len(full.rows[longest])]],
+                        [full.section_ids[longest], *lone.section_ids], [full.class_ids[longest], *lone.class_ids], [0, 1])
+    assert len(both.ids[1]) < len(both.ids[0]) and len(both.rows[0]) > 1
+    names = model_input_names(model, "multi")
+    with torch.no_grad():
+        by_itself = model(**{k: torch.from_numpy(v) for k, v in lone.feeds([0], 0, names).items()})
+        batched = model(**{k: torch.from_numpy(v) for k, v in both.feeds([0, 1], 0, names).items()})
+    assert by_itself.shape == (1, len(lone.ids[0]))  # one score per slot; slot 0 is the target
+    assert batched[1, 0].item() == pytest.approx(by_itself[0, 0].item(), abs=1e-5)
+
+
+def test_predict_keeps_ids_and_order_with_duplicated_anchors_and_unknown_contexts(tiny_config, tmp_path):
+    from solution.predict import predict_file
+    from solution.train import run
+
+    cfg = tiny_config(epochs=1, layout="multi", max_targets=3)
+    run(cfg)
+    rows = [("z", "abatement", "abatement of pollution", "A47"), ("y", "abatement", "act of abating", "A47"),
+            ("x", "abatement", "abatement of pollution", "A47"),  # the same pair twice
+            ("w", "abatement", "active catalyst", "A99"),  # unknown class of a known section
+            ("v", "abatement", "eliminating process", "A47"), ("u", "abatement", "forest region", "A47"),
+            ("t", "adjustable", "adjustable hinge", "B25")]
+    path = tmp_path / "in.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "anchor", "target", "context"])
+        writer.writerows(rows)
+    ids, scores = predict_file(cfg.out, path, device="cpu")
+    assert ids == [r[0] for r in rows]
+    assert np.all(np.isfinite(scores)) and np.all((scores >= 0) & (scores <= 1))
+    contexts = TableContexts.of(read_pairs(path), CpcVocab.load(Path(cfg.out) / "cpc_vocab.json"))
+    assert contexts.class_ids[3] == 0  # A99 really is unknown and fell back to its section
+
+
+def test_precision_auto_keeps_fp32_where_bf16_is_slower():
+    from solution.precision import resolve_precision
+
+    assert resolve_precision("auto", "cpu", timer=lambda bf16: 0.126 if bf16 else 0.066) == "fp32"
+    assert resolve_precision("auto", "cpu", timer=lambda bf16: 0.030 if bf16 else 0.066) == "bf16"
+    assert resolve_precision("fp32", "cpu", timer=lambda bf16: 1 / 0) == "fp32"  # a fixed choice times nothing
