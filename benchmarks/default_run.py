@@ -41,12 +41,16 @@ def main() -> None:
     rows = []
     for fold, data in sorted(metrics["folds"].items()):
         for e in data["epochs"]:
-            rows.append([fold, e["epoch"], e["steps"], f"{e['train_loss']:.4f}", e["val_pearson"], f"{e['pairs_per_s']:.0f}",
+            rows.append([fold, e["epoch"], e["steps"], f"{e['train_loss']:.4f}", e["val_pearson"],
+                         f"{e.get('sequences_per_s', e['pairs_per_s']):.1f}", f"{e['pairs_per_s']:.0f}",
                          f"{e['wall_s'] / 60:.1f}", f"{e['peak_rss_mb']:.0f}", e.get("stopped_by", "")])
-    table = markdown_table(["fold", "epoch", "steps", "train loss", "val Pearson", "train pairs/s", "wall min",
-                            "peak RSS MiB", "stopped by"], rows)
+    table = markdown_table(["fold", "epoch", "steps", "train loss", "val Pearson", "train sequences/s", "train pairs/s",
+                            "wall min", "peak RSS MiB", "stopped by"], rows)
+    probe = metrics.get("precision_probe", {})
+    chosen = f" ({probe['chosen_by']}: fp32 {probe['fp32_ms']} ms, bf16 {probe['bf16_ms']} ms)" if "fp32_ms" in probe else ""
     table += (f"\n\n**Out-of-fold Pearson {metrics['oof_pearson']:.4f}**, whole run {metrics['wall_s'] / 60:.1f} min "
-              f"(budget {metrics['budget_minutes']} min) on {metrics['device']} with {metrics['precision']}.")
+              f"(budget {metrics['budget_minutes']} min) on {metrics['device']} with {metrics['precision']}{chosen}, "
+              f"{metrics.get('layout', 'pair')} layout.")
     append_results(args.title, table, command=command)
 
 

@@ -44,7 +44,7 @@ def test_end_to_end_200_rows(tiny_config, small_data, tmp_path):
     assert np.isfinite(metrics["oof_pearson"])
     with open(run_dir / "oof.csv") as f:
         oof = list(csv.DictReader(f))
-    assert len(oof) == metrics["folds"]["0"]["n_val"]
+    assert len(oof) == sum(f["n_val"] for f in metrics["folds"].values())
 
 
 def test_k_folds_average_and_cover_oof(tiny_config):
