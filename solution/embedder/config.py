@@ -35,7 +35,7 @@ class EmbedderTrainConfig:
     budget_minutes: float = config_field(10.0, "wall-clock budget of the run (validation included)")
     checkpoint_minutes: float = config_field(2.0, "minutes between mid-epoch checkpoints")
     device: str = config_field("auto", "auto | cpu | cuda")
-    precision: str = config_field("auto", "auto (bf16 on CPU) | bf16 | fp16 | fp32")
+    precision: str = config_field("auto", "auto (bf16 where faster: timed on CPUs) | bf16 | fp16 | fp32")
     seed: int = config_field(42, "seed for the split, queries, negatives and shuffling")
     # text
     doc_view: str = config_field("title+abstract", "document text: title | abstract | claims | title+abstract | ...")
