@@ -51,7 +51,7 @@ class TrainConfig:
     # model
     head: str = config_field("ordinal", "ordinal (cumulative link, expected level) | linear")
     pooling: str = config_field("pair", "pair (mean over anchor+target tokens) | mean (all tokens) | cls")
-    cpc_fusion: bool = config_field(False, "add the learnable CPC section+class embedding to the token embeddings")
+    cpc_fusion: bool = config_field(True, "add the learnable CPC section+class embedding to the token embeddings")
     cpc_dim: int = config_field(64, "CPC embedding size before the projection")
     cpc_max_norm_ratio: float = config_field(0.25, "cap of the CPC vector's norm relative to the mean token-embedding norm")
     context_dropout: float = config_field(0.1, "probability of hiding the class id (trains the unknown-class fallback)")
