@@ -173,9 +173,3 @@ def check_coverage(chunks: Sequence[MultiChunk], n_rows: int) -> None:
     bad = [i for i, n in enumerate(seen) if n != 1]
     if bad:
         raise RuntimeError(f"multi layout: rows {bad[:10]} are in {[seen[i] for i in bad[:10]]} chunks instead of 1")
-
-
-def length_batches(chunks: Sequence[MultiChunk], batch_size: int) -> list[list[int]]:
-    """Chunk indices sorted by length and cut into batches of ``batch_size`` sequences (inference)."""
-    order = sorted(range(len(chunks)), key=lambda i: len(chunks[i].ids))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
