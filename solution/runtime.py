@@ -47,11 +47,16 @@ def seed_everything(seed: int) -> None:
 
 def rng_states() -> dict:
     """Every random stream a training step draws from (dropout above all), for a checkpoint: a run
-    resumed from it continues exactly as if it had never stopped."""
+    resumed from it continues exactly as if it had never stopped. Only ints, lists and tensors, so
+    the checkpoint loads with ``torch.load(weights_only=True)`` (no pickle, no code from the file)."""
     import numpy as np
     import torch
 
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    version, python_state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(python_state), gauss],
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
@@ -62,8 +67,10 @@ def restore_rng_states(states: dict | None) -> None:
 
     if not states:
         return
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    version, python_state, gauss = states["python"]
+    random.setstate((version, tuple(python_state), gauss))
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(states["torch"])
     if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(states["cuda"])

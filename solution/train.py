@@ -64,6 +64,19 @@ def atomic_torch_save(obj, path: Path) -> None:
     tmp.replace(path)
 
 
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint of this project: tensors and plain values only, never a pickle that could run code."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise SystemExit(f"{path}: refused to load, it holds more than tensors and plain values "
+                         f"(a planted or foreign file?): {str(err).splitlines()[0]}") from None
+
+
 def predict_scores(model, inputs, names: list[str], batch_size: int, device: str, precision: str, pad_id: int,
                    progress: str = "", only: list[int] | None = None) -> np.ndarray:
     """Scores in row order (NaN for rows of sequences not in ``only``); sequences are batched by length."""
@@ -175,12 +188,12 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
     ckpt_path = fold_dir / "checkpoint.pt"
     ctx_dropout = torch.Generator().manual_seed(cfg.seed + fold)
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint(ckpt_path)
         model.load_state_dict(ckpt["model"], strict=False)
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         start_epoch, step, train_time = ckpt["epoch"], ckpt["step"], ckpt["train_time_s"]
-        history, val_pred = ckpt["history"], ckpt["val_pred"]
+        history, val_pred = ckpt["history"], ckpt["val_pred"].numpy()
         restore_rng_states(ckpt.get("rng"))
         if "ctx_dropout" in ckpt:
             ctx_dropout.set_state(ckpt["ctx_dropout"])
@@ -273,7 +286,7 @@ def train_fold(fold, cfg, ctx, fold_deadline, resume) -> tuple[np.ndarray, np.nd
             log.info("fold %d epoch %d: loss %.4f  val Pearson %.4f  %.0f pairs/s", fold, epoch + 1,
                      record["train_loss"], record["val_pearson"], record["pairs_per_s"])
             atomic_torch_save({"epoch": epoch + 1, "step": step, "train_time_s": train_time, "history": history,
-                               "val_pred": val_pred, "model": model.trainable_state_dict(),
+                               "val_pred": torch.from_numpy(val_pred), "model": model.trainable_state_dict(),
                                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                                "rng": rng_states(), "ctx_dropout": ctx_dropout.get_state()}, ckpt_path)
             ctx["on_epoch"](fold, history)

@@ -97,7 +97,7 @@ def test_mid_epoch_resume_matches_an_uninterrupted_run(tmp_path, tiny_model, cor
     monkeypatch.setattr(train_module, "step_loss", crash_in_the_middle)
     with pytest.raises(KeyboardInterrupt):
         train_module.run(config("crashed"))
-    ckpt = torch.load(tmp_path / "crashed" / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "crashed" / "checkpoint.pt", weights_only=True)
     assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (1, 2, 8)
     monkeypatch.setattr(train_module, "step_loss", real)
     resumed = train_module.run(config("crashed"), resume=True)

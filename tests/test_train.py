@@ -83,7 +83,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_config, tmp_path, monkey
         run(cfg)
     state = json.loads((Path(cfg.out) / "run_state.json").read_text())
     assert not state["complete"]
-    assert torch.load(Path(cfg.out) / "fold0" / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(Path(cfg.out) / "fold0" / "checkpoint.pt", weights_only=True)["epoch"] == 1
     monkeypatch.setattr(train_module, "predict_scores", real)
     with pytest.raises(SystemExit, match="--resume"):
         run(cfg)  # an existing run is never silently overwritten
@@ -193,3 +193,24 @@ def test_readme_documents_every_config_key_with_its_default():
     readme = (ROOT / "README.md").read_text()
     missing = [row for row in markdown_reference().splitlines() if row not in readme]
     assert not missing, f"README configuration table differs from TrainConfig in {missing}"
+
+
+class _Planted:
+    """A pickle that would run code when loaded: ``--resume`` must refuse it, not execute it."""
+
+    def __reduce__(self):
+        return (exec, ("open('PLANTED_MARKER', 'w').write('ran')",))
+
+
+def test_resume_refuses_a_checkpoint_that_would_run_code(tiny_config, tmp_path, monkeypatch):
+    cfg = tiny_config(epochs=1)
+    run(cfg)
+    checkpoint = Path(cfg.out) / "fold0" / "checkpoint.pt"
+    torch.save({"epoch": 0, "payload": _Planted()}, checkpoint)
+    state = Path(cfg.out) / "run_state.json"
+    state.write_text(json.dumps({**json.loads(state.read_text()), "complete": False}))
+    (Path(cfg.out) / "fold0" / "done.json").unlink()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="refused to load"):
+        run(cfg, resume=True)
+    assert not (tmp_path / "PLANTED_MARKER").exists()

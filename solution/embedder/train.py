@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from solution.runtime import tune_malloc
-from solution.train import Clock, atomic_json, atomic_torch_save, open_run_state
+from solution.train import Clock, atomic_json, atomic_torch_save, load_checkpoint, open_run_state
 
 log = logging.getLogger("solution.embedder.train")
 
@@ -240,7 +240,7 @@ def run(cfg, resume: bool = False) -> dict:
     start_epoch, start_batch, step = 0, 0, 0
     ckpt_path = run_dir / "checkpoint.pt"
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint(ckpt_path)
         model.load_state_dict(ckpt["model"], strict=False)
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch, start_batch, step, metrics = ckpt["epoch"], ckpt["batch"], ckpt["step"], ckpt["metrics"]
