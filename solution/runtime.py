@@ -36,6 +36,19 @@ def tune_malloc() -> bool:
     return bool(ok)
 
 
+def flush_denormals() -> bool:
+    """Treat denormal floats as zero in this process's CPU math; False where the CPU cannot.
+
+    AdamW's first moment of a parameter that gets no gradient (the embedding rows of tokens not in
+    the batch: most of the vocabulary) decays by 0.9 a step and turns denormal after ~800 steps;
+    x86 then takes a slow path on every such number: an AdamW step on that matrix ran 2.9x slower
+    (``benchmarks/denormals.py``). Values below 1e-38 carry nothing a 1e-4 learning rate can use.
+    """
+    import torch
+
+    return torch.set_flush_denormal(True)
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch

@@ -335,7 +335,7 @@ def run(cfg, resume: bool = False) -> dict:
     from solution.distributed import barrier, cleanup, init_distributed
     from solution.model import resolve_model_path
     from solution.precision import resolve_precision_with_probe
-    from solution.runtime import pick_device, seed_everything
+    from solution.runtime import flush_denormals, pick_device, seed_everything
 
     device = pick_device(cfg.device)
     dist = init_distributed(device)
@@ -355,6 +355,7 @@ def run(cfg, resume: bool = False) -> dict:
         return finished
     clock = Clock(cfg.budget_minutes * 60, offset)
     seed_everything(cfg.seed)
+    flush_denormals()
     torch.set_num_threads(torch.get_num_threads())
 
     train, test, vocab = load_uspppm(cfg.data)

@@ -214,3 +214,17 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(tiny_config, tmp_path, 
     with pytest.raises(SystemExit, match="refused to load"):
         run(cfg, resume=True)
     assert not (tmp_path / "PLANTED_MARKER").exists()
+
+
+def test_flush_denormals_zeroes_denormal_arithmetic():
+    from solution.runtime import flush_denormals
+
+    denormal = torch.tensor([1e-39])
+    try:
+        torch.set_flush_denormal(False)  # an earlier test's run() may have turned it on
+        assert denormal.mul(1.0).item() != 0.0  # off: the slow path keeps the value
+        if not flush_denormals():
+            pytest.skip("this CPU has no flush-to-zero")
+        assert denormal.mul(1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(False)

@@ -187,7 +187,7 @@ def run(cfg, resume: bool = False) -> dict:
     from solution.embedder.split import split_patents
     from solution.optim import build_optimizer
     from solution.precision import resolve_precision
-    from solution.runtime import peak_memory_mb, pick_device, restore_rng_states, rng_states, seed_everything
+    from solution.runtime import flush_denormals, peak_memory_mb, pick_device, restore_rng_states, rng_states, seed_everything
     from solution.scheduler import cosine_factor, set_lr
 
     run_dir = Path(cfg.out) if cfg.out else Path("runs") / time.strftime(f"embedder-{cfg.recipe}-%Y%m%d-%H%M%S")
@@ -208,6 +208,7 @@ def run(cfg, resume: bool = False) -> dict:
     precision = resolve_precision(cfg.precision, device)
     clock = Clock(cfg.budget_minutes * 60, offset)
     seed_everything(cfg.seed)
+    flush_denormals()
 
     patents = read_patents(cfg.corpus)
     split_path = run_dir / "split.json"
