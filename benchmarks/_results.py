@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from inference.backend.cores import usable_cores
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -30,7 +32,7 @@ def machine() -> str:
     except OSError:
         pass
     cpu += f" (flags: {' '.join(flags) or 'none of ' + ' '.join(SPEED_FLAGS)})"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     gpu = ""
     try:

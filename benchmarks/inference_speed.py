@@ -68,7 +68,7 @@ def mib(*paths: Path) -> float:
 
 def torch_size(run_dir: Path, fold: int) -> float:
     """Backbone weights on disk plus the fold's trained LoRA/CPC/head state (what PyTorch loads)."""
-    from solution.model import resolve_model_path
+    from solution.backbone import resolve_model_path
 
     backbone = Path(resolve_model_path(json.loads((run_dir / "model_config.json").read_text())["backbone"]))
     weights = [p for p in backbone.glob("*") if p.suffix in (".safetensors", ".bin")] if backbone.is_dir() else []
@@ -91,10 +91,10 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from export.parity import pearson
     from export.phrase import torch_scores, validation_rows
     from inference import PhraseScorer
-    from solution.model import load_trained
+    from solution.phrase.evaluate import pearson
+    from solution.phrase.model import load_trained
 
     torch.set_num_threads(args.threads)
     run_dir, model_dir = Path(args.run), Path(args.model)
@@ -144,9 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     size_torch = torch_size(run_dir, args.fold)
     pair = "[('abatement', 'abatement of pollution', 'A47')]"
     cold_torch = cold_start(
-        f"import torch\ntorch.set_num_threads({args.threads})\nfrom solution.model import load_trained\n"
-        "from inference.cpc import CpcVocab\nfrom inference.scorer import table_from_pairs\n"
-        "from inference.template import InputTemplate\nfrom solution.data import model_input_names, preprocessor\n"
+        f"import torch\ntorch.set_num_threads({args.threads})\nfrom solution.phrase.model import load_trained\n"
+        "from inference.cpc import CpcVocab\nfrom inference.phrase.scorer import table_from_pairs\n"
+        "from inference.template import InputTemplate\nfrom solution.phrase.data import model_input_names, preprocessor\n"
         "import json, pathlib\n"
         f"run = pathlib.Path({str(run_dir)!r})\nm, tok = load_trained(run, {args.fold})\nm.merge_lora()\n"
         "t = InputTemplate.from_dict(json.loads((run / 'template.json').read_text()))\n"

@@ -26,8 +26,8 @@ from solution.runtime import tune_malloc  # noqa: E402
 tune_malloc()
 
 from benchmarks._results import append_results, markdown_table  # noqa: E402
-from solution.config import TrainConfig  # noqa: E402
-from solution.train import run  # noqa: E402
+from solution.phrase.config import PhraseTrainConfig  # noqa: E402
+from solution.phrase.train import run  # noqa: E402
 
 BASELINE = dict(head="linear", loss="mse", contrastive_weight=0.0, cpc_fusion=False, use_title=False, group_targets=False,
                 pooling="mean")
@@ -58,7 +58,7 @@ def main() -> None:
     def run_row(label: str, overrides: dict) -> float:
         number = len(results) + 1
         row_dir = out / f"row{number:02d}"
-        cfg = TrainConfig(**overrides, epochs=args.epochs, budget_minutes=args.minutes, max_train_rows=args.rows,
+        cfg = PhraseTrainConfig(**overrides, epochs=args.epochs, budget_minutes=args.minutes, max_train_rows=args.rows,
                           out=str(row_dir), submission=str(row_dir / "submission.csv"),
                           **({"model": args.model} if args.model else {}))
         done = row_dir / "run_state.json"

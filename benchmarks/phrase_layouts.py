@@ -3,7 +3,7 @@
     python benchmarks/phrase_layouts.py --epochs 2 --jobs 2
     python benchmarks/phrase_layouts.py --rows default mpnet --mpnet models/all-mpnet-base-v2
 
-Every row is one change against today's defaults (``TrainConfig``), trained on all of train.csv and
+Every row is one change against today's defaults (``PhraseTrainConfig``), trained on all of train.csv and
 scored on fold 0 of 5 grouped by anchor; each seed also re-draws the folds, so the spread covers both
 initialisation and split. A difference counts only if it is larger than the spread. Runs already
 finished in ``--out`` are read back, not re-run. ``--jobs 2`` trains two runs at once with one thread
@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._results import append_results, markdown_table  # noqa: E402
+from inference.backend.cores import usable_cores  # noqa: E402
 
 # the default before the multi layout: bare pairs, LoRA, ordinal head + Smooth K2
 PREVIOUS_DEFAULT = {"layout": "pair", "use_title": False, "max_length": 64, "batch_size": 32, "eval_batch_size": 128,
@@ -82,7 +83,7 @@ def main() -> None:
     p.add_argument("--out", default="runs/layouts", help="folder of the runs (finished ones are reused)")
     p.add_argument("--no-append", action="store_true", help="print the table without appending it to RESULTS.md")
     args = p.parse_args()
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = max(1, usable_cores() // args.jobs)
     work = [(key, seed) for key in args.rows for seed in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
         metrics = list(pool.map(lambda ks: train_row(*ks, args, threads), work))

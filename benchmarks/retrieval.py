@@ -115,7 +115,7 @@ def speed(args, model_dir: Path) -> list[list]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from solution.model import DEFAULT_MODEL
+    from solution.backbone import DEFAULT_MODEL
     from solution.runtime import tune_malloc
 
     tune_malloc()

@@ -144,9 +144,14 @@ def export_embedder(out: str | Path, run: str | None = None, model: str | None =
 
 
 def main(args) -> int:
-    manifest = export_embedder(args.out, run=args.run, force=args.force, exporter=args.exporter, opset=args.opset,
-                               int8=not args.no_int8, int8_isa=args.int8_isa, max_abs_diff=args.max_abs_diff,
-                               max_ndcg_loss=args.max_ndcg_loss, corpus=args.corpus, gate_patents=args.gate_patents)
+    """Export from parsed options (``python -m export`` and ``python -m export.embedder`` both land here)."""
+    try:
+        manifest = export_embedder(args.out, run=args.run, model=getattr(args, "model", None), force=args.force,
+                                   exporter=args.exporter, opset=args.opset, int8=not args.no_int8,
+                                   int8_isa=args.int8_isa, max_abs_diff=args.max_abs_diff,
+                                   max_ndcg_loss=args.max_ndcg_loss, corpus=args.corpus, gate_patents=args.gate_patents)
+    except ParityError as err:
+        raise SystemExit(f"error: {err}") from None
     print(json.dumps({"out": args.out, "files": sorted(manifest["files"]), "gates": manifest["gates"]}, indent=2))
     return 0
 
@@ -170,15 +175,7 @@ def cli(argv: list[str] | None = None) -> int:
     add_arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        manifest = export_embedder(args.out, run=args.run, model=args.model, force=args.force, exporter=args.exporter,
-                                   opset=args.opset, int8=not args.no_int8, int8_isa=args.int8_isa,
-                                   max_abs_diff=args.max_abs_diff, max_ndcg_loss=args.max_ndcg_loss,
-                                   corpus=args.corpus, gate_patents=args.gate_patents)
-    except ParityError as err:
-        raise SystemExit(f"error: {err}") from None
-    print(json.dumps({"out": args.out, "files": sorted(manifest["files"]), "gates": manifest["gates"]}, indent=2))
-    return 0
+    return main(args)
 
 
 if __name__ == "__main__":

@@ -38,12 +38,12 @@ from inference.backend.manifest import write_manifest
 from inference.backend.session import OnnxRunner
 from inference.backend.tokens import TextEncoder
 from inference.cpc import CpcVocab
-from inference.inputs import PhraseInputs, Preprocessor
 from inference.io import PairTable, read_pairs
-from inference.scorer import KIND
+from inference.phrase.inputs import PhraseInputs, Preprocessor
+from inference.phrase.scorer import KIND
 from inference.template import InputTemplate
-from solution.data import model_input_names
-from solution.data import preprocessor as training_preprocessor
+from solution.phrase.data import model_input_names
+from solution.phrase.data import preprocessor as training_preprocessor
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def package_versions() -> dict[str, str]:
 def export_fold(opts: PhraseExportOptions, run_dir: Path, stage: Path, fold: int, names: dict[str, str],
                 preprocess: Preprocessor, pad_id: int, gate: ParityGate) -> tuple[list[str], dict]:
     """Export one fold's graphs into ``stage`` and run its parity checks; returns (graph inputs, timings)."""
-    from solution.model import load_trained
+    from solution.phrase.model import load_trained
 
     t0 = time.time()
     model, hf_tokenizer = load_trained(run_dir, fold, "cpu")

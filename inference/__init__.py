@@ -16,7 +16,7 @@ __all__ = ["PatentRanker", "PhraseScorer"]
 
 def __getattr__(name: str):
     if name == "PhraseScorer":
-        from inference.scorer import PhraseScorer
+        from inference.phrase.scorer import PhraseScorer
 
         return PhraseScorer
     if name == "PatentRanker":

@@ -19,7 +19,7 @@ import sys
 
 # Modules that register one subcommand each, in --help order.
 SUBCOMMANDS: list[str] = [
-    "inference.scorer",  # score
+    "inference.phrase.scorer",  # score
     "inference.retrieval.cli",  # index, search
 ]
 

@@ -1,7 +1,7 @@
 """The model's input: its layout, and the pair layout's text ``anchor [SEP] target [SEP] title [SEP] others``.
 
 ``layout`` says how a table becomes sequences: ``pair`` (one per row, the text below) or ``multi``
-(one per anchor+context group, every target scored at once: ``inference/multi.py``). The template
+(one per anchor+context group, every target scored at once: ``inference/phrase/multi.py``). The template
 is saved with a run and an exported model, so inference rebuilds exactly the training inputs.
 
 Grouping the other targets of the same anchor+context into the input was the key trick of the top

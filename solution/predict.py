@@ -1,85 +1,18 @@
-"""Score any ``id,anchor,target,context`` CSV with a trained run: ``python -m solution.predict --help``.
+"""Scoring entry point: ``python -m solution.predict --run runs/NAME --input CSV --output CSV``.
 
-    python -m solution.predict --run runs/NAME --input data/uspppm/test.csv --output submissions/NAME.csv
-
-Targets are grouped by anchor+context *within the input file* (as at training time); every fold of
-the run is applied and the scores averaged. Output is ``id,score`` in input order, written atomically.
+The phrase matcher's predictor lives in ``solution/phrase/predict.py``; see ``--help``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import sys
-from pathlib import Path
-
-import numpy as np
-
 from solution.runtime import tune_malloc
-
-log = logging.getLogger("solution.predict")
-
-
-def trained_folds(run_dir: Path) -> list[int]:
-    folds = sorted(int(p.parent.name[4:]) for p in run_dir.glob("fold*/trainable_state.pt"))
-    if not folds:
-        raise SystemExit(f"{run_dir}: no trained fold (fold*/trainable_state.pt); is the run finished?")
-    return folds
-
-
-def predict_file(
-    run_dir: str | Path, input_csv: str | Path, device: str = "auto", batch_size: int = 32
-) -> tuple[list[str], np.ndarray]:
-    """(ids, scores) for a CSV, averaged over the run's folds."""
-    from inference.cpc import CpcVocab
-    from inference.inputs import TableContexts
-    from inference.io import read_pairs
-    from inference.template import InputTemplate
-    from solution.data import model_input_names, preprocessor
-    from solution.model import load_trained
-    from solution.precision import resolve_precision
-    from solution.runtime import pick_device
-    from solution.train import predict_scores
-
-    run_dir = Path(run_dir)
-    cfg = json.loads((run_dir / "config.json").read_text())
-    device = pick_device(device)
-    precision = resolve_precision(cfg["precision"], device)
-    table = read_pairs(input_csv)
-    vocab = CpcVocab.load(run_dir / "cpc_vocab.json")
-    contexts = TableContexts.of(table, vocab)
-    template = InputTemplate.from_dict(json.loads((run_dir / "template.json").read_text()))
-    scores, inputs = [], None
-    for fold in trained_folds(run_dir):
-        model, tokenizer = load_trained(run_dir, fold, device)
-        pre = preprocessor(tokenizer, template, vocab, cfg["max_length"])
-        inputs = inputs or pre.build(table, contexts)  # the same for every fold
-        scores.append(predict_scores(model, inputs, model_input_names(model, template.layout), batch_size, device,
-                                     precision, pre.encoder.pad_id, progress=f"fold {fold}"))
-    return table.ids, np.mean(scores, axis=0)
 
 
 def main(argv: list[str] | None = None) -> None:
     tune_malloc()
-    p = argparse.ArgumentParser(prog="python -m solution.predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="run folder written by solution.train (runs/NAME)")
-    p.add_argument("--input", required=True, help="CSV with id,anchor,target,context (extra columns ignored)")
-    p.add_argument("--output", required=True, help="where to write id,score")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the model")
-    p.add_argument("--batch-size", type=int, default=32,
-                   help="sequences per forward pass (multi layout: a sequence holds a group's targets)")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from inference.io import DataError, write_scores
+    from solution.phrase.predict import main as phrase_main
 
-    try:
-        ids, scores = predict_file(args.run, args.input, args.device, args.batch_size)
-    except DataError as err:
-        raise SystemExit(f"data error: {err}") from None
-    write_scores(args.output, ids, scores)
-    print(f"wrote {len(ids)} scores to {args.output}")
+    phrase_main(argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-import os
 import random
 import resource
 
@@ -108,6 +107,3 @@ def peak_memory_mb(device: str) -> dict[str, float]:
         peak["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return peak
 
-
-def cpu_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -21,3 +21,12 @@ def set_lr(optimizer, factor: float) -> float:
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * factor
     return factor
+
+
+def budget_progress(step: int, total_steps: int, used_s: float, left_s: float) -> float:
+    """Training progress for the schedule: the step fraction or the time fraction, whichever is further.
+
+    >>> budget_progress(step=10, total_steps=100, used_s=60, left_s=60)   # the clock is further along
+    0.5
+    """
+    return max(step / max(1, total_steps), used_s / max(1e-6, used_s + max(left_s, 0.0)))

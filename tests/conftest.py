@@ -74,8 +74,8 @@ def tiny_model(tmp_path_factory, small_data) -> Path:
 
 @pytest.fixture()
 def tiny_config(tiny_model, small_data, tmp_path):
-    """A TrainConfig for a seconds-long run of the tiny model."""
-    from solution.config import TrainConfig
+    """A PhraseTrainConfig for a seconds-long run of the tiny model."""
+    from solution.phrase.config import PhraseTrainConfig
 
     def make(**overrides):
         values = dict(model=str(tiny_model), data=str(small_data), out=str(tmp_path / "run"),
@@ -85,6 +85,73 @@ def tiny_config(tiny_model, small_data, tmp_path):
                       head="ordinal", loss="smooth_k2", cpc_fusion=True, contrastive_weight=0.3, use_title=True,
                       group_targets=True, lora=True)
         values.update(overrides)
-        return TrainConfig(**values)
+        return PhraseTrainConfig(**values)
 
     return make
+
+
+def make_phrase_model(tiny_model: Path, **overrides):
+    """(PhraseMatcher on the tiny BERT, its tokenizer), seeded: the same weights on every call."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from solution.phrase.model import ModelConfig, PhraseMatcher
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    config = ModelConfig(backbone=str(tiny_model), num_classes=8, sep_token_id=tokenizer.sep_token_id,
+                         cls_token_id=tokenizer.cls_token_id, **overrides)
+    torch.manual_seed(0)
+    return PhraseMatcher(config, AutoModel.from_pretrained(tiny_model)), tokenizer
+
+
+@pytest.fixture(scope="session")
+def phrase_exported(tmp_path_factory, tiny_model: Path, small_data: Path) -> tuple[Path, Path]:
+    """(run folder, model folder): a 2-fold tiny phrase run exported with the defaults, once per session."""
+    from export.__main__ import main as export_main
+    from solution.phrase.config import PhraseTrainConfig
+    from solution.phrase.train import run
+
+    base = tmp_path_factory.mktemp("phrase-export")
+    run_dir, model_dir = base / "run", base / "model"
+    cfg = PhraseTrainConfig(model=str(tiny_model), data=str(small_data), out=str(run_dir),
+                            submission=str(base / "submission.csv"), epochs=1, budget_minutes=5, n_splits=3, folds=2,
+                            device="cpu", precision="fp32", batch_size=16, eval_batch_size=32, max_length=48,
+                            cpc_fusion=True, group_targets=True, use_title=True)  # the fusion must survive export
+    run(cfg)
+    assert export_main(["--run", str(run_dir), "--out", str(model_dir)]) == 0
+    return run_dir, model_dir
+
+
+EMBEDDER_COLUMNS = ["patent_id", "patent_title", "patent_abstract", "cpc_subclasses"]
+
+
+@pytest.fixture(scope="session")
+def patent_corpus(tmp_path_factory) -> Path:
+    """The first 60 vendored A61 patents as a corpus CSV."""
+    rows = _rows(ROOT / "data" / "patents" / "a61_patents.csv")[:60]
+    return write_csv(tmp_path_factory.mktemp("corpus") / "patents.csv", rows, EMBEDDER_COLUMNS)
+
+
+@pytest.fixture(scope="session")
+def embedder_run(tmp_path_factory, tiny_model, patent_corpus):
+    """(run folder, config, metrics) of a 2-epoch combined-recipe embedder run of the tiny model."""
+    from solution.embedder.config import EmbedderTrainConfig
+    from solution.embedder.train import run
+
+    out = tmp_path_factory.mktemp("runs") / "combined"
+    cfg = EmbedderTrainConfig(corpus=str(patent_corpus), recipe="combined", model=str(tiny_model), out=str(out),
+                              epochs=2, budget_minutes=3, device="cpu", precision="fp32", batch_size=8, max_length=48,
+                              train_max_length=32, query_max_length=16, heldout_fraction=0.2, val_patents=8,
+                              hard_negatives=1, negative_top_k=5, log_every=1, lr=1e-3)
+    metrics = run(cfg)
+    return out, cfg, metrics
+
+
+@pytest.fixture(scope="session")
+def embedder_exported(tmp_path_factory, embedder_run):
+    """(model folder, manifest) of that run, exported fp32 with the legacy exporter."""
+    from export.embedder import export_embedder
+
+    out = tmp_path_factory.mktemp("models") / "combined"
+    manifest = export_embedder(out, run=str(embedder_run[0]), exporter="legacy", int8=False)
+    return out, manifest

@@ -3,10 +3,10 @@ import logging
 import pytest
 
 from inference.cpc import CpcVocab
-from inference.inputs import TableContexts
 from inference.io import DataError, read_pairs, write_scores
+from inference.phrase.inputs import TableContexts
 from inference.template import InputTemplate, group_other_targets
-from solution.data import length_bucketed_batches, load_uspppm, make_folds
+from solution.phrase.data import length_bucketed_batches, load_uspppm, make_folds
 
 HEADER = "id,anchor,target,context,score\n"
 

@@ -20,30 +20,8 @@ from inference.backend.manifest import sha256_file
 from tests.conftest import ROOT
 
 
-def exported_run(tmp_path_factory, tiny_model: Path, small_data: Path) -> tuple[Path, Path]:
-    """(run folder, model folder): a 2-fold tiny run exported with the defaults; built once per session."""
-    base = tmp_path_factory.getbasetemp() / "phrase-export"
-    run_dir, model_dir = base / "run", base / "model"
-    if not (model_dir / "manifest.json").exists():
-        from solution.config import TrainConfig
-        from solution.train import run
-
-        cfg = TrainConfig(model=str(tiny_model), data=str(small_data), out=str(run_dir),
-                          submission=str(base / "submission.csv"), epochs=1, budget_minutes=5, n_splits=3, folds=2,
-                          device="cpu", precision="fp32", batch_size=16, eval_batch_size=32, max_length=48,
-                          cpc_fusion=True, group_targets=True, use_title=True)  # the fusion must survive export
-        run(cfg)
-        assert export_main(["--run", str(run_dir), "--out", str(model_dir)]) == 0
-    return run_dir, model_dir
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory, tiny_model, small_data):
-    return exported_run(tmp_path_factory, tiny_model, small_data)
-
-
-def test_export_writes_everything_inference_needs_and_nothing_else(exported):
-    run_dir, model_dir = exported
+def test_export_writes_everything_inference_needs_and_nothing_else(phrase_exported):
+    run_dir, model_dir = phrase_exported
     manifest = json.loads((model_dir / "manifest.json").read_text())
     expected = {"tokenizer.json", "template.json", "cpc_vocab.json", "manifest.json"} | {
         f"model.fold{k}{suffix}.onnx" for k in (0, 1) for suffix in ("", ".int8", ".fp16")}
@@ -64,8 +42,8 @@ def test_export_writes_everything_inference_needs_and_nothing_else(exported):
     assert checks["fold0/fp32"]["max_abs_diff"] <= 1e-4
 
 
-def test_graph_has_dynamic_batch_and_sequence_axes(exported):
-    _, model_dir = exported
+def test_graph_has_dynamic_batch_and_sequence_axes(phrase_exported):
+    _, model_dir = phrase_exported
     graph = onnx.load(str(model_dir / "model.fold0.onnx")).graph
     dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
     assert all(isinstance(d, str) for shape in dims.values() for d in shape), dims
@@ -92,8 +70,8 @@ def perturb_weights(path: Path, names: tuple[str, ...] = (), factor: float = 1.5
     onnx.save(model, str(path))
 
 
-def test_legacy_exporter_single_fold(exported, tmp_path):
-    run_dir, _ = exported
+def test_legacy_exporter_single_fold(phrase_exported, tmp_path):
+    run_dir, _ = phrase_exported
     out = tmp_path / "legacy"
     assert export_main(["--run", str(run_dir), "--out", str(out), "--fold", "1", "--exporter", "legacy",
                         "--no-int8", "--no-fp16", "--opset", "17"]) == 0
@@ -102,8 +80,8 @@ def test_legacy_exporter_single_fold(exported, tmp_path):
     assert manifest["parity"]["checks"][0]["max_abs_diff"] <= 1e-4
 
 
-def test_parity_gate_rejects_a_corrupted_fp32_graph(exported, tmp_path, monkeypatch, capsys):
-    run_dir, _ = exported
+def test_parity_gate_rejects_a_corrupted_fp32_graph(phrase_exported, tmp_path, monkeypatch, capsys):
+    run_dir, _ = phrase_exported
     real = phrase_export.export_graph
 
     def export_then_corrupt(*args, **kwargs):
@@ -122,8 +100,8 @@ def test_parity_gate_rejects_a_corrupted_fp32_graph(exported, tmp_path, monkeypa
     assert (tmp_path / ".bad.partial" / "model.onnx").exists()  # kept for inspection
 
 
-def test_parity_gate_rejects_an_int8_graph_that_loses_pearson(exported, tmp_path, monkeypatch):
-    run_dir, _ = exported
+def test_parity_gate_rejects_an_int8_graph_that_loses_pearson(phrase_exported, tmp_path, monkeypatch):
+    run_dir, _ = phrase_exported
 
     def flat_int8(src, dst, isa="avx512_vnni"):
         # a "quantised" graph whose head ignores its input: constant scores, Pearson undefined -> lost
@@ -147,8 +125,8 @@ def test_gate_arithmetic():
         gate.raise_if_failed("test")
 
 
-def test_export_refuses_to_overwrite_and_unknown_runs(exported, tmp_path):
-    run_dir, model_dir = exported
+def test_export_refuses_to_overwrite_and_unknown_runs(phrase_exported, tmp_path):
+    run_dir, model_dir = phrase_exported
     with pytest.raises(SystemExit, match="already exists; pass --force"):
         export_main(["--run", str(run_dir), "--out", str(model_dir)])
     (tmp_path / "notarun").mkdir()
@@ -167,12 +145,12 @@ def test_export_help_lists_every_option():
         assert option in out, option
 
 
-def test_int8_keeps_heads_and_ffn_down_projections_in_fp32(exported):
+def test_int8_keeps_heads_and_ffn_down_projections_in_fp32(phrase_exported):
     import onnx
 
     from export.variants import fp32_nodes, module_scope
 
-    _, model_dir = exported
+    _, model_dir = phrase_exported
     fp32 = onnx.load(str(model_dir / "model.fold0.onnx"))
     kept = fp32_nodes(fp32)
     producers = {out: node.op_type for node in fp32.graph.node for out in node.output}

@@ -22,12 +22,6 @@ from inference.backend.session import DeviceError
 from inference.backend.tokens import TextEncoder
 from inference.io import DataError, read_pairs
 from tests.conftest import ROOT, write_csv
-from tests.test_export import exported_run
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory, tiny_model, small_data):
-    return exported_run(tmp_path_factory, tiny_model, small_data)
 
 
 @pytest.fixture(scope="session")
@@ -40,10 +34,10 @@ def shuffled_test(small_data, tmp_path_factory) -> tuple[Path, list[str]]:
 
 
 @pytest.fixture(scope="session")
-def torch_reference(exported, shuffled_test) -> np.ndarray:
-    from solution.predict import predict_file
+def torch_reference(phrase_exported, shuffled_test) -> np.ndarray:
+    from solution.phrase.predict import predict_file
 
-    run_dir, _ = exported
+    run_dir, _ = phrase_exported
     ids, scores = predict_file(run_dir, shuffled_test[0], device="cpu")
     assert ids == shuffled_test[1]
     return scores
@@ -56,8 +50,8 @@ def read_scores(path: Path) -> tuple[list[str], np.ndarray]:
 
 
 @pytest.mark.parametrize("variant, tolerance", [("fp32", 1e-4), ("fp16", 2e-3), ("int8", 0.02)])
-def test_onnx_scores_match_pytorch_in_input_order(exported, shuffled_test, torch_reference, tmp_path, variant, tolerance):
-    _, model_dir = exported
+def test_onnx_scores_match_pytorch_in_input_order(phrase_exported, shuffled_test, torch_reference, tmp_path, variant, tolerance):
+    _, model_dir = phrase_exported
     scorer = PhraseScorer.load(model_dir, device="cpu", variant=variant)
     out = tmp_path / "sub" / "scores.csv"
     scores = scorer.score_csv(shuffled_test[0], out)
@@ -68,31 +62,31 @@ def test_onnx_scores_match_pytorch_in_input_order(exported, shuffled_test, torch
     assert len(scorer.runners) == 2  # both folds, averaged like solution.predict
 
 
-def test_cpu_defaults_and_provider_reporting(exported):
-    _, model_dir = exported
+def test_cpu_defaults_and_provider_reporting(phrase_exported):
+    _, model_dir = phrase_exported
     scorer = PhraseScorer.load(model_dir)  # auto: no CUDA here -> CPU, int8
     assert scorer.providers == ["CPUExecutionProvider"] and scorer.variant == "int8" and scorer.batch_size == 16  # multi: 64 / 4
     scores = scorer.score([("abatement", "abatement of pollution", "A47"), ("abatement", "act of abating", "a47")])
     assert scores.shape == (2,) and scores.dtype == np.float32 and ((scores >= 0) & (scores <= 1)).all()
 
 
-def test_pairs_are_grouped_like_a_csv(exported, small_data):
+def test_pairs_are_grouped_like_a_csv(phrase_exported, small_data):
     """score(pairs) builds the same inputs as score_csv: same grouping, same scores."""
-    _, model_dir = exported
+    _, model_dir = phrase_exported
     scorer = PhraseScorer.load(model_dir, device="cpu", variant="fp32")
     table = read_pairs(small_data / "uspppm" / "test.csv")
     pairs = list(zip(table.columns["anchor"], table.columns["target"], table.columns["context"]))
     assert np.abs(scorer.score(pairs) - scorer.score_table(table)).max() < 1e-6
 
 
-def test_cuda_without_a_cuda_provider_is_a_clear_error(exported):
+def test_cuda_without_a_cuda_provider_is_a_clear_error(phrase_exported):
     if session_module.cuda_offered():
         pytest.skip("this onnxruntime has CUDA")
     with pytest.raises(DeviceError, match="device='cuda'.*no CUDA provider.*onnxruntime-gpu"):
-        PhraseScorer.load(exported[1], device="cuda")
+        PhraseScorer.load(phrase_exported[1], device="cuda")
 
 
-def test_cuda_that_silently_falls_back_is_caught(exported, monkeypatch, caplog):
+def test_cuda_that_silently_falls_back_is_caught(phrase_exported, monkeypatch, caplog):
     """onnxruntime offers CUDA but the session ends up on CPU: cuda -> error, auto -> one warning, CPU variant."""
     monkeypatch.setattr(session_module, "cuda_offered", lambda: True)
     real = session_module.ort.InferenceSession
@@ -102,9 +96,9 @@ def test_cuda_that_silently_falls_back_is_caught(exported, monkeypatch, caplog):
 
     monkeypatch.setattr(session_module.ort, "InferenceSession", cpu_only)
     with pytest.raises(DeviceError, match="fell back to"):
-        PhraseScorer.load(exported[1], device="cuda")
+        PhraseScorer.load(phrase_exported[1], device="cuda")
     with caplog.at_level(logging.WARNING):
-        scorer = PhraseScorer.load(exported[1], device="auto")
+        scorer = PhraseScorer.load(phrase_exported[1], device="auto")
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "CUDA is not usable" in warnings[0].getMessage()
     assert scorer.variant == "int8" and scorer.providers == ["CPUExecutionProvider"] and len(scorer.runners) == 2
@@ -116,8 +110,8 @@ def copy_model(model_dir: Path, tmp_path: Path) -> Path:
     return target
 
 
-def test_modified_or_incomplete_model_folder_is_refused(exported, tmp_path):
-    folder = copy_model(exported[1], tmp_path)
+def test_modified_or_incomplete_model_folder_is_refused(phrase_exported, tmp_path):
+    folder = copy_model(phrase_exported[1], tmp_path)
     with open(folder / "model.fold1.int8.onnx", "ab") as f:
         f.write(b"\0")
     with pytest.raises(ModelFolderError, match=r"model.fold1.int8.onnx: sha256 .* does not match the manifest"):
@@ -135,8 +129,8 @@ def test_modified_or_incomplete_model_folder_is_refused(exported, tmp_path):
         PhraseScorer.load(folder)
 
 
-def test_bad_input_same_errors_and_fallbacks_as_training(exported, tmp_path, caplog):
-    scorer = PhraseScorer.load(exported[1], device="cpu", variant="fp32")
+def test_bad_input_same_errors_and_fallbacks_as_training(phrase_exported, tmp_path, caplog):
+    scorer = PhraseScorer.load(phrase_exported[1], device="cpu", variant="fp32")
     missing = tmp_path / "missing.csv"
     missing.write_text("id,anchor,context\n1,a,A47\n")
     with pytest.raises(DataError, match=r"missing column\(s\) 'target'"):
@@ -153,8 +147,8 @@ def test_bad_input_same_errors_and_fallbacks_as_training(exported, tmp_path, cap
     assert np.isfinite(scores).all() and len(scores) == 3
 
 
-def test_overlong_text_is_truncated_with_a_count(exported, caplog):
-    scorer = PhraseScorer.load(exported[1], device="cpu", variant="fp32")
+def test_overlong_text_is_truncated_with_a_count(phrase_exported, caplog):
+    scorer = PhraseScorer.load(phrase_exported[1], device="cpu", variant="fp32")
     long_target = " ".join(["pollution"] * 200)
     with caplog.at_level(logging.WARNING):
         scores = scorer.score([("abatement", long_target, "A47"), ("opc drum", "inorganic photoconductor drum", "G03")])
@@ -164,13 +158,13 @@ def test_overlong_text_is_truncated_with_a_count(exported, caplog):
     assert len(scores) == 2
 
 
-def test_tokenizer_json_gives_the_training_tokenizer_ids(exported, small_data):
+def test_tokenizer_json_gives_the_training_tokenizer_ids(phrase_exported, small_data):
     from transformers import AutoTokenizer
 
-    from inference.inputs import TableContexts
-    from solution.data import preprocessor
+    from inference.phrase.inputs import TableContexts
+    from solution.phrase.data import preprocessor
 
-    run_dir, model_dir = exported
+    run_dir, model_dir = phrase_exported
     scorer = PhraseScorer.load(model_dir, device="cpu", variant="fp32")
     texts = []
     for path in (small_data / "uspppm" / "test.csv", run_dir / "oof.csv"):
@@ -206,10 +200,10 @@ print("no torch, no transformers")
 """
 
 
-def test_scoring_imports_neither_torch_nor_transformers(exported, shuffled_test, torch_reference, tmp_path):
+def test_scoring_imports_neither_torch_nor_transformers(phrase_exported, shuffled_test, torch_reference, tmp_path):
     out = tmp_path / "cli.csv"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(exported[1]), str(shuffled_test[0]), str(out)],
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(phrase_exported[1]), str(shuffled_test[0]), str(out)],
                           capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "no torch, no transformers" in proc.stdout and "wrote 36 scores" in proc.stdout
@@ -228,17 +222,17 @@ def test_cli_help_explains_every_option():
         assert option in sub, option
 
 
-def test_cli_data_error_is_a_clear_message(exported, tmp_path):
+def test_cli_data_error_is_a_clear_message(phrase_exported, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("id,anchor,target,context\n1,a,,A47\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "inference", "score", "--model", str(exported[1]), "--input", str(bad),
+    proc = subprocess.run([sys.executable, "-m", "inference", "score", "--model", str(phrase_exported[1]), "--input", str(bad),
                            "--output", str(tmp_path / "o.csv")], capture_output=True, text=True, env=env, cwd=ROOT)
     assert proc.returncode != 0 and "data error" in proc.stderr and "line 2, column 'target'" in proc.stderr
 
 
 @pytest.mark.slow
-def test_fresh_venv_without_torch_scores_a_csv(exported, shuffled_test, torch_reference, tmp_path):
+def test_fresh_venv_without_torch_scores_a_csv(phrase_exported, shuffled_test, torch_reference, tmp_path):
     """pip-install the package (no extras) into a new venv: numpy + tokenizers + onnxruntime, no torch."""
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
@@ -259,7 +253,7 @@ def test_fresh_venv_without_torch_scores_a_csv(exported, shuffled_test, torch_re
     clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     assert subprocess.run([python, "-c", "import torch"], capture_output=True, env=clean_env).returncode != 0
     out = tmp_path / "venv.csv"
-    proc = subprocess.run([python, "-c", SCRIPT, str(exported[1]), str(shuffled_test[0]), str(out)],
+    proc = subprocess.run([python, "-c", SCRIPT, str(phrase_exported[1]), str(shuffled_test[0]), str(out)],
                           capture_output=True, text=True, env=clean_env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ids, scores = read_scores(out)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from solution.losses import nt_xent_loss, smooth_k2_loss
+from solution.phrase.losses import nt_xent_loss, smooth_k2_loss
 
 
 def test_smooth_k2_is_zero_inside_the_threshold():

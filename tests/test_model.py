@@ -1,15 +1,8 @@
 import torch
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoTokenizer
 
-from solution.model import ModelConfig, PhraseMatcher, span_masks
-
-
-def make_model(tiny_model, **overrides) -> tuple[PhraseMatcher, object]:
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    config = ModelConfig(backbone=str(tiny_model), num_classes=8, sep_token_id=tokenizer.sep_token_id,
-                         cls_token_id=tokenizer.cls_token_id, **overrides)
-    torch.manual_seed(0)
-    return PhraseMatcher(config, AutoModel.from_pretrained(tiny_model)), tokenizer
+from solution.phrase.model import span_masks
+from tests.conftest import make_phrase_model
 
 
 def batch(tokenizer, n=3):
@@ -18,7 +11,7 @@ def batch(tokenizer, n=3):
 
 
 def test_cpc_code_alone_changes_the_score(tiny_model):
-    model, tokenizer = make_model(tiny_model, lora=False)
+    model, tokenizer = make_phrase_model(tiny_model, lora=False)
     with torch.no_grad():  # a trained fusion, not the near-zero start
         model.cpc.proj.weight.normal_(0, 0.5)
     model.eval()
@@ -31,7 +24,7 @@ def test_cpc_code_alone_changes_the_score(tiny_model):
 
 
 def test_cpc_vector_norm_is_capped(tiny_model):
-    model, _ = make_model(tiny_model, lora=False, cpc_max_norm_ratio=0.25)
+    model, _ = make_phrase_model(tiny_model, lora=False, cpc_max_norm_ratio=0.25)
     with torch.no_grad():
         model.cpc.proj.weight.fill_(10.0)
     vec = model.cpc(torch.tensor([1, 2]), torch.tensor([1, 2]))
@@ -39,7 +32,7 @@ def test_cpc_vector_norm_is_capped(tiny_model):
 
 
 def test_ordinal_score_is_an_expected_level(tiny_model):
-    model, tokenizer = make_model(tiny_model, lora=False)
+    model, tokenizer = make_phrase_model(tiny_model, lora=False)
     model.head.init_from_prior([7471, 11519, 12300, 4029, 1154])
     thresholds = model.head.thresholds()
     assert torch.all(thresholds[:-1] > thresholds[1:])
@@ -50,7 +43,7 @@ def test_ordinal_score_is_an_expected_level(tiny_model):
 
 
 def test_lora_merge_keeps_outputs(tiny_model):
-    model, tokenizer = make_model(tiny_model, lora=True)
+    model, tokenizer = make_phrase_model(tiny_model, lora=True)
     with torch.no_grad():  # LoRA B starts at zero; give the adapters something to merge
         for name, param in model.named_parameters():
             if "lora_B" in name:
@@ -67,7 +60,7 @@ def test_lora_merge_keeps_outputs(tiny_model):
 
 
 def test_lora_trains_only_adapters_cpc_and_head(tiny_model):
-    model, _ = make_model(tiny_model, lora=True)
+    model, _ = make_phrase_model(tiny_model, lora=True)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n or n.startswith(("cpc.", "head.", "span_projection.")) for n in trainable)
     assert set(model.trainable_state_dict()) == set(trainable)
@@ -83,9 +76,9 @@ def test_span_masks_split_anchor_and_target(tiny_model):
 
 
 def test_pair_pooling_averages_only_anchor_and_target_tokens(tiny_model):
-    from solution.model import masked_mean
+    from solution.backbone import masked_mean
 
-    model, tokenizer = make_model(tiny_model, lora=False, pooling="pair")
+    model, tokenizer = make_phrase_model(tiny_model, lora=False, pooling="pair")
     enc = tokenizer(["abatement [SEP] act of abating [SEP] furniture"], return_tensors="pt")
     hidden = torch.randn(1, enc["input_ids"].shape[1], 32)
     masks = model.target_masks(enc["input_ids"], enc["attention_mask"])

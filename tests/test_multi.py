@@ -12,13 +12,12 @@ import torch
 from transformers import AutoTokenizer
 
 from inference.cpc import CpcVocab
-from inference.inputs import PhraseInputs, TableContexts
 from inference.io import read_pairs
-from inference.multi import MultiEncoder, anchor_groups, chunk_group
+from inference.phrase.inputs import PhraseInputs, TableContexts
+from inference.phrase.multi import MultiEncoder, anchor_groups, chunk_group
 from inference.template import InputTemplate
-from solution.data import model_input_names, preprocessor
-from tests.conftest import DATA
-from tests.test_model import make_model
+from solution.phrase.data import model_input_names, preprocessor
+from tests.conftest import DATA, make_phrase_model
 
 
 def multi_preprocessor(tiny_model, small_data, max_length=48, max_targets=32, use_title=True):
@@ -61,7 +60,7 @@ def test_chunk_group_keeps_file_order_without_rng():
 
 
 def test_span_pooling_equals_pooling_each_target_alone(tiny_model):
-    model, tokenizer = make_model(tiny_model, lora=False, pooling="pair")
+    model, tokenizer = make_phrase_model(tiny_model, lora=False, pooling="pair")
     #          CLS  anchor    SEP  title SEP  t1      SEP  t2  SEP
     spans = torch.tensor([[0, 0, 0, 0, 0, 0, 1, 1, 0, 2, 0]])
     ids = torch.tensor([[2, 10, 11, 3, 12, 3, 13, 14, 3, 15, 3]])
@@ -70,14 +69,14 @@ def test_span_pooling_equals_pooling_each_target_alone(tiny_model):
     pooled = model.pool(hidden, mask, ids, model.target_masks(ids, mask, spans, num_slots=2))
     alone = [hidden[0, [1, 2, 6, 7]].mean(0), hidden[0, [1, 2, 9]].mean(0)]  # anchor + that target's tokens
     assert torch.allclose(pooled[0], torch.stack(alone), atol=1e-6)
-    model, _ = make_model(tiny_model, lora=False, pooling="interaction")
+    model, _ = make_phrase_model(tiny_model, lora=False, pooling="interaction")
     feats = model.pool(hidden, mask, ids, model.target_masks(ids, mask, spans, num_slots=2))
     t, a = hidden[0, [6, 7]].mean(0), hidden[0, [1, 2]].mean(0)
     assert torch.allclose(feats[0, 0], model.interaction(torch.cat([t, a, t * a])), atol=1e-6)
 
 
 def test_padding_slots_contribute_no_loss(tiny_config, tiny_model):
-    from solution.train import score_loss
+    from solution.phrase.train import score_loss
 
     cfg = tiny_config(contrastive_weight=0.3)
     pred = torch.tensor([[0.2, 0.9, 0.5], [0.4, 0.1, 0.7]], requires_grad=True)
@@ -94,7 +93,7 @@ def test_padding_slots_contribute_no_loss(tiny_config, tiny_model):
 
 
 def test_a_lone_target_scores_the_same_batched_with_padding(tiny_model, small_data):
-    model, _ = make_model(tiny_model, lora=False, pooling="pair", cpc_fusion=False)
+    model, _ = make_phrase_model(tiny_model, lora=False, pooling="pair", cpc_fusion=False)
     model.eval()
     pre = multi_preprocessor(tiny_model, small_data)
     table = read_pairs(small_data / "uspppm" / "train.csv", require_score=True)
@@ -114,8 +113,8 @@ def test_a_lone_target_scores_the_same_batched_with_padding(tiny_model, small_da
 
 
 def test_predict_keeps_ids_and_order_with_duplicated_anchors_and_unknown_contexts(tiny_config, tmp_path):
-    from solution.predict import predict_file
-    from solution.train import run
+    from solution.phrase.predict import predict_file
+    from solution.phrase.train import run
 
     cfg = tiny_config(epochs=1, layout="multi", max_targets=3)
     run(cfg)

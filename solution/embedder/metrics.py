@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from inference.retrieval.fusion import convex_scores, min_max, rrf_scores
+from inference.retrieval.topk import top_k_indices
 
 __all__ = ["convex_scores", "dcg", "ir_metrics", "min_max", "mrr_at_k", "ndcg_at_k", "recall_at_k", "rrf_scores",
            "top_k_indices"]
@@ -74,17 +75,6 @@ def recall_at_k(ranked: Sequence, qrel: Mapping, k: int) -> float:
     if not relevant:
         return 0.0
     return len(relevant.intersection(list(ranked)[:k])) / len(relevant)
-
-
-def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
-    """Row-wise indices of the k highest scores, best first (ties: lower index first)."""
-    scores = np.atleast_2d(np.asarray(scores))
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    out = np.empty_like(part)
-    for i, row in enumerate(part):
-        out[i] = row[np.lexsort((row, -scores[i, row]))]
-    return out
 
 
 def ir_metrics(scores: np.ndarray, qrels: Sequence[Mapping[int, float]], ks: Sequence[int] = (1, 10, 100),

@@ -25,19 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from solution.model import DEFAULT_MODEL, masked_mean, resolve_model_path
+from solution.backbone import DEFAULT_MODEL, load_backbone, masked_mean
+from solution.lora import LoraSpec, load_trainable_state, merge_lora, trainable_state_dict, wrap_lora
 
 
 @dataclass
-class EmbedderConfig:
+class EmbedderConfig(LoraSpec):
     backbone: str = DEFAULT_MODEL
     max_length: int = 256  # document tokens; queries are short and use query_max_length
     query_max_length: int = 64
-    lora: bool = True
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.1
-    lora_target_modules: list[str] | str = "all-linear"
     doc_view: str = "title+abstract"
 
     def to_dict(self) -> dict:
@@ -54,13 +50,7 @@ class BiEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.uses_token_type_ids = getattr(backbone.config, "type_vocab_size", 0) > 0
-        if config.lora:
-            from peft import LoraConfig, get_peft_model
-
-            backbone = get_peft_model(backbone, LoraConfig(
-                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                target_modules=config.lora_target_modules, bias="none"))
-        self.backbone = backbone
+        self.backbone = wrap_lora(backbone, config)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Unit-length embeddings (float32), one per row: the ONNX graph's single output."""
@@ -70,21 +60,17 @@ class BiEncoder(nn.Module):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only the LoRA adapters (about 1 MB), not the frozen backbone."""
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
-        return {k: v.detach().cpu() for k, v in self.state_dict().items() if k in names}
+        return trainable_state_dict(self)
 
     def merge_lora(self) -> BiEncoder:
-        if self.config.lora and hasattr(self.backbone, "merge_and_unload"):
-            self.backbone = self.backbone.merge_and_unload()
+        self.backbone = merge_lora(self.backbone)
         return self
 
 
 def build_encoder(config: EmbedderConfig) -> tuple[BiEncoder, object]:
     """(encoder, tokenizer) for ``config.backbone`` (a Hugging Face id or a folder)."""
-    from transformers import AutoModel, AutoTokenizer
-
-    path = resolve_model_path(config.backbone)
-    return BiEncoder(config, AutoModel.from_pretrained(path)), AutoTokenizer.from_pretrained(path, use_fast=True)
+    backbone, tokenizer = load_backbone(config.backbone)
+    return BiEncoder(config, backbone), tokenizer
 
 
 def load_run_encoder(run_dir: str | Path, device: str = "cpu") -> tuple[BiEncoder, object, EmbedderConfig]:
@@ -97,11 +83,7 @@ def load_run_encoder(run_dir: str | Path, device: str = "cpu") -> tuple[BiEncode
         raise FileNotFoundError(f"{run_dir}: no embedder_config.json; is this an embedder run folder?")
     config = EmbedderConfig.from_dict(json.loads(cfg_path.read_text()))
     model, _ = build_encoder(config)
-    state = torch.load(run_dir / "trainable_state.pt", map_location="cpu", weights_only=True)
-    unknown = set(state) - set(model.state_dict())
-    if unknown:
-        raise RuntimeError(f"{run_dir}: weights {sorted(unknown)[:3]}... do not fit the model")
-    model.load_state_dict(state, strict=False)
+    load_trainable_state(model, run_dir / "trainable_state.pt")
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
     return model.to(device).eval(), tokenizer, config
 

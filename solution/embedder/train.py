@@ -3,6 +3,7 @@
     python -m solution.train embedder --corpus data/patents/a61_patents.csv --recipe mqg --out runs/mqg
     python -m solution.train embedder --recipe combined --budget-minutes 30 --out runs/combined
     python -m solution.train embedder --out runs/mqg --resume            # continue after an interruption
+    python -m solution.train embedder --resume                           # the newest embedder run
 
 Recipes: ``mqg`` synthetic query -> patent (MNRL with in-batch + BM25 hard negatives); ``align`` title
 <-> abstract (and abstract <-> claims where present) of the same patent; ``cpc`` supervised contrastive
@@ -20,12 +21,21 @@ import math
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from solution.runtime import tune_malloc
-from solution.train import Clock, atomic_json, atomic_torch_save, load_checkpoint, open_run_state
+from solution.run_folder import (
+    Clock,
+    RunFolder,
+    add_common_options,
+    atomic_json,
+    atomic_torch_save,
+    load_checkpoint,
+    run_from_cli,
+)
 
 log = logging.getLogger("solution.embedder.train")
 
@@ -176,39 +186,63 @@ def quick_validation(model, tokenizer, heldout, cfg, device: str, precision: str
     return {f"val_title2abstract_{k}": v for k, v in m.items()}
 
 
-def run(cfg, resume: bool = False) -> dict:
-    """Train ``cfg`` into its run folder; returns the metrics (also in metrics.json)."""
-    import torch
-    from tqdm.auto import tqdm
+@dataclass
+class EmbedderRun:
+    """One embedder run: config, model, data, optimizer, folder and where training stands."""
 
-    from inference.retrieval.corpus import read_patents
-    from solution.embedder.config import EmbedderTrainConfig
-    from solution.embedder.model import build_encoder
-    from solution.embedder.split import split_patents
-    from solution.optim import build_optimizer
-    from solution.precision import resolve_precision
-    from solution.runtime import flush_denormals, peak_memory_mb, pick_device, restore_rng_states, rng_states, seed_everything
-    from solution.scheduler import cosine_factor, set_lr
+    cfg: Any
+    device: str
+    precision: str
+    folder: RunFolder
+    clock: Clock
+    model: Any
+    tokenizer: Any
+    data: TrainingData
+    heldout: list
+    optimizer: Any
+    metrics: dict
+    start_epoch: int = 0
+    start_batch: int = 0
+    step: int = 0
 
-    run_dir = Path(cfg.out) if cfg.out else Path("runs") / time.strftime(f"embedder-{cfg.recipe}-%Y%m%d-%H%M%S")
-    state_path = run_dir / "run_state.json"
-    offset, finished = open_run_state(run_dir, resume)
-    if finished is not None:
-        return finished
-    if resume:
-        saved = EmbedderTrainConfig(**json.loads(state_path.read_text())["config"])
-        saved.budget_minutes, saved.epochs, saved.device = cfg.budget_minutes, cfg.epochs, cfg.device
-        cfg = saved
+    def save_state(self, complete: bool = False) -> None:
+        self.folder.save_state(self.cfg.to_dict(), self.clock.elapsed(), complete, self.metrics)
+
+    def checkpoint(self, epoch: int, batch: int) -> None:
+        """Everything a resume needs, written atomically; the run state with it."""
+        from solution.runtime import rng_states
+
+        atomic_torch_save({"epoch": epoch, "batch": batch, "step": self.step, "metrics": self.metrics,
+                           "model": self.model.trainable_state_dict(), "optimizer": self.optimizer.state_dict(),
+                           "rng": rng_states()}, self.folder.path / "checkpoint.pt")
+        self.save_state()
+
+    def restore(self) -> None:
+        from solution.runtime import restore_rng_states
+
+        ckpt = load_checkpoint(self.folder.path / "checkpoint.pt")
+        self.model.load_state_dict(ckpt["model"], strict=False)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.start_epoch, self.start_batch, self.step, self.metrics = ckpt["epoch"], ckpt["batch"], ckpt["step"], \
+            ckpt["metrics"]
+        restore_rng_states(ckpt.get("rng"))
+        log.info("resuming at epoch %d, batch %d (step %d)", self.start_epoch + 1, self.start_batch, self.step)
+
+
+def check_config(cfg) -> dict[str, float]:
+    """The recipe's loss weights; a clear error for settings that cannot work together."""
     weights = cfg.loss_weights()
     if cfg.batch_grouping not in ("random", "subclass"):
         raise SystemExit(f"batch_grouping={cfg.batch_grouping!r}: choose random or subclass")
     if cfg.batch_grouping == "subclass" and "cpc" in weights:
         log.warning("batch_grouping=subclass gives the CPC loss batches of one subclass, with few negatives")
-    device = pick_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
-    clock = Clock(cfg.budget_minutes * 60, offset)
-    seed_everything(cfg.seed)
-    flush_denormals()
+    return weights
+
+
+def load_split(cfg, run_dir: Path, resume: bool):
+    """(all patents, training patents, held-out patents); a resumed run keeps its saved split."""
+    from inference.retrieval.corpus import read_patents
+    from solution.embedder.split import split_patents
 
     patents = read_patents(cfg.corpus)
     split_path = run_dir / "split.json"
@@ -218,110 +252,133 @@ def run(cfg, resume: bool = False) -> dict:
     train_patents = [by_id[i] for i in split["train"]]
     if cfg.max_train_patents:
         train_patents = train_patents[: cfg.max_train_patents]
-    heldout = [by_id[i] for i in split["heldout"]]
-
-    model, tokenizer = build_encoder(cfg.embedder_config())
-    model.to(device)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(run_dir / "tokenizer")
-    atomic_json(run_dir / "embedder_config.json", cfg.embedder_config().to_dict())
-    atomic_json(run_dir / "config.json", cfg.to_dict())
     atomic_json(split_path, {**split, "trained": [p.patent_id for p in train_patents], "corpus": cfg.corpus,
                              "seed": cfg.seed, "heldout_fraction": cfg.heldout_fraction})
+    return patents, train_patents, [by_id[i] for i in split["heldout"]]
+
+
+def prepare(cfg, resume: bool) -> tuple[EmbedderRun | None, dict | None]:
+    """(the run, None), or (None, its metrics) when ``--resume`` finds it complete."""
+    from solution.embedder.model import build_encoder
+    from solution.optim import build_optimizer
+    from solution.precision import resolve_precision
+    from solution.runtime import flush_denormals, pick_device, seed_everything
+
+    run_dir = Path(cfg.out) if cfg.out else Path("runs") / time.strftime(f"embedder-{cfg.recipe}-%Y%m%d-%H%M%S")
+    folder = RunFolder(run_dir, kind="embedder")
+    offset, finished = folder.open(resume)
+    if finished is not None:
+        return None, finished
+    weights = check_config(cfg)
+    device = pick_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    clock = Clock(cfg.budget_minutes * 60, offset)
+    seed_everything(cfg.seed)
+    flush_denormals()
+    patents, train_patents, heldout = load_split(cfg, folder.path, resume)
+    model, tokenizer = build_encoder(cfg.embedder_config())
+    model.to(device)
+    tokenizer.save_pretrained(folder.path / "tokenizer")
+    atomic_json(folder.path / "embedder_config.json", cfg.embedder_config().to_dict())
+    atomic_json(folder.path / "config.json", cfg.to_dict())
     t0 = time.time()
-    data = TrainingData(cfg, train_patents, run_dir, corpus=patents)
+    data = TrainingData(cfg, train_patents, folder.path, corpus=patents)
     log.info("%d training patents, %d held out; queries and negatives ready in %.1f s", len(train_patents),
              len(heldout), time.time() - t0)
-
     # head_lr is unused: an embedder has no head, every trainable weight is LoRA
     optimizer = build_optimizer(model, cfg.lr, cfg.lr, cfg.weight_decay)
-    metrics: dict = {"run": run_dir.name, "recipe": cfg.recipe, "loss_weights": weights, "device": device,
-                     "precision": precision, "n_train_patents": len(train_patents), "n_heldout": len(heldout),
-                     "budget_minutes": cfg.budget_minutes, "epochs": []}
-    start_epoch, start_batch, step = 0, 0, 0
-    ckpt_path = run_dir / "checkpoint.pt"
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        model.load_state_dict(ckpt["model"], strict=False)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch, start_batch, step, metrics = ckpt["epoch"], ckpt["batch"], ckpt["step"], ckpt["metrics"]
-        restore_rng_states(ckpt.get("rng"))
-        log.info("resuming at epoch %d, batch %d (step %d)", start_epoch + 1, start_batch, step)
+    metrics = {"run": folder.path.name, "recipe": cfg.recipe, "loss_weights": weights, "device": device,
+               "precision": precision, "n_train_patents": len(train_patents), "n_heldout": len(heldout),
+               "budget_minutes": cfg.budget_minutes, "epochs": []}
+    run = EmbedderRun(cfg, device, precision, folder, clock, model, tokenizer, data, heldout, optimizer, metrics)
+    if resume and (folder.path / "checkpoint.pt").exists():
+        run.restore()
+    return run, None
 
-    def save_state(complete: bool = False) -> None:
-        atomic_json(state_path, {"config": cfg.to_dict(), "elapsed_s": clock.elapsed(), "complete": complete})
-        atomic_json(run_dir / "metrics.json", metrics)
 
-    def checkpoint(epoch: int, batch: int) -> None:
-        atomic_torch_save({"epoch": epoch, "batch": batch, "step": step, "metrics": metrics,
-                           "model": model.trainable_state_dict(), "optimizer": optimizer.state_dict(),
-                           "rng": rng_states()}, ckpt_path)
-        save_state()
+def train_one_epoch(run: EmbedderRun, epoch: int, val_cost_s: float) -> tuple[dict, str]:
+    """Train one epoch from its resume point (or until the clock, less one validation, runs out);
+    returns (the epoch's running sums and counts, what stopped it). Checkpoints every few minutes."""
+    import torch
+    from tqdm.auto import tqdm
 
-    save_state()
-    n = len(train_patents)
-    per_epoch = math.ceil(n / cfg.batch_size)
-    total_steps = max(1, cfg.epochs * per_epoch)
+    from solution.scheduler import budget_progress, cosine_factor, set_lr
+
+    cfg, data = run.cfg, run.data
+    n = len(data.patents)
+    total_steps = max(1, cfg.epochs * math.ceil(n / cfg.batch_size))
+    weights = cfg.loss_weights()
+    batches = epoch_batches(n, cfg.batch_size, cfg.seed * 1000 + epoch,  # same on resume
+                            data.groups if cfg.batch_grouping == "subclass" else None)
+    first = run.start_batch if epoch == run.start_epoch else 0
+    start, seen, sums, count, stopped_by, last_ckpt = time.time(), 0, {}, 0, "epochs", time.time()
+    bar = tqdm(range(first, len(batches)), desc=f"{cfg.recipe} epoch {epoch + 1}/{cfg.epochs}",
+               mininterval=1 if sys.stderr.isatty() else 30, dynamic_ncols=True, initial=first, total=len(batches))
+    for b in bar:
+        train_left = run.clock.left() - val_cost_s - 10.0
+        if train_left <= 0:
+            stopped_by = "budget"
+            break
+        set_lr(run.optimizer, cosine_factor(budget_progress(run.step, total_steps, run.clock.elapsed(), train_left),
+                                            cfg.warmup_ratio))
+        rng = random.Random(f"{cfg.seed}:{epoch}:{b}")  # role choice: reproducible across resumes
+        loss, parts = step_loss(run.model, data, batches[b], cfg, weights, rng, run.tokenizer, run.device, run.precision)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {run.step}: loss is {loss.item()}; lower --set lr=...")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        run.step, seen, count = run.step + 1, seen + len(batches[b]), count + 1
+        for k, v in {"loss": float(loss.detach()), **parts}.items():
+            sums[k] = sums.get(k, 0.0) + v
+        rate = seen / max(1e-6, time.time() - start)
+        bar.set_postfix(loss=f"{sums['loss'] / count:.4f}", patents_s=f"{rate:.1f}", refresh=False)
+        if run.step % cfg.log_every == 0:
+            log_step(run, epoch, {k: v / count for k, v in sums.items()}, rate)
+        if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
+            run.checkpoint(epoch, b + 1)
+            last_ckpt = time.time()
+    bar.close()
+    return {"epoch": epoch + 1, "steps": run.step, **{f"train_{k}": v / max(1, count) for k, v in sums.items()},
+            "patents_per_s": seen / max(1e-6, time.time() - start), "stopped_by": stopped_by}, stopped_by
+
+
+def log_step(run: EmbedderRun, epoch: int, means: dict[str, float], rate: float) -> None:
+    with open(run.folder.path / "steps.jsonl", "a") as f:
+        f.write(json.dumps({"epoch": epoch + 1, "step": run.step, **means, "lr": run.optimizer.param_groups[0]["lr"],
+                            "patents_per_s": rate, "elapsed_s": run.clock.elapsed()}) + "\n")
+
+
+def run(cfg, resume: bool = False) -> dict:
+    """Train ``cfg`` into its run folder; returns the metrics (also in metrics.json)."""
+    from solution.runtime import peak_memory_mb
+
+    emb, finished = prepare(cfg, resume)
+    if finished is not None:
+        return finished
+    emb.save_state()
     val_cost_s = 30.0 if cfg.val_patents else 0.0  # re-measured after the first validation
     stopped_by = "epochs"
-    last_ckpt = time.time()
-    model.train()
-    for epoch in range(start_epoch, cfg.epochs):
-        batches = epoch_batches(n, cfg.batch_size, cfg.seed * 1000 + epoch,  # same on resume
-                                data.groups if cfg.batch_grouping == "subclass" else None)
-        first = start_batch if epoch == start_epoch else 0
-        epoch_start, seen, sums, count = time.time(), 0, {}, 0
-        bar = tqdm(range(first, len(batches)), desc=f"{cfg.recipe} epoch {epoch + 1}/{cfg.epochs}",
-                   mininterval=1 if sys.stderr.isatty() else 30, dynamic_ncols=True, initial=first, total=len(batches))
-        for b in bar:
-            train_left = clock.left() - val_cost_s - 10.0
-            if train_left <= 0:
-                stopped_by = "budget"
-                break
-            elapsed = clock.elapsed()
-            progress = max(step / total_steps, elapsed / max(1e-6, elapsed + train_left))
-            set_lr(optimizer, cosine_factor(progress, cfg.warmup_ratio))
-            rng = random.Random(f"{cfg.seed}:{epoch}:{b}")  # role choice: reproducible across resumes
-            loss, parts = step_loss(model, data, batches[b], cfg, weights, rng, tokenizer, device, precision)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"step {step}: loss is {loss.item()}; lower --set lr=...")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            seen += len(batches[b])
-            count += 1
-            for k, v in {"loss": float(loss.detach()), **parts}.items():
-                sums[k] = sums.get(k, 0.0) + v
-            rate = seen / max(1e-6, time.time() - epoch_start)
-            bar.set_postfix(loss=f"{sums['loss'] / count:.4f}", patents_s=f"{rate:.1f}", refresh=False)
-            if step % cfg.log_every == 0:
-                with open(run_dir / "steps.jsonl", "a") as f:
-                    f.write(json.dumps({"epoch": epoch + 1, "step": step, **{k: v / count for k, v in sums.items()},
-                                        "lr": optimizer.param_groups[0]["lr"], "patents_per_s": rate,
-                                        "elapsed_s": clock.elapsed()}) + "\n")
-            if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
-                checkpoint(epoch, b + 1)
-                last_ckpt = time.time()
-        bar.close()
+    emb.model.train()
+    for epoch in range(emb.start_epoch, cfg.epochs):
+        record, stopped_by = train_one_epoch(emb, epoch, val_cost_s)
         t_val = time.time()
-        record = {"epoch": epoch + 1, "steps": step, **{f"train_{k}": v / max(1, count) for k, v in sums.items()},
-                  "patents_per_s": seen / max(1e-6, t_val - epoch_start), "stopped_by": stopped_by}
-        record.update(quick_validation(model, tokenizer, heldout, cfg, device, precision))
+        record.update(quick_validation(emb.model, emb.tokenizer, emb.heldout, cfg, emb.device, emb.precision))
         val_cost_s = time.time() - t_val
-        record.update(wall_s=clock.elapsed(), **peak_memory_mb(device))
-        metrics["epochs"].append(record)
+        record.update(wall_s=emb.clock.elapsed(), **peak_memory_mb(emb.device))
+        emb.metrics["epochs"].append(record)
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
-        checkpoint(epoch + 1, 0)
+        emb.checkpoint(epoch + 1, 0)
         if stopped_by == "budget":
             break
-
-    atomic_torch_save(model.trainable_state_dict(), run_dir / "trainable_state.pt")
-    metrics.update(stopped_by=stopped_by, steps=step, wall_s=clock.elapsed())
-    save_state(complete=True)
-    print(f"embedder run written: {run_dir}  ({step} steps, stopped by {stopped_by}, {clock.elapsed():.0f} s)")
-    return metrics
+    atomic_torch_save(emb.model.trainable_state_dict(), emb.folder.path / "trainable_state.pt")
+    emb.metrics.update(stopped_by=stopped_by, steps=emb.step, wall_s=emb.clock.elapsed())
+    emb.save_state(complete=True)
+    print(f"embedder run written: {emb.folder.path}  ({emb.step} steps, stopped by {stopped_by}, "
+          f"{emb.clock.elapsed():.0f} s)")
+    return emb.metrics
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -331,40 +388,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m solution.train embedder", description=__doc__,
                                 epilog=config_reference(EmbedderTrainConfig),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="TOML, YAML or JSON file with config keys (presets: configs/embedder-*.toml)")
+    add_common_options(p)
     p.add_argument("--corpus", help="patent CSV")
     p.add_argument("--recipe", choices=RECIPES, help="training recipe")
-    p.add_argument("--out", help="run folder, e.g. runs/NAME")
-    p.add_argument("--model", help="backbone: Hugging Face id or local folder")
-    p.add_argument("--epochs", type=int, help="epoch budget")
-    p.add_argument("--budget-minutes", type=float, dest="budget_minutes", help="wall-clock budget")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train")
-    p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config key")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    tune_malloc()
-    from inference.io import DataError
-    from solution.config import build_config, parse_value
     from solution.embedder.config import EmbedderTrainConfig
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides = {k: getattr(args, k) for k in ("corpus", "recipe", "out", "model", "epochs", "budget_minutes",
-                                                "device", "seed")}
-    for item in args.set:
-        key, _, raw = item.partition("=")
-        overrides[key.strip()] = parse_value(key.strip(), raw.strip(), EmbedderTrainConfig)
-    if args.resume and not overrides.get("out"):
-        raise SystemExit("--resume needs --out runs/NAME (the run to continue)")
-    cfg = build_config(args.config, overrides, EmbedderTrainConfig)
-    try:
-        return run(cfg, resume=args.resume)
-    except DataError as err:
-        raise SystemExit(f"data error: {err}") from None
+    return run_from_cli(args, ("corpus", "recipe"), EmbedderTrainConfig, "embedder", run)
 
 
 if __name__ == "__main__":

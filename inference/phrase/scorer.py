@@ -1,6 +1,6 @@
 """Score phrase pairs with an exported phrase matcher (numpy + tokenizers + onnxruntime; no torch).
 
-The input is built exactly as at training time (``inference/inputs.py``): in the ``multi`` layout
+The input is built exactly as at training time (``inference/phrase/inputs.py``): in the ``multi`` layout
 one sequence per anchor+context group *of the input* (chunked at the training ``max_targets`` and
 ``max_length``) scores all its targets at once; in the ``pair`` layout one sequence per row. Sequences
 are batched by token length, scored by each exported fold's graph (averaged), and the scores
@@ -31,8 +31,8 @@ from inference.backend.manifest import Manifest, ModelFolderError, read_manifest
 from inference.backend.session import DEVICES, DeviceError, OnnxRunner, wants_cuda
 from inference.backend.tokens import TextEncoder
 from inference.cpc import CpcVocab
-from inference.inputs import PhraseInputs, Preprocessor
 from inference.io import DataError, PairTable, is_cpc_class, is_missing, read_pairs, write_scores
+from inference.phrase.inputs import PhraseInputs, Preprocessor
 from inference.template import InputTemplate
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 * ``pair``: one sequence per row, ``anchor [SEP] target [SEP] title [SEP] other targets`` (the parts
   after the target as the template says), tokenised with truncation to ``max_length``.
 * ``multi``: one sequence per chunk of an anchor+context group, every target in it scored at once
-  (``inference/multi.py``).
+  (``inference/phrase/multi.py``).
 
 Both give :class:`PhraseInputs`: unpadded sequences plus, for each, the table rows its target slots
 score. Training (``solution/``), the parity gate (``export/``) and :class:`inference.PhraseScorer`
@@ -30,7 +30,7 @@ import numpy as np
 from inference.backend.tokens import TextEncoder, length_buckets, pad_batch
 from inference.cpc import CpcVocab, encode_contexts
 from inference.io import PairTable
-from inference.multi import MultiEncoder, anchor_groups
+from inference.phrase.multi import MultiEncoder, anchor_groups
 from inference.template import InputTemplate, group_other_targets
 
 log = logging.getLogger(__name__)

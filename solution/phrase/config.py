@@ -1,0 +1,72 @@
+"""The phrase matcher's training config: the shared keys (``solution.config``) plus its own.
+
+Example:
+    >>> cfg = PhraseTrainConfig(epochs=2)
+    >>> cfg.layout, cfg.batch_size, cfg.epochs
+    ('multi', 8, 2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from solution.config import BaseTrainConfig, config_field, redefault
+from solution.phrase.model import ModelConfig
+
+_BASE = BaseTrainConfig
+
+
+@dataclass
+class PhraseTrainConfig(BaseTrainConfig):
+    # what and where
+    out: str = redefault(_BASE, "out", "", "run folder (default runs/phrase-<timestamp>)")
+    data: str = config_field("data", "folder with uspppm/{train,test}.csv and cpc/*.csv")
+    submission: str = config_field("", "submission CSV (default submissions/<run name>/submission.csv)")
+    test_csv: str = config_field("", "CSV to predict for the submission (default DATA/uspppm/test.csv)")
+    # budgets and validation
+    epochs: int = redefault(_BASE, "epochs", 6, "epoch budget (per fold)")
+    budget_minutes: float = redefault(_BASE, "budget_minutes", 30.0,
+                                      "wall-clock budget for the whole run (all folds, eval and submission included)")
+    n_splits: int = config_field(5, "folds the data is split into (grouped by anchor, stratified by score)")
+    folds: int = config_field(2, "how many of those folds to train; test predictions are averaged over them")
+    max_train_rows: int = config_field(0, "use only this many training rows (0 = all); for quick runs")
+    # input
+    layout: str = config_field("multi", "multi (one sequence scores every target of an anchor+context) | pair (one per row)")
+    max_targets: int = config_field(32, "multi: targets per sequence at most (larger groups are chunked)")
+    small_chunk_prob: float = config_field(0.1, "multi: chance a training chunk is cut to a random smaller size (down to 1)")
+    max_length: int = config_field(256, "tokens per sequence; multi chunks a group to fit, pair cuts the other-targets tail")
+    use_title: bool = config_field(True, "put the CPC class title into the input")
+    group_targets: bool = config_field(False, "pair layout: append the other targets of the same anchor+context (multi has them)")
+    # model
+    head: str = config_field("ordinal", "ordinal (cumulative link, expected level) | linear")
+    pooling: str = config_field("pair", "pair (mean over anchor+target tokens) | mean (all tokens) | cls")
+    cpc_fusion: bool = config_field(True, "add the learnable CPC section+class embedding to the token embeddings")
+    cpc_dim: int = config_field(64, "CPC embedding size before the projection")
+    cpc_max_norm_ratio: float = config_field(0.25, "cap of the CPC vector's norm relative to the mean token-embedding norm")
+    context_dropout: float = config_field(0.1, "probability of hiding the class id (trains the unknown-class fallback)")
+    lora: bool = redefault(_BASE, "lora", False,
+                           "LoRA adapters (false = full fine-tuning: +0.02 Pearson at equal epochs, see README)")
+    # loss
+    loss: str = config_field("bce", "bce (binary cross-entropy, the score as a soft label) | smooth_k2 | mse")
+    k2_k: float = config_field(4.0, "Smooth K2 scale k")
+    k2_thr: float = config_field(0.25, "Smooth K2 dead zone thr")
+    contrastive_weight: float = config_field(0.0, "lambda of the NT-Xent term, 0.3-0.5 when on (0 = off: see README results)")
+    contrastive_tau: float = config_field(0.1, "NT-Xent temperature")
+    contrastive_min_score: float = config_field(0.75, "pairs scored at least this are NT-Xent positives")
+    # optimisation
+    batch_size: int = redefault(_BASE, "batch_size", 8,
+                                "training sequences per step and process (multi: a sequence holds a group's targets)")
+    eval_batch_size: int = redefault(_BASE, "eval_batch_size", 32, "sequences per forward pass for validation and prediction")
+    lr: float = redefault(_BASE, "lr", 1e-4, "peak learning rate of the backbone (LoRA adapters: use ~1e-3)")
+    head_lr: float = config_field(2e-3, "peak learning rate of the new head and NT-Xent projection (CPC fusion uses lr)")
+    log_every: int = redefault(_BASE, "log_every", 20)
+
+    def model_config(self, vocab_sizes: tuple[int, int], sep_id: int, cls_id: int) -> ModelConfig:
+        return ModelConfig(
+            backbone=self.model, head=self.head, pooling=self.pooling, cpc_fusion=self.cpc_fusion,
+            cpc_dim=self.cpc_dim, cpc_max_norm_ratio=self.cpc_max_norm_ratio,
+            num_sections=vocab_sizes[0], num_classes=vocab_sizes[1], lora=self.lora,
+            lora_r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
+            lora_target_modules=self.lora_target_modules, sep_token_id=sep_id,
+            cls_token_id=cls_id if cls_id is not None else -1,
+        )

@@ -1,0 +1,537 @@
+"""Train the phrase matcher and write a Kaggle submission: ``python -m solution.train --help``.
+
+    python -m solution.train                                   # packaged MiniLM, vendored data, CPU budget
+    python -m solution.train --config configs/gpu.toml --model microsoft/deberta-v3-large --folds 5
+    torchrun --nproc_per_node 4 -m solution.train --config configs/gpu.toml --out runs/big
+
+Stops at ``--epochs`` or ``--budget-minutes``, whichever comes first; on the clock it finishes the
+step, evaluates and still writes the whole submission. Each epoch is checkpointed and ``--resume``
+continues an interrupted run. ``python -m solution.train embedder ...`` trains retrieval embedders.
+
+In open_clip's shape: :func:`prepare` builds what every fold shares (:class:`PhraseRun`),
+:func:`setup_fold` the model, optimizer and resumed state (:class:`FoldState`),
+:func:`train_one_epoch` runs the loop, :func:`evaluate_fold` scores validation, :func:`run` ties
+the folds together and writes the outputs. :class:`FoldBudget` holds the wall-clock arithmetic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from solution.phrase.evaluate import pearson, predict_scores
+from solution.run_folder import (
+    Clock,
+    RunFolder,
+    add_common_options,
+    atomic_json,
+    atomic_torch_save,
+    load_checkpoint,
+    run_from_cli,
+)
+
+log = logging.getLogger("solution.train")
+
+
+def score_loss(cfg, out: dict, target, mask, group_ids):
+    """The training loss of one batch: the score loss over real target slots (+ NT-Xent when on).
+
+    NT-Xent pairs: each real slot's target span with its own sequence's anchor span; positives are
+    slots scored >= ``contrastive_min_score``; the negatives are the targets (and anchors) of the other
+    anchor+context groups in the batch. Targets of the same group are masked out, not used as
+    negatives: siblings of a positive are often close matches too.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from solution.phrase.losses import nt_xent_loss, smooth_k2_loss
+
+    pred, label = out["score"].reshape(mask.shape)[mask], target[mask]
+    if cfg.loss == "mse":
+        loss = F.mse_loss(pred, label)
+    elif cfg.loss == "bce":
+        loss = F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), label)
+    else:
+        loss = smooth_k2_loss(pred, label, cfg.k2_k, cfg.k2_thr)
+    if cfg.contrastive_weight > 0:
+        anchor = out["anchor_vec"][:, None, :].expand(*mask.shape, -1)[mask]
+        targets = out["target_vec"].reshape(*mask.shape, -1)[mask]
+        groups = group_ids[:, None].expand(mask.shape)[mask]
+        loss = loss + cfg.contrastive_weight * nt_xent_loss(anchor, targets, label, groups, cfg.contrastive_tau,
+                                                            cfg.contrastive_min_score)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss.item()}; lower --set lr=...")
+    return loss
+
+
+def subset_by_anchor(table, max_rows: int, seed: int):
+    """About ``max_rows`` rows made of whole anchors (groups stay intact for grouping and folds)."""
+    anchors = sorted(set(table.columns["anchor"]))
+    random.Random(seed).shuffle(anchors)
+    rows_of: dict[str, list[int]] = {}
+    for i, a in enumerate(table.columns["anchor"]):
+        rows_of.setdefault(a, []).append(i)
+    keep: list[int] = []
+    for a in anchors:
+        if len(keep) >= max_rows:
+            break
+        keep += rows_of[a]
+    return table.subset(sorted(keep))
+
+
+def level_counts(scores) -> list[int]:
+    return [sum(1 for s in scores if abs(s - k / 4) < 1e-6) for k in range(5)]
+
+
+@dataclass
+class PhraseRun:
+    """What every fold of one run shares: config, data, inputs, device and the run folder."""
+
+    cfg: Any
+    dist: Any  # solution.distributed.DistInfo
+    device: str
+    precision: str
+    pre: Any  # inference.phrase.inputs.Preprocessor
+    train: Any  # PairTable with scores
+    train_contexts: Any
+    test: Any
+    test_contexts: Any
+    folds: np.ndarray
+    folder: RunFolder
+    model_config: Any
+    clock: Clock
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.folder.path
+
+    def save_state(self, complete: bool = False) -> None:
+        if self.dist.is_main:
+            self.folder.save_state(self.cfg.to_dict(), self.clock.elapsed(), complete, self.metrics)
+
+
+@dataclass
+class FoldBudget:
+    """A fold's share of the wall clock, less the evaluations it still owes.
+
+    Scoring speed (rows/s) is timed on one validation batch before training (the first training
+    steps are too slow and noisy to extrapolate from) and re-measured at every epoch's evaluation.
+    """
+
+    deadline: float
+    n_val: int
+    n_eval: int  # validation + test rows scored after the last epoch
+    epochs: int
+    total_steps: int  # epochs x the first epoch's steps (the multi layout's chunk count varies a little)
+    eval_rate: float = 1.0
+
+    def final_eval_s(self) -> float:
+        return self.n_eval / self.eval_rate
+
+    def progress(self, step: int, train_s: float, epoch: int) -> float:
+        """Share of the fold's training done, by steps or by time, whichever is further: the cosine
+        schedule then anneals before the clock stops a run."""
+        from solution.scheduler import budget_progress
+
+        future_evals = (self.epochs - epoch - 1) * self.n_val / self.eval_rate
+        time_left = self.deadline - time.time() - self.final_eval_s() - future_evals - 5.0
+        return budget_progress(step, self.total_steps, train_s, time_left)
+
+    def exhausted(self) -> bool:
+        return time.time() >= self.deadline - self.final_eval_s() - 5.0
+
+
+@dataclass
+class FoldState:
+    """One fold's model, optimizer and progress: what a checkpoint holds."""
+
+    fold: int
+    model: Any
+    train_model: Any  # the model, or its DistributedDataParallel wrapper
+    names: list[str]
+    optimizer: Any
+    scaler: Any
+    ctx_dropout: Any  # torch.Generator of the context dropout
+    tr_table: Any
+    tr_contexts: Any
+    val_idx: np.ndarray
+    val_inputs: Any
+    history: list[dict] = field(default_factory=list)
+    start_epoch: int = 0
+    step: int = 0
+    train_time: float = 0.0
+    val_pred: np.ndarray | None = None
+
+    @property
+    def dir(self) -> Path:
+        return Path(f"fold{self.fold}")
+
+    def checkpoint(self) -> dict:
+        import torch
+
+        from solution.runtime import rng_states
+
+        return {"epoch": len(self.history) and self.history[-1]["epoch"], "step": self.step,
+                "train_time_s": self.train_time, "history": self.history,
+                "val_pred": torch.from_numpy(self.val_pred), "model": self.model.trainable_state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_states(),
+                "ctx_dropout": self.ctx_dropout.get_state()}
+
+    def restore(self, ckpt: dict) -> None:
+        from solution.runtime import restore_rng_states
+
+        self.model.load_state_dict(ckpt["model"], strict=False)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.start_epoch, self.step, self.train_time = ckpt["epoch"], ckpt["step"], ckpt["train_time_s"]
+        self.history, self.val_pred = ckpt["history"], ckpt["val_pred"].numpy()
+        restore_rng_states(ckpt.get("rng"))
+        if "ctx_dropout" in ckpt:
+            self.ctx_dropout.set_state(ckpt["ctx_dropout"])
+
+
+def setup_fold(run: PhraseRun, fold: int, resume: bool) -> FoldState:
+    """The fold's model (head initialised from the label prior), optimizer and, on resume, its checkpoint."""
+    import torch
+
+    from solution.optim import build_optimizer
+    from solution.phrase.data import model_input_names
+    from solution.phrase.model import build_model
+    from solution.precision import grad_scaler
+
+    cfg = run.cfg
+    train_idx, val_idx = np.flatnonzero(run.folds != fold), np.flatnonzero(run.folds == fold)
+    tr_table = run.train.subset(train_idx)
+    model = build_model(run.model_config).to(run.device)
+    if cfg.contrastive_weight <= 0:  # keeps the unused projection out of the optimizer and the checkpoint
+        model.span_projection.requires_grad_(False)
+    model.head.init_from_prior(level_counts(tr_table.columns["score"]))
+    state = FoldState(fold=fold, model=model, train_model=model, names=model_input_names(model, cfg.layout),
+                      optimizer=build_optimizer(model, cfg.lr, cfg.head_lr, cfg.weight_decay),
+                      scaler=grad_scaler(run.precision, run.device),
+                      ctx_dropout=torch.Generator().manual_seed(cfg.seed + fold), tr_table=tr_table,
+                      tr_contexts=run.train_contexts.subset(train_idx), val_idx=val_idx,
+                      val_inputs=run.pre.build(run.train.subset(val_idx), run.train_contexts.subset(val_idx)),
+                      val_pred=np.full(len(val_idx), np.nan, dtype=np.float32))
+    ckpt_path = run.run_dir / state.dir / "checkpoint.pt"
+    if resume and ckpt_path.exists():
+        state.restore(load_checkpoint(ckpt_path))
+        log.info("fold %d: resuming after epoch %d (step %d)", fold, state.start_epoch, state.step)
+    if run.dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # find_unused_parameters: backbones may hold modules that never reach the loss (poolers, heads)
+        device_ids = [torch.device(run.device).index] if "cuda" in run.device else None
+        state.train_model = DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
+    return state
+
+
+def epoch_inputs(run: PhraseRun, state: FoldState, epoch: int):
+    """(inputs, batches) of one epoch: the multi layout reshuffles and redraws its chunks every epoch."""
+    from solution.phrase.data import length_bucketed_batches
+
+    cfg = run.cfg
+    rng = random.Random(cfg.seed * 1000 + state.fold * 100 + epoch)  # same on every process and on resume
+    inputs = run.pre.build(state.tr_table, state.tr_contexts, rng, cfg.small_chunk_prob)
+    batches = length_bucketed_batches([len(ids) for ids in inputs.ids], cfg.batch_size, rng)
+    if run.dist.enabled:  # every process gets the same number of batches (wrap around, drop nothing)
+        per_rank = math.ceil(len(batches) / run.dist.world_size)
+        batches = (batches * 2)[: per_rank * run.dist.world_size][run.dist.rank :: run.dist.world_size]
+    return inputs, batches
+
+
+def train_step(run: PhraseRun, state: FoldState, inputs, idx: list[int]) -> tuple[float, int]:
+    """One optimizer step on the sequences ``idx``; returns (loss, real target slots in the batch)."""
+    import torch
+
+    from solution.phrase.data import collate
+    from solution.precision import autocast
+
+    cfg, device = run.cfg, run.device
+    scores = state.tr_table.columns["score"]
+    batch = {k: v.to(device) for k, v in collate(inputs, idx, run.pre.encoder.pad_id, state.names, scores).items()}
+    if cfg.context_dropout > 0 and cfg.cpc_fusion:
+        hide = torch.rand(len(idx), generator=state.ctx_dropout) < cfg.context_dropout
+        batch["class_ids"] = batch["class_ids"].masked_fill(hide.to(device), 0)
+    target, mask, group_ids = batch.pop("scores"), batch.pop("target_mask"), batch.pop("group_ids")
+    with autocast(run.precision, device):
+        out = state.train_model(**batch, train_outputs=True, with_spans=cfg.contrastive_weight > 0,
+                                num_slots=mask.shape[1])
+    loss = score_loss(cfg, out, target, mask, group_ids)
+    state.scaler.scale(loss).backward()
+    state.scaler.unscale_(state.optimizer)
+    torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    return loss.item(), int(mask.sum())
+
+
+def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBudget) -> tuple[dict, str]:
+    """Train one epoch (or until the fold's time is up); returns (the epoch's record, what stopped it)."""
+    from tqdm.auto import tqdm
+
+    from solution.distributed import any_true
+    from solution.scheduler import cosine_factor, set_lr
+
+    cfg, dist = run.cfg, run.dist
+    inputs, batches = epoch_inputs(run, state, epoch)
+    state.train_model.train()
+    start, seen, seen_seqs, loss_sum, loss_n, stopped_by = time.time(), 0, 0, 0.0, 0, "epochs"
+    bar = tqdm(batches, desc=f"fold {state.fold} epoch {epoch + 1}/{cfg.epochs}", disable=not dist.is_main,
+               mininterval=1 if sys.stderr.isatty() else 30, dynamic_ncols=True)
+    for idx in bar:
+        progress = budget.progress(state.step, state.train_time + time.time() - start, epoch)
+        set_lr(state.optimizer, cosine_factor(progress, cfg.warmup_ratio))
+        loss, slots = train_step(run, state, inputs, idx)
+        seen, seen_seqs, loss_sum, loss_n = seen + slots, seen_seqs + len(idx), loss_sum + loss, loss_n + 1
+        pairs_s = seen * dist.world_size / max(1e-6, time.time() - start)
+        lr_now = state.optimizer.param_groups[0]["lr"]
+        bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}", pairs_s=f"{pairs_s:.0f}", lr=f"{lr_now:.1e}", refresh=False)
+        if dist.is_main and state.step % cfg.log_every == 0:
+            with open(run.run_dir / "steps.jsonl", "a") as f:
+                f.write(json.dumps({"fold": state.fold, "epoch": epoch + 1, "step": state.step, "loss": loss_sum / loss_n,
+                                    "lr": lr_now, "pairs_per_s": pairs_s, "elapsed_s": run.clock.elapsed()}) + "\n")
+        if any_true(budget.exhausted(), dist, run.device):
+            stopped_by = "budget"
+            break
+    bar.close()
+    train_s = time.time() - start
+    state.train_time += train_s
+    return {"epoch": epoch + 1, "steps": state.step, "train_loss": loss_sum / max(1, loss_n),
+            "pairs_per_s": seen * dist.world_size / max(1e-6, train_s),
+            "sequences_per_s": seen_seqs * dist.world_size / max(1e-6, train_s), "train_s": train_s}, stopped_by
+
+
+def evaluate_fold(run: PhraseRun, state: FoldState, only: list[int] | None = None) -> tuple[np.ndarray, float]:
+    """(validation scores, rows scored per second); ``only`` scores just those sequences (a timing probe)."""
+    t0 = time.time()
+    preds = predict_scores(state.model, state.val_inputs, state.names, run.cfg.eval_batch_size, run.device,
+                           run.precision, run.pre.encoder.pad_id, only=only)
+    rows = len(state.val_idx) if only is None else sum(len(state.val_inputs.rows[i]) for i in only)
+    return preds, rows / max(1e-6, time.time() - t0)
+
+
+def train_fold(run: PhraseRun, fold: int, deadline: float, resume: bool) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Train one fold; returns (validation predictions, test predictions, fold metrics)."""
+    from solution.distributed import barrier
+    from solution.runtime import peak_memory_mb
+
+    cfg, dist = run.cfg, run.dist
+    state = setup_fold(run, fold, resume)
+    fold_dir = run.run_dir / state.dir
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    steps_per_epoch = len(epoch_inputs(run, state, 0)[1])  # this process's share
+    budget = FoldBudget(deadline, len(state.val_idx), len(state.val_idx) + len(run.test), cfg.epochs,
+                        max(1, cfg.epochs * steps_per_epoch))
+    probe = list(range(min(len(state.val_inputs), cfg.eval_batch_size)))
+    budget.eval_rate = evaluate_fold(run, state, only=probe)[1]
+    stopped_by = "epochs"
+    for epoch in range(state.start_epoch, cfg.epochs):
+        record, stopped_by = train_one_epoch(run, state, epoch, budget)
+        if dist.is_main:
+            state.val_pred, budget.eval_rate = evaluate_fold(run, state)
+            record.update(val_pearson=pearson(state.val_pred, run.train.subset(state.val_idx).columns["score"]),
+                          eval_pairs_per_s=budget.eval_rate, wall_s=run.clock.elapsed(), stopped_by=stopped_by,
+                          **peak_memory_mb(run.device))
+            state.history.append(record)
+            log.info("fold %d epoch %d: loss %.4f  val Pearson %.4f  %.0f pairs/s", fold, epoch + 1,
+                     record["train_loss"], record["val_pearson"], record["pairs_per_s"])
+            atomic_torch_save(state.checkpoint(), fold_dir / "checkpoint.pt")
+            run.metrics["folds"][str(fold)] = {"epochs": state.history}
+            run.save_state()
+        barrier(dist)
+        if stopped_by == "budget":
+            break
+    test_pred = np.zeros(len(run.test), dtype=np.float32)
+    if dist.is_main:
+        test_inputs = run.pre.build(run.test, run.test_contexts)
+        test_pred = predict_scores(state.model, test_inputs, state.names, cfg.eval_batch_size, run.device,
+                                   run.precision, run.pre.encoder.pad_id)
+        atomic_torch_save(state.model.trainable_state_dict(), fold_dir / "trainable_state.pt")
+    fold_metrics = {"epochs": state.history, "stopped_by": stopped_by, "n_train": len(state.tr_table),
+                    "n_val": len(state.val_idx),
+                    "val_pearson": state.history[-1]["val_pearson"] if state.history else float("nan")}
+    return state.val_pred, test_pred, fold_metrics
+
+
+def prepare(cfg, resume: bool) -> tuple[PhraseRun | None, dict | None]:
+    """(the run's shared state, None), or (None, its metrics) when ``--resume`` finds it complete."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from inference.phrase.inputs import TableContexts
+    from inference.template import InputTemplate
+    from solution.backbone import resolve_model_path
+    from solution.distributed import init_distributed
+    from solution.phrase.data import load_uspppm, make_folds, preprocessor
+    from solution.precision import resolve_precision_with_probe
+    from solution.runtime import flush_denormals, pick_device, seed_everything
+
+    device = pick_device(cfg.device)
+    dist = init_distributed(device)
+    if device == "cuda":
+        device = f"cuda:{dist.local_rank}"
+    precision, precision_probe = resolve_precision_with_probe(cfg.precision, device)
+    folder = RunFolder(run_folder_path(cfg, dist), kind="phrase")
+    offset, finished = folder.open(resume)
+    if finished is not None:
+        return None, finished
+    seed_everything(cfg.seed)
+    flush_denormals()
+    torch.set_num_threads(torch.get_num_threads())
+
+    train, test, vocab = load_uspppm(cfg.data)
+    if cfg.test_csv:
+        from inference.io import read_pairs
+
+        test = read_pairs(cfg.test_csv)
+    if cfg.max_train_rows:
+        train = subset_by_anchor(train, cfg.max_train_rows, cfg.seed)
+    if cfg.folds > cfg.n_splits:
+        raise SystemExit(f"--folds {cfg.folds} is more than n_splits={cfg.n_splits}")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(cfg.model), use_fast=True)
+    template = InputTemplate(sep_token=tokenizer.sep_token, cls_token=tokenizer.cls_token, use_title=cfg.use_title,
+                             group_targets=cfg.group_targets, layout=cfg.layout, max_targets=cfg.max_targets)
+    model_config = cfg.model_config((vocab.num_sections, vocab.num_classes), tokenizer.sep_token_id,
+                                    tokenizer.cls_token_id)
+    run = PhraseRun(cfg, dist, device, precision, preprocessor(tokenizer, template, vocab, cfg.max_length), train,
+                    TableContexts.of(train, vocab), test, TableContexts.of(test, vocab),
+                    make_folds(train, cfg.n_splits, cfg.seed), folder, model_config,
+                    Clock(cfg.budget_minutes * 60, offset))
+    run.metrics = {"run": folder.path.name, "device": device, "precision": precision,
+                   "precision_probe": precision_probe, "layout": cfg.layout, "world_size": dist.world_size,
+                   "folds": {}, "budget_minutes": cfg.budget_minutes}
+    if dist.is_main:
+        write_run_files(run, tokenizer, template, vocab, resume)
+    return run, None
+
+
+def run_folder_path(cfg, dist) -> Path:
+    """``cfg.out``, or a new timestamped name that every process agrees on."""
+    run_dir = Path(cfg.out) if cfg.out else Path("runs") / time.strftime("phrase-%Y%m%d-%H%M%S")
+    if dist.enabled and not cfg.out:
+        import torch.distributed as tdist
+
+        holder = [str(run_dir)]
+        tdist.broadcast_object_list(holder, src=0)
+        run_dir = Path(holder[0])
+    return run_dir
+
+
+def write_run_files(run: PhraseRun, tokenizer, template, vocab, resume: bool) -> None:
+    """What a run folder holds besides checkpoints: tokenizer, CPC vocabulary, template, configs."""
+    run_dir = run.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(run_dir / "tokenizer")
+    vocab.save(run_dir / "cpc_vocab.json")
+    atomic_json(run_dir / "template.json", template.to_dict())
+    atomic_json(run_dir / "model_config.json", run.model_config.to_dict())
+    atomic_json(run_dir / "config.json", run.cfg.to_dict())
+    if resume and (run_dir / "metrics.json").exists():
+        run.metrics = json.loads((run_dir / "metrics.json").read_text())
+
+
+def run(cfg, resume: bool = False) -> dict:
+    """Train every fold of ``cfg`` and write the run folder and the submission; returns the metrics."""
+    from solution.distributed import barrier, cleanup
+
+    phrase_run, finished = prepare(cfg, resume)
+    if finished is not None:
+        return finished
+    run_, dist = phrase_run, phrase_run.dist
+    run_.save_state()
+    barrier(dist)
+    oof = np.full(len(run_.train), np.nan, dtype=np.float32)
+    test_preds = []
+    for fold in range(cfg.folds):
+        fold_dir = run_.run_dir / f"fold{fold}"
+        if (fold_dir / "done.json").exists():
+            done = np.load(fold_dir / "predictions.npz")
+            oof[run_.folds == fold], test_preds = done["val"], test_preds + [done["test"]]
+            run_.metrics["folds"][str(fold)] = json.loads((fold_dir / "done.json").read_text())
+            continue
+        deadline = time.time() + run_.clock.left() / (cfg.folds - fold)
+        val_pred, test_pred, fold_metrics = train_fold(run_, fold, deadline, resume)
+        oof[run_.folds == fold] = val_pred
+        test_preds.append(test_pred)
+        run_.metrics["folds"][str(fold)] = fold_metrics
+        if dist.is_main:
+            np.savez(fold_dir / "predictions.npz", val=val_pred, test=test_pred)
+            atomic_json(fold_dir / "done.json", fold_metrics)
+        run_.save_state()
+    if dist.is_main:
+        finish_run(run_, oof, test_preds)
+    barrier(dist)
+    cleanup(dist)
+    return run_.metrics
+
+
+def finish_run(run: PhraseRun, oof: np.ndarray, test_preds: list[np.ndarray]) -> None:
+    """Out-of-fold Pearson, the submission (test scores averaged over folds), oof.csv, the complete state."""
+    from inference.io import write_scores
+
+    cfg, metrics = run.cfg, run.metrics
+    submission = Path(cfg.submission) if cfg.submission else Path("submissions") / run.run_dir.name / "submission.csv"
+    scored = ~np.isnan(oof)
+    labels = np.asarray(run.train.columns["score"], dtype=np.float32)
+    metrics["oof_pearson"] = pearson(oof[scored], labels[scored])
+    metrics["fold_pearson"] = {k: v["val_pearson"] for k, v in metrics["folds"].items()}
+    metrics["wall_s"] = run.clock.elapsed()
+    metrics["submission"] = str(submission)
+    write_scores(submission, run.test.ids, np.mean(test_preds, axis=0))
+    write_oof(run.run_dir / "oof.csv", run.train, run.folds, oof)
+    run.save_state(complete=True)
+    log.info("validation Pearson (out-of-fold, %d fold(s)): %.4f", cfg.folds, metrics["oof_pearson"])
+    log.info("submission: %s   run: %s   wall: %.0f s", submission, run.run_dir, metrics["wall_s"])
+    print(f"validation Pearson: {metrics['oof_pearson']:.4f}")
+    print(f"submission written: {submission}")
+
+
+def write_oof(path: Path, table, folds: np.ndarray, oof: np.ndarray) -> None:
+    import csv
+    import io
+
+    from inference.io import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["id", "anchor", "target", "context", "score", "fold", "pred"])
+    cols = table.columns
+    for i in range(len(table)):
+        if not np.isnan(oof[i]):
+            writer.writerow([cols["id"][i], cols["anchor"][i], cols["target"][i], cols["context"][i],
+                             cols["score"][i], int(folds[i]), f"{oof[i]:.6f}"])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    from solution.config import config_reference
+    from solution.phrase.config import PhraseTrainConfig
+
+    p = argparse.ArgumentParser(
+        prog="python -m solution.train", description=__doc__, epilog=config_reference(PhraseTrainConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_options(p)
+    p.add_argument("--data", help="data folder (uspppm/ and cpc/ inside)")
+    p.add_argument("--folds", type=int, help="number of folds to train (test predictions are averaged)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from solution.phrase.config import PhraseTrainConfig
+
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    return run_from_cli(args, ("data", "folds"), PhraseTrainConfig, "phrase", run)

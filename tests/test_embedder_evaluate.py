@@ -1,0 +1,21 @@
+"""The embedder evaluation table (IR, classification, clustering, phrases) on a tiny run."""
+
+from __future__ import annotations
+
+
+def test_evaluate_table(embedder_run, small_data, patent_corpus):
+    from solution.embedder.evaluate import EvalOptions, run_evaluation
+
+    opts = EvalOptions(corpus=str(patent_corpus), phrases=str(small_data / "uspppm" / "train.csv"), max_patents=5,
+                       max_phrase_groups=5, max_length=48)
+    report = run_evaluation(str(embedder_run[0]), None, opts)
+    # 5 of the 12 held-out patents are queries, searched among all 60; labels use all 12
+    assert (report["n_heldout_scored"], report["n_heldout"], report["n_searched"]) == (5, 12, 60)
+    systems = set(report["results"])
+    assert {"zero-shot", "bm25"} <= systems and any(s.startswith("hybrid-rrf") for s in systems)
+    run_row = report["results"]["combined:combined"]
+    for key in ("title2abstract", "queries:misspelled", "classification_macro_f1", "clustering_v_measure",
+                "phrase_ndcg@10"):
+        assert key in run_row
+    assert 0.0 <= run_row["title2abstract"]["ndcg@10"] <= 1.0
+    assert "| bm25 |" in report["table"]

@@ -1,0 +1,146 @@
+"""Embedder training on the tiny random BERT: run folder, resume (API and CLI), the combined CPC loss."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+
+
+def test_training_run_folder(embedder_run):
+    run_dir, cfg, metrics = embedder_run
+    for name in ("embedder_config.json", "trainable_state.pt", "tokenizer/tokenizer.json", "split.json",
+                 "queries.jsonl", "metrics.json", "checkpoint.pt", "steps.jsonl", "config.json"):
+        assert (run_dir / name).exists(), name
+    split = json.loads((run_dir / "split.json").read_text())
+    assert len(split["heldout"]) == 12 and not set(split["heldout"]) & set(split["trained"])
+    epochs = metrics["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert {"train_mqg", "train_align", "train_cpc"} <= set(epochs[0]) and np.isfinite(epochs[-1]["train_loss"])
+    assert "val_title2abstract_ndcg@10" in epochs[-1]
+    roles = {json.loads(line)["role"] for line in (run_dir / "queries.jsonl").read_text().splitlines()}
+    assert roles == {"concept", "keyword", "question", "colloquial", "misspelled"}
+
+
+def test_resume_guard_and_complete_run(embedder_run):
+    from solution.embedder.train import run
+
+    run_dir, cfg, metrics = embedder_run
+    with pytest.raises(SystemExit, match="already holds a run"):
+        run(cfg)
+    assert run(cfg, resume=True)["steps"] == metrics["steps"]  # complete: nothing to do
+
+
+def test_mid_epoch_resume_matches_an_uninterrupted_run(tmp_path, tiny_model, patent_corpus, monkeypatch):
+    """A crash mid-epoch loses nothing: resuming from the per-step checkpoint ends with the same weights."""
+    import torch
+
+    import solution.embedder.train as train_module
+    from solution.embedder.config import EmbedderTrainConfig
+
+    def config(name: str) -> EmbedderTrainConfig:
+        # no warm-up and a budget far away: the clock cannot change a learning rate between the runs
+        return EmbedderTrainConfig(corpus=str(patent_corpus), recipe="mqg", model=str(tiny_model), out=str(tmp_path / name),
+                                   epochs=2, budget_minutes=600, device="cpu", precision="fp32", batch_size=8,
+                                   max_length=48, train_max_length=32, query_max_length=16, heldout_fraction=0.2,
+                                   val_patents=0, negative_top_k=5, lr=1e-3, warmup_ratio=0.0,
+                                   checkpoint_minutes=0.0)
+
+    whole = train_module.run(config("whole"))
+    real, calls = train_module.step_loss, {"n": 0}
+
+    def crash_in_the_middle(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 9:  # batch 3 of epoch 2 (48 training patents: 6 batches per epoch)
+            raise KeyboardInterrupt("simulated crash")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "step_loss", crash_in_the_middle)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.run(config("crashed"))
+    ckpt = torch.load(tmp_path / "crashed" / "checkpoint.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (1, 2, 8)
+    monkeypatch.setattr(train_module, "step_loss", real)
+    resumed = train_module.run(config("crashed"), resume=True)
+    assert resumed["steps"] == whole["steps"] == 12
+    a = torch.load(tmp_path / "whole" / "trainable_state.pt")
+    b = torch.load(tmp_path / "crashed" / "trainable_state.pt")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert any(float(a[k].abs().sum()) > 0 for k in a if "lora_B" in k)  # it embedder_run (LoRA B starts at zero)
+
+
+@pytest.mark.parametrize("all_views", [True, False])
+def test_combined_cpc_loss_spans_every_encoded_view(tmp_path, tiny_model, patent_corpus, monkeypatch, all_views):
+    """The CPC term sees the step's queries, documents, negatives, titles and abstracts, each row
+    labelled with the subclasses of the patent it came from; or only the documents when switched off."""
+    import random
+
+    import solution.embedder.losses as losses
+    from inference.retrieval.corpus import read_patents
+    from solution.embedder.config import EmbedderTrainConfig
+    from solution.embedder.model import build_encoder
+    from solution.embedder.train import TrainingData, step_loss
+
+    cfg = EmbedderTrainConfig(corpus=str(patent_corpus), recipe="combined", model=str(tiny_model), hard_negatives=1,
+                              negative_top_k=5, train_max_length=32, query_max_length=16, cpc_all_views=all_views)
+    patents = read_patents(patent_corpus)[:20]
+    data = TrainingData(cfg, patents, tmp_path, corpus=patents)
+    model, tokenizer = build_encoder(cfg.embedder_config())
+    seen, real = {}, losses.supcon_loss
+
+    def spy(embeddings, labels, tau):
+        seen["n"], seen["labels"] = len(embeddings), labels.cpu().numpy()
+        return real(embeddings, labels, tau)
+
+    monkeypatch.setattr(losses, "supcon_loss", spy)
+    idx = np.array([3, 7, 11, 15])
+    step_loss(model, data, idx, cfg, cfg.loss_weights(), random.Random(0), tokenizer, "cpu", "fp32")
+    negs = [data.query_negs[r][i][0] for r, i in zip([random.Random(0).choice(cfg.roles) for _ in idx], idx)]
+    if all_views:  # queries, documents, query negatives, titles, abstracts, title negatives
+        owners = [*idx, *idx, *negs, *idx, *idx, *(data.align_negs[i][0] for i in idx)]
+    else:
+        owners = list(idx)
+    assert seen["n"] == len(owners)
+    assert (seen["labels"] == data.labels[owners]).all()
+
+
+def test_cli_resume_of_a_killed_run_keeps_its_budget_epochs_and_device(tmp_path, tiny_model, patent_corpus):
+    """An embedder run started from the command line is killed after its first checkpoint, then
+    resumed with ``--out RUN --resume`` and nothing else: budget, epochs and device are the run's own,
+    not the defaults (10 minutes, 1 epoch, auto)."""
+    out = tmp_path / "cli"
+    start = [sys.executable, "-m", "solution.train", "embedder", "--corpus", str(patent_corpus), "--model",
+             str(tiny_model), "--recipe", "mqg", "--out", str(out), "--epochs", "3", "--budget-minutes", "42",
+             "--device", "cpu"]
+    for setting in ("checkpoint_minutes=0", "batch_size=2", "val_patents=0", "precision=fp32", "max_length=32",
+                    "train_max_length=16", "query_max_length=8"):
+        start += ["--set", setting]
+    proc = subprocess.Popen(start, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not (out / "checkpoint.pt").exists():  # 3 epochs of 25 steps: far from done at the first
+            assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not json.loads((out / "run_state.json").read_text())["complete"]
+
+    subprocess.run([sys.executable, "-m", "solution.train", "embedder", "--out", str(out), "--resume"], cwd=ROOT,
+                   check=True, capture_output=True)
+    state = json.loads((out / "run_state.json").read_text())
+    assert state["complete"] and state["kind"] == "embedder"
+    assert (state["config"]["budget_minutes"], state["config"]["epochs"], state["config"]["device"]) == (42, 3, "cpu")
+    metrics = json.loads((out / "metrics.json").read_text())
+    steps_per_epoch = len(json.loads((out / "split.json").read_text())["trained"]) // 2  # batches of 2
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3] and metrics["steps"] == 3 * steps_per_epoch
+    assert np.isfinite(metrics["epochs"][-1]["train_loss"])

@@ -1,0 +1,100 @@
+"""Patent indexes and search: round trip, resume, fp16, refusal of a mismatched model, CLI, torch-free."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+
+
+def test_index_round_trip_and_search(tmp_path, embedder_exported, patent_corpus):
+    from inference.retrieval import PatentRanker
+    from inference.retrieval.corpus import read_patents
+    from inference.retrieval.encoder import EmbedderModel
+    from inference.retrieval.index import build_index
+
+    model_dir, _ = embedder_exported
+    info = build_index(model_dir, patent_corpus, tmp_path / "idx", chunk_size=16, progress=False)
+    assert info["complete"] and info["count"] == 60 and info["bm25"]
+    patents = read_patents(patent_corpus)
+    model = EmbedderModel.load(model_dir)
+    direct = model.encode_docs([p.view(model.doc_view) for p in patents])
+    stored = np.load(tmp_path / "idx" / "embeddings.npy", mmap_mode="r")
+    assert np.allclose(stored, direct, atol=1e-5)
+
+    ranker = PatentRanker.load(tmp_path / "idx")
+    query = patents[5].title
+    hits = ranker.search(query, k=5)
+    expected = np.argsort(-(direct @ model.encode_queries([query])[0]), kind="stable")[:5]
+    assert [h[0] for h in hits] == [patents[i].patent_id for i in expected]
+    assert hits[0][2] == patents[expected[0]].title and hits[0][1] >= hits[-1][1]
+    hybrid = ranker.search(query, k=3, hybrid=True)
+    assert patents[5].patent_id in [h[0] for h in hybrid]  # BM25 on the exact title
+    batch = ranker.search_batch([query, patents[9].title], k=4, hybrid="convex")
+    assert len(batch) == 2 and all(len(b) == 4 for b in batch)
+
+
+def test_index_resume_and_fp16(tmp_path, embedder_exported, patent_corpus):
+    from inference.retrieval.index import INDEX_FILE, build_index
+
+    model_dir, _ = embedder_exported
+    out = tmp_path / "idx16"
+    build_index(model_dir, patent_corpus, out, dtype="float16", chunk_size=16, progress=False, bm25=False)
+    full = np.array(np.load(out / "embeddings.npy"))
+    assert full.dtype == np.float16
+    # simulate an interruption after the first chunk: the tail is lost, the progress says 1 chunk
+    info = json.loads((out / INDEX_FILE).read_text())
+    info.update(chunks_done=1, complete=False)
+    (out / INDEX_FILE).write_text(json.dumps(info))
+    emb = np.load(out / "embeddings.npy", mmap_mode="r+")
+    emb[16:] = 0
+    emb.flush()
+    del emb
+    again = build_index(model_dir, patent_corpus, out, dtype="float16", chunk_size=16, progress=False, bm25=False)
+    assert again["complete"] and np.array_equal(np.load(out / "embeddings.npy"), full)
+
+
+def test_mismatched_index_refused(tmp_path, embedder_exported, patent_corpus, tiny_model):
+    from export.embedder import export_embedder
+    from inference.retrieval import PatentRanker
+    from inference.retrieval.index import IndexMismatchError, build_index
+
+    model_dir, _ = embedder_exported
+    build_index(model_dir, patent_corpus, tmp_path / "idx", chunk_size=32, progress=False, bm25=False)
+    other = export_embedder(tmp_path / "zero-shot", model=str(tiny_model), exporter="legacy", int8=False)
+    assert other["files"]["model.onnx"]["sha256"] != json.loads((tmp_path / "idx" / "index.json").read_text())["model_sha256"]
+    with pytest.raises(IndexMismatchError, match="embeddings of different models are not comparable"):
+        PatentRanker.load(tmp_path / "idx", model=tmp_path / "zero-shot")
+    with pytest.raises(IndexMismatchError, match="built with model"):
+        build_index(tmp_path / "zero-shot", patent_corpus, tmp_path / "idx", chunk_size=32, progress=False)
+
+
+def test_cli_index_search_and_export_dispatch(tmp_path, embedder_run, patent_corpus):
+    """The user-facing commands: python -m export (kind dispatch), python -m inference index / search."""
+    env_cmd = [sys.executable, "-m"]
+    out = tmp_path / "model"
+    subprocess.run(env_cmd + ["export", "--run", str(embedder_run[0]), "--out", str(out), "--exporter", "legacy",
+                              "--no-int8", "--no-fp16"], check=True, cwd=ROOT, capture_output=True)
+    subprocess.run(env_cmd + ["inference", "index", "--model", str(out), "--corpus", str(patent_corpus), "--out",
+                              str(tmp_path / "idx"), "--quiet"], check=True, cwd=ROOT, capture_output=True)
+    res = subprocess.run(env_cmd + ["inference", "search", "--index", str(tmp_path / "idx"), "--query",
+                                    "absorbent article for pets", "-k", "3", "--hybrid", "convex", "--alpha", "0", "--json"],
+                         check=True, cwd=ROOT, capture_output=True, text=True)
+    hits = json.loads(res.stdout)[0]["hits"]
+    assert len(hits) == 3 and hits[0]["patent_id"] == "11213014"  # alpha 0: BM25 alone decides (random tiny model)
+    bad = subprocess.run(env_cmd + ["inference", "search", "--index", str(tmp_path / "nope"), "--query", "x"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode != 0 and "not an index folder" in bad.stderr
+
+
+def test_inference_retrieval_is_torch_free():
+    code = ("import sys, inference.retrieval.cli, inference.retrieval.ranker, inference.retrieval.encoder, "
+            "inference.retrieval.index; from inference import PatentRanker; "
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
