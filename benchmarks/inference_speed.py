@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._results import append_results, markdown_table  # noqa: E402
+
+PAIR = "[('abatement', 'abatement of pollution', 'A47')]"  # the cold-start probe
 
 
 @dataclass
@@ -75,7 +77,7 @@ def torch_size(run_dir: Path, fold: int) -> float:
     return mib(*weights, run_dir / f"fold{fold}" / "trainable_state.pt")
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="training run folder (runs/NAME): PyTorch side and validation rows")
     p.add_argument("--model", required=True, help="exported model folder (models/NAME) from `python -m export`")
@@ -87,102 +89,137 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-rows", type=int, default=0, help="validation rows to use, whole anchors (0 = all)")
     p.add_argument("--title", default="Phrase scorer inference speed", help="section title in RESULTS.md")
     p.add_argument("--no-append", action="store_true", help="print the table only")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    import torch
 
+@dataclass
+class Bench:
+    """What every backend is measured on: one fold's validation rows, pre-tokenised and batched once."""
+
+    args: argparse.Namespace
+    run_dir: Path
+    model_dir: Path
+    manifest: dict
+    slot: int  # the fold's position among the exported graphs
+    inputs: object  # PhraseInputs
+    batches: list
+    labels: np.ndarray
+    model: object = None  # the merged PyTorch model
+    reference: np.ndarray | None = None  # PyTorch fp32 scores: the accuracy reference
+    results: list[Result] = field(default_factory=list)
+
+    def scorer(self, variant: str, device: str, batch: int | None):
+        from inference import PhraseScorer
+
+        scorer = PhraseScorer.load(self.model_dir, device=device, variant=variant, batch_size=batch,
+                                   threads=self.args.threads)
+        scorer.runners = scorer.runners[self.slot : self.slot + 1]  # this fold's graph only, like the PyTorch side
+        return scorer
+
+    def add(self, backend: str, batch: int, scores: np.ndarray, rate: float, size, cold) -> None:
+        from solution.phrase.evaluate import pearson
+
+        self.results.append(Result(backend, batch, rate, pearson(scores, self.labels),
+                                   float(np.abs(scores - self.reference).max()), size, cold))
+        print(f"  {backend}: {rate:.0f} pairs/s, Pearson {self.results[-1].pearson:.4f}", flush=True)
+
+
+def prepare(args: argparse.Namespace) -> Bench:
     from export.phrase import torch_scores, validation_rows
-    from inference import PhraseScorer
-    from solution.phrase.evaluate import pearson
     from solution.phrase.model import load_trained
 
-    torch.set_num_threads(args.threads)
     run_dir, model_dir = Path(args.run), Path(args.model)
     manifest = json.loads((model_dir / "manifest.json").read_text())
     if args.fold not in manifest["folds"]:
         raise SystemExit(f"{model_dir}: fold {args.fold} was not exported (has {manifest['folds']})")
-    slot = manifest["folds"].index(args.fold)
     val = validation_rows(run_dir, args.fold, args.max_rows)
-    labels = np.asarray(val.columns["score"], dtype=np.float32)
-
-    def scorer_for(variant: str, device: str, batch: int):
-        scorer = PhraseScorer.load(model_dir, device=device, variant=variant, batch_size=batch, threads=args.threads)
-        scorer.runners = scorer.runners[slot : slot + 1]  # this fold's graph only, like the PyTorch side
-        return scorer
-
-    base = scorer_for("fp32", "cpu", args.batch_size)
+    bench = Bench(args, run_dir, model_dir, manifest, manifest["folds"].index(args.fold), None, [],
+                  np.asarray(val.columns["score"], dtype=np.float32))
+    base = bench.scorer("fp32", "cpu", args.batch_size)
     args.batch_size = base.batch_size
     args.gpu_batch_size = args.gpu_batch_size or base.batch_size * 4
-    inputs = base.preprocess(val)
-    pad = base.preprocess.encoder.pad_id
-    names = base.input_names
-    layout = base.preprocess.template.layout
-    print(f"{inputs.n_rows} validation rows of fold {args.fold} in {len(inputs)} {layout}-layout sequences; "
-          f"threads {args.threads}", flush=True)
+    bench.inputs = base.preprocess(val)
+    bench.batches = list(bench.inputs.batches(args.batch_size, pad_id(base), base.input_names))
+    print(f"{bench.inputs.n_rows} validation rows of fold {args.fold} in {len(bench.inputs)} "
+          f"{base.preprocess.template.layout}-layout sequences; threads {args.threads}", flush=True)
+    bench.model, _ = load_trained(run_dir, args.fold, "cpu")
+    bench.model.merge_lora()
+    bench.reference = torch_scores(bench.model, bench.inputs, pad_id(base), base.input_names, 512)
+    return bench
 
-    model, _ = load_trained(run_dir, args.fold, "cpu")
-    model.merge_lora()
-    results: list[Result] = []
-    reference = torch_scores(model, inputs, pad, names, 512)  # accuracy reference: PyTorch fp32
 
-    def add(backend: str, batch: int, scores: np.ndarray, rate: float, size, cold) -> None:
-        results.append(Result(backend, batch, rate, pearson(scores, labels), float(np.abs(scores - reference).max()),
-                              size, cold))
-        print(f"  {backend}: {rate:.0f} pairs/s, Pearson {results[-1].pearson:.4f}", flush=True)
+def pad_id(scorer) -> int:
+    return scorer.preprocess.encoder.pad_id
 
-    batches = list(inputs.batches(args.batch_size, pad, names))
 
-    def torch_run(precision: str, device: str = "cpu"):
-        def run(feeds: dict) -> np.ndarray:
-            t = {k: torch.from_numpy(v).to(device) for k, v in feeds.items()}
-            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-            with torch.inference_mode(), torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
-                out = model(**t)
-            return out.float().cpu().numpy()
-        return run
+def torch_runner(model, precision: str, device: str = "cpu") -> Callable[[dict], np.ndarray]:
+    import torch
 
-    size_torch = torch_size(run_dir, args.fold)
-    pair = "[('abatement', 'abatement of pollution', 'A47')]"
-    cold_torch = cold_start(
-        f"import torch\ntorch.set_num_threads({args.threads})\nfrom solution.phrase.model import load_trained\n"
+    def run(feeds: dict) -> np.ndarray:
+        t = {k: torch.from_numpy(v).to(device) for k, v in feeds.items()}
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        with torch.inference_mode(), torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out = model(**t)
+        return out.float().cpu().numpy()
+
+    return run
+
+
+def torch_cold_start_code(run_dir: Path, fold: int, threads: int) -> str:
+    return (
+        f"import torch\ntorch.set_num_threads({threads})\nfrom solution.phrase.model import load_trained\n"
         "from inference.cpc import CpcVocab\nfrom inference.phrase.scorer import table_from_pairs\n"
         "from inference.template import InputTemplate\nfrom solution.phrase.data import model_input_names, preprocessor\n"
         "import json, pathlib\n"
-        f"run = pathlib.Path({str(run_dir)!r})\nm, tok = load_trained(run, {args.fold})\nm.merge_lora()\n"
+        f"run = pathlib.Path({str(run_dir)!r})\nm, tok = load_trained(run, {fold})\nm.merge_lora()\n"
         "t = InputTemplate.from_dict(json.loads((run / 'template.json').read_text()))\n"
         "pre = preprocessor(tok, t, CpcVocab.load(run / 'cpc_vocab.json'), 64)\n"
-        f"inputs = pre(table_from_pairs({pair}))\n"
+        f"inputs = pre(table_from_pairs({PAIR}))\n"
         "feeds = inputs.feeds([0], pre.encoder.pad_id, model_input_names(m, t.layout))\n"
         "with torch.inference_mode():\n"
         "    m(**{k: torch.from_numpy(v) for k, v in feeds.items()})")
+
+
+def measure_cpu(bench: Bench) -> None:
+    """PyTorch eager fp32 and bf16 autocast, then every exported ONNX variant on onnxruntime's CPU provider."""
+    args = bench.args
+    size_torch = torch_size(bench.run_dir, args.fold)
+    cold_torch = cold_start(torch_cold_start_code(bench.run_dir, args.fold, args.threads))
     for precision in ("fp32", "bf16"):
-        scores, rate = timed_scores(batches, inputs, torch_run(precision))
-        add(f"PyTorch eager {precision}" + (" autocast" if precision == "bf16" else ""), args.batch_size, scores, rate,
-            size_torch, cold_torch if precision == "fp32" else None)
+        scores, rate = timed_scores(bench.batches, bench.inputs, torch_runner(bench.model, precision))
+        bench.add(f"PyTorch eager {precision}" + (" autocast" if precision == "bf16" else ""), args.batch_size, scores,
+                  rate, size_torch, cold_torch if precision == "fp32" else None)
+    for variant in [v for v in ("fp32", "int8", "fp16") if v in bench.manifest["variants"]]:
+        runner = bench.scorer(variant, "cpu", args.batch_size).runners[0]
+        scores, rate = timed_scores(bench.batches, bench.inputs, runner.run)
+        cold = cold_start(f"from inference import PhraseScorer\ns = PhraseScorer.load({str(bench.model_dir)!r}, "
+                          f"device='cpu', variant={variant!r}, threads={args.threads})\ns.score({PAIR})")
+        bench.add(f"ORT {variant} (CPU)", args.batch_size, scores, rate,
+                  mib(bench.model_dir / bench.manifest["variants"][variant][bench.slot]), cold)
 
-    for variant in [v for v in ("fp32", "int8", "fp16") if v in manifest["variants"]]:
-        scorer = scorer_for(variant, "cpu", args.batch_size)
-        runner = scorer.runners[0]
-        scores, rate = timed_scores(batches, inputs, runner.run)
-        cold = cold_start(f"from inference import PhraseScorer\ns = PhraseScorer.load({str(model_dir)!r}, device='cpu', "
-                          f"variant={variant!r}, threads={args.threads})\ns.score({pair})")
-        add(f"ORT {variant} (CPU)", args.batch_size, scores, rate, mib(model_dir / manifest["variants"][variant][slot]), cold)
 
-    if torch.cuda.is_available():  # on a lent GPU: PyTorch fp16 vs ORT fp16 with IO binding
-        gpu_batches = list(inputs.batches(args.gpu_batch_size, pad, names))
-        model.to("cuda")
-        scores, rate = timed_scores(gpu_batches, inputs, torch_run("fp16", "cuda"))
-        add("PyTorch fp16 autocast (CUDA)", args.gpu_batch_size, scores, rate, size_torch, None)
-        if "fp16" in manifest["variants"]:
-            try:
-                scorer = scorer_for("fp16", "cuda", args.gpu_batch_size)
-            except RuntimeError as err:
-                print(f"  ORT fp16 (CUDA) skipped: {err}")
-            else:
-                scores, rate = timed_scores(gpu_batches, inputs, scorer.runners[0].run)
-                add("ORT fp16 (CUDA, IO binding)", args.gpu_batch_size, scores, rate,
-                    mib(model_dir / manifest["variants"]["fp16"][slot]), None)
+def measure_gpu(bench: Bench) -> None:
+    """On a lent GPU: PyTorch fp16 autocast vs ORT fp16 with IO binding."""
+    args = bench.args
+    scorer = bench.scorer("fp32", "cpu", args.gpu_batch_size)
+    gpu_batches = list(bench.inputs.batches(args.gpu_batch_size, pad_id(scorer), scorer.input_names))
+    bench.model.to("cuda")
+    scores, rate = timed_scores(gpu_batches, bench.inputs, torch_runner(bench.model, "fp16", "cuda"))
+    bench.add("PyTorch fp16 autocast (CUDA)", args.gpu_batch_size, scores, rate, torch_size(bench.run_dir, args.fold), None)
+    if "fp16" not in bench.manifest["variants"]:
+        return
+    try:
+        scorer = bench.scorer("fp16", "cuda", args.gpu_batch_size)
+    except RuntimeError as err:
+        print(f"  ORT fp16 (CUDA) skipped: {err}")
+        return
+    scores, rate = timed_scores(gpu_batches, bench.inputs, scorer.runners[0].run)
+    bench.add("ORT fp16 (CUDA, IO binding)", args.gpu_batch_size, scores, rate,
+              mib(bench.model_dir / bench.manifest["variants"]["fp16"][bench.slot]), None)
 
+
+def write_table(bench: Bench, argv: list[str] | None) -> None:
+    args, results = bench.args, bench.results
     base_rate, base_pearson = results[0].pairs_s, results[0].pearson
     rows = [[r.backend, r.batch, f"{r.pairs_s:.0f}", f"{r.pairs_s / base_rate:.2f}x", r.pearson,
              f"{r.pearson - base_pearson:+.4f}", f"{r.max_diff:.1e}",
@@ -190,11 +227,24 @@ def main(argv: list[str] | None = None) -> None:
             for r in results]
     table = markdown_table(["backend", "batch", "pairs/s", "vs torch fp32", "Pearson", "Δ Pearson", "max abs Δ vs torch fp32",
                             "size MiB", "cold start s"], rows)
-    notes = (f"{layout} layout; fold {args.fold}, {inputs.n_rows} validation rows in {len(inputs)} sequences, "
+    layout = bench.manifest.get("layout", "pair")
+    notes = (f"{layout} layout; fold {args.fold}, {bench.inputs.n_rows} validation rows in {len(bench.inputs)} sequences, "
              f"{args.threads} threads; batch = sequences per forward pass; pairs/s is model time on pre-tokenised "
              "length-bucketed batches; cold start = fresh process to first score")
     command = "python benchmarks/inference_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     append_results(args.title, table, command, notes, append=not args.no_append)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    bench = prepare(args)
+    measure_cpu(bench)
+    if torch.cuda.is_available():
+        measure_gpu(bench)
+    write_table(bench, argv)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ row (missing id, title or abstract; duplicate id) stops the load with a :class:`
 the file, the line and the column.
 
 Example:
-    >>> corpus = read_patents("data/patents/a61_patents.csv")     # doctest: +SKIP
-    >>> corpus[0].patent_id, corpus[0].subclasses                 # doctest: +SKIP
+    >>> corpus = read_patents("data/patents/a61_patents.csv")     # the vendored A61 corpus
+    >>> corpus[0].patent_id, corpus[0].subclasses
     ('11213014', ('A61F',))
 """
 

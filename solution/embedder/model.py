@@ -10,7 +10,7 @@ Example:
     >>> enc = BiEncoder(EmbedderConfig(backbone="tiny", lora=False), backbone)
     >>> ids = torch.tensor([[2, 5, 6, 3, 0]]); mask = torch.tensor([[1, 1, 1, 1, 0]])
     >>> vec = enc(ids, mask)
-    >>> tuple(vec.shape), round(float(vec.norm()), 4)
+    >>> tuple(vec.shape), round(float(vec.detach().norm()), 4)
     ((1, 16), 1.0)
 """
 

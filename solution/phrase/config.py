@@ -39,7 +39,8 @@ class PhraseTrainConfig(BaseTrainConfig):
     group_targets: bool = config_field(False, "pair layout: append the other targets of the same anchor+context (multi has them)")
     # model
     head: str = config_field("ordinal", "ordinal (cumulative link, expected level) | linear")
-    pooling: str = config_field("pair", "pair (mean over anchor+target tokens) | mean (all tokens) | cls")
+    pooling: str = config_field("pair", "pair (mean over anchor+target tokens) | interaction ([t, a, t*a] of the "
+                                        "target and anchor means, Linear + GELU) | mean (all tokens) | cls")
     cpc_fusion: bool = config_field(True, "add the learnable CPC section+class embedding to the token embeddings")
     cpc_dim: int = config_field(64, "CPC embedding size before the projection")
     cpc_max_norm_ratio: float = config_field(0.25, "cap of the CPC vector's norm relative to the mean token-embedding norm")
