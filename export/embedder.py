@@ -63,7 +63,7 @@ def load_source(run: str | None, model: str | None):
 def onnx_embed(path: Path, tokenizer_json: Path, texts: list[str], max_length: int, batch_size: int = 32) -> np.ndarray:
     from inference.retrieval.encoder import OnnxEmbedder
 
-    return OnnxEmbedder(path, tokenizer_json, max_length).encode(texts, batch_size)
+    return OnnxEmbedder.load(path, tokenizer_json, max_length, device="cpu").encode(texts, batch_size)
 
 
 def ndcg_gate(fp32: Path, int8: Path, tokenizer_json: Path, cfg, corpus: str, split: dict | None, n: int) -> dict:
@@ -136,6 +136,7 @@ def export_embedder(out: str | Path, run: str | None = None, model: str | None =
                         gate["loss"], max_ndcg_loss)
     body = {"source_run": str(run) if run else None, "backbone": cfg.backbone, "dim": int(got.shape[1]),
             "max_length": cfg.max_length, "query_max_length": cfg.query_max_length, "doc_view": cfg.doc_view,
+            "pad_id": tok.pad_token_id if tok.pad_token_id is not None else 0,
             "pooling": "mean", "normalized": True, "inputs": list(SPEC.inputs), "output": "embeddings",
             "exporter": exporter, "opset": opset, "export_s": export_s, "gates": gates}
     manifest = write_manifest(stage, KIND, body, files)

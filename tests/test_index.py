@@ -98,3 +98,45 @@ def test_inference_retrieval_is_torch_free():
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
+
+
+def test_embedder_sessions_follow_the_shared_device_rules(embedder_exported, monkeypatch, caplog):
+    """The retrieval encoder opens its session through inference/backend, like the phrase scorer:
+    cuda without a working CUDA provider is an error, auto falls back to CPU and says so."""
+    import logging
+
+    from inference.backend import session as session_module
+    from inference.backend.session import DeviceError
+    from inference.retrieval.encoder import EmbedderModel
+
+    model_dir, _ = embedder_exported
+    assert EmbedderModel.load(model_dir).providers == ["CPUExecutionProvider"]
+    monkeypatch.setattr(session_module, "cuda_offered", lambda: True)
+    real = session_module.ort.InferenceSession
+
+    def cpu_only(path, options=None, providers=None):  # what a broken CUDA install does
+        return real(path, options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(session_module.ort, "InferenceSession", cpu_only)
+    with pytest.raises(DeviceError, match="fell back to"):
+        EmbedderModel.load(model_dir, device="cuda")
+    with caplog.at_level(logging.WARNING):
+        model = EmbedderModel.load(model_dir, device="auto")
+    assert model.providers == ["CPUExecutionProvider"] and "CUDA is not usable" in caplog.text
+
+
+def test_pad_id_comes_from_the_tokenizer_and_padding_changes_no_embedding(embedder_exported, patent_corpus):
+    from tokenizers import Tokenizer, models
+
+    from inference.retrieval.corpus import read_patents
+    from inference.retrieval.encoder import EmbedderModel, pad_id_of
+
+    roberta_like = Tokenizer(models.WordLevel({"<s>": 0, "hello": 1, "</s>": 2, "<pad>": 3}, unk_token="<s>"))
+    assert pad_id_of(roberta_like) == 3  # not BERT's "[PAD]", which this vocabulary lacks
+    model_dir, manifest = embedder_exported
+    model = EmbedderModel.load(model_dir)
+    assert model.queries.pad_id == manifest["pad_id"] == model.docs.pad_id
+    texts = [p.title for p in read_patents(patent_corpus)[:6]]
+    together = model.encode_docs(texts, batch_size=6)  # padded to the longest title
+    alone = np.stack([model.encode_docs([t])[0] for t in texts])
+    assert np.allclose(together, alone, atol=1e-5)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import sys
 
+from inference.backend.session import DEVICES
+
 
 def run_index(args) -> None:
     from inference.io import DataError
@@ -19,17 +21,18 @@ def run_index(args) -> None:
 
     try:
         info = build_index(args.model, args.corpus, args.out, dtype=args.dtype, chunk_size=args.chunk_size,
-                           variant=args.variant, bm25=not args.no_bm25, progress=not args.quiet)
+                           variant=args.variant, bm25=not args.no_bm25, progress=not args.quiet, device=args.device)
     except DataError as err:
         raise SystemExit(f"data error: {err}") from None
     print(f"index {args.out}: {info['count']} patents, dim {info['dim']} {info['dtype']}, "
-          f"bm25 {'yes' if info['bm25'] else 'no'}, model {info['model']} ({info['model_sha256'][:12]}...)")
+          f"bm25 {'yes' if info['bm25'] else 'no'}, model {info['model']} ({info['model_sha256'][:12]}...), "
+          f"providers {info.get('providers', '-')}")
 
 
 def run_search(args) -> None:
     from inference.retrieval.ranker import PatentRanker
 
-    ranker = PatentRanker.load(args.index, model=args.model)
+    ranker = PatentRanker.load(args.index, model=args.model, device=args.device)
     hybrid = args.hybrid or False
     queries = list(args.query or [])
     if args.queries:
@@ -51,11 +54,12 @@ def run_search(args) -> None:
 def _errors(func):
     def run(args):
         from inference.backend.manifest import ModelFolderError
+        from inference.backend.session import DeviceError
         from inference.retrieval.index import IndexMismatchError
 
         try:
             func(args)
-        except (IndexMismatchError, ModelFolderError) as err:
+        except (IndexMismatchError, ModelFolderError, DeviceError) as err:
             raise SystemExit(f"error: {err}") from None
 
     return run
@@ -72,6 +76,8 @@ def add_index_parser(subparsers) -> None:
     p.add_argument("--chunk-size", type=int, default=256, help="patents per resumable chunk")
     p.add_argument("--no-bm25", action="store_true", help="skip the BM25 state (no hybrid search)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--device", default="cpu", choices=DEVICES,
+                   help="cpu (default), cuda (fail unless CUDA really works) or auto (CUDA when onnxruntime can use it)")
     p.set_defaults(func=_errors(run_index))
 
 
@@ -87,6 +93,8 @@ def add_search_parser(subparsers) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="convex fusion: weight of the dense scores")
     p.add_argument("--model", help="model folder (default: the one the index was built with; others are refused)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--device", default="cpu", choices=DEVICES,
+                   help="cpu (default), cuda (fail unless CUDA really works) or auto (CUDA when onnxruntime can use it)")
     p.set_defaults(func=_errors(run_search))
 
 

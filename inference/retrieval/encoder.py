@@ -15,50 +15,64 @@ from pathlib import Path
 import numpy as np
 
 from inference.backend.manifest import ModelFolderError, read_manifest
+from inference.backend.session import OnnxRunner
+from inference.backend.tokens import TextEncoder, length_buckets, pad_batch
 
 KIND = "embedder"
 VARIANTS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 
 
 class OnnxEmbedder:
-    """One graph + its tokenizer; :meth:`encode` returns float32 unit vectors in input order."""
+    """One graph + its tokenizer; :meth:`encode` returns float32 unit vectors in input order.
 
-    def __init__(self, graph: str | os.PathLike, tokenizer_json: str | os.PathLike, max_length: int,
-                 threads: int | None = None):
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
+    The session comes from ``inference/backend`` like the phrase scorer's: the same device rule
+    ("auto" | "cpu" | "cuda", checked against the providers the session really got), thread count
+    and IO binding on CUDA.
+    """
 
-        self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length)
-        pad = self.tokenizer.token_to_id("[PAD]")
-        self.pad_id = 0 if pad is None else pad
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    def __init__(self, runner: OnnxRunner, encoder: TextEncoder):
+        self.runner, self.encoder = runner, encoder
+
+    @classmethod
+    def load(cls, graph: str | os.PathLike, tokenizer_json: str | os.PathLike, max_length: int,
+             pad_id: int | None = None, device: str = "auto", threads: int | None = None) -> OnnxEmbedder:
+        encoder = TextEncoder.load(tokenizer_json, max_length)
+        encoder.pad_id = pad_id_of(encoder.tokenizer) if pad_id is None else pad_id
+        return cls(OnnxRunner.create(graph, device, threads), encoder)
+
+    @property
+    def pad_id(self) -> int:
+        return self.encoder.pad_id
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         if not texts:
-            dim = self.session.get_outputs()[0].shape[-1]
+            dim = self.runner.session.get_outputs()[0].shape[-1]
             return np.zeros((0, dim if isinstance(dim, int) else 0), dtype=np.float32)
-        encodings = self.tokenizer.encode_batch(list(texts))
-        lengths = np.array([len(e.ids) for e in encodings])
-        order = np.argsort(-lengths, kind="stable")  # similar lengths per batch: less padding
+        ids = self.encoder.encode(texts).ids
         out: np.ndarray | None = None
-        for s in range(0, len(texts), batch_size):
-            rows = order[s:s + batch_size]
-            width = int(lengths[rows].max())
-            ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for j, r in enumerate(rows):
-                ids[j, : lengths[r]] = encodings[r].ids
-                mask[j, : lengths[r]] = 1
-            vecs = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        for rows in length_buckets([len(r) for r in ids], batch_size):  # similar lengths per batch: less padding
+            batch = pad_batch([ids[r] for r in rows], self.pad_id)
+            mask = pad_batch([[1] * len(ids[r]) for r in rows], 0)
+            vecs = self.runner.run({"input_ids": batch, "attention_mask": mask})
             if out is None:
                 out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
             out[rows] = vecs
         return out
+
+
+def pad_id_of(tokenizer) -> int:
+    """The pad id a tokenizer.json declares (its padding settings, else its pad token), 0 if none.
+
+    Older model folders have no ``pad_id`` in their manifest; BERT's "[PAD]" is not every model's.
+    """
+    padding = tokenizer.padding
+    if padding and padding.get("pad_id") is not None:
+        return int(padding["pad_id"])
+    for token in ("[PAD]", "<pad>", "<|pad|>"):
+        found = tokenizer.token_to_id(token)
+        if found is not None:
+            return found
+    return 0
 
 
 @dataclass
@@ -73,7 +87,9 @@ class EmbedderModel:
     docs: OnnxEmbedder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, variant: str = "fp32", threads: int | None = None) -> EmbedderModel:
+    def load(cls, folder: str | os.PathLike, variant: str = "fp32", threads: int | None = None,
+             device: str = "cpu") -> EmbedderModel:
+        """``device``: "cpu" (default: an index is CPU-sized work), "cuda", or "auto" (CUDA where it works)."""
         folder = Path(folder)
         manifest = read_manifest(folder, KIND)
         files = manifest.get("files", {})
@@ -85,10 +101,16 @@ class EmbedderModel:
         if graph not in files:
             raise ModelFolderError(f"{folder}: has no {variant} graph ({graph}); available: {sorted(files)}")
         manifest.verify([graph, "tokenizer.json"])
-        tok = folder / "tokenizer.json"
-        queries = OnnxEmbedder(folder / graph, tok, manifest["query_max_length"], threads)
-        docs = OnnxEmbedder(folder / graph, tok, manifest["max_length"], threads)
+        tok, pad_id = folder / "tokenizer.json", manifest.get("pad_id")
+        queries = OnnxEmbedder.load(folder / graph, tok, manifest["query_max_length"], pad_id, device, threads)
+        # one session serves both: queries and documents differ only in their token budget
+        docs = OnnxEmbedder(queries.runner, TextEncoder.load(tok, manifest["max_length"], queries.pad_id))
         return cls(folder, manifest.data, variant, files[graph]["sha256"], queries, docs)
+
+    @property
+    def providers(self) -> list[str]:
+        """The onnxruntime providers the session really runs on (not the ones asked for)."""
+        return self.queries.runner.providers
 
     @property
     def dim(self) -> int:

@@ -63,7 +63,7 @@ def check_model(info: dict, model, folder) -> None:
 
 def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: str | os.PathLike,
                 dtype: str = "float32", chunk_size: int = 256, variant: str = "fp32", bm25: bool = True,
-                progress: bool = True, batch_size: int = 32) -> dict:
+                progress: bool = True, batch_size: int = 32, device: str = "cpu") -> dict:
     """Embed every patent of ``corpus`` into ``out``; resumes an unfinished build. Returns index.json."""
     from inference.retrieval.corpus import read_patents
     from inference.retrieval.encoder import EmbedderModel
@@ -71,7 +71,7 @@ def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: st
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype {dtype!r}: float32 or float16")
     out = Path(out)
-    model = EmbedderModel.load(model_dir, variant)
+    model = EmbedderModel.load(model_dir, variant, device=device)
     patents = read_patents(corpus)
     corpus_sha = sha256_file(corpus)
     info = {"format_version": INDEX_VERSION, "model": str(Path(model_dir).resolve()), "variant": model.variant,
@@ -115,7 +115,7 @@ def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: st
             info["bm25"] = True
         except ImportError:
             log.warning("bm25s is not installed: the index has no BM25 state (no --hybrid search)")
-    info.update(complete=True, build_s=round(time.time() - t0, 2))
+    info.update(complete=True, build_s=round(time.time() - t0, 2), providers=model.providers)
     _write_json(out / INDEX_FILE, info)
     return info
 

@@ -44,7 +44,7 @@ class PatentRanker:
 
     @classmethod
     def load(cls, index: str | os.PathLike, model: str | os.PathLike | None = None, variant: str | None = None,
-             threads: int | None = None, use_faiss: bool | None = None) -> PatentRanker:
+             threads: int | None = None, use_faiss: bool | None = None, device: str = "cpu") -> PatentRanker:
         """Open ``index``; the model defaults to the one it was built with, and any other is refused."""
         from inference.retrieval.encoder import EmbedderModel
 
@@ -54,7 +54,7 @@ class PatentRanker:
             raise IndexMismatchError(f"{folder}: the index build did not finish ({info['chunks_done']} chunks done); "
                                      "rerun `python -m inference index` with the same arguments to resume it")
         model_dir = Path(model) if model else Path(info["model"])
-        encoder = EmbedderModel.load(model_dir, variant or info["variant"], threads)
+        encoder = EmbedderModel.load(model_dir, variant or info["variant"], threads, device)
         check_model(info, encoder, folder)
         embeddings = np.load(folder / "embeddings.npy", mmap_mode="r")
         ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
