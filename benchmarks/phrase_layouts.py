@@ -48,6 +48,12 @@ ROWS: dict[str, tuple[str, dict]] = {
     "seed": ("seed design: multi + title + CPC fusion + NT-Xent 0.3 + LoRA + Smooth K2",
              {"cpc_fusion": True, "contrastive_weight": 0.3, "loss": "smooth_k2", **LORA}),
     "mpnet": ("multi + title with all-mpnet-base-v2 instead of MiniLM", {"cpc_fusion": False}),
+    # all-mpnet-base-v2 with today's default recipe (CPC fusion on) at lower backbone learning rates:
+    # at lr 1e-4 it collapsed to a constant score (val Pearson 0.00 after one full-data epoch)
+    "mpnet-lr3e-5": ("default recipe with all-mpnet-base-v2, backbone lr 3e-5", {"lr": 3e-5}),
+    "mpnet-lr5e-5": ("default recipe with all-mpnet-base-v2, backbone lr 5e-5", {"lr": 5e-5}),
+    "mpnet-lr5e-5-inter": ("default recipe with all-mpnet-base-v2, backbone lr 5e-5, [t, a, t*a] head input",
+                           {"lr": 5e-5, "pooling": "interaction"}),
 }
 
 
@@ -59,7 +65,7 @@ def train_row(key: str, seed: int, args, threads: int) -> dict:
     label, overrides = ROWS[key]
     cmd = [sys.executable, "-m", "solution.train", "--out", str(out), "--seed", str(seed), "--epochs", str(args.epochs),
            "--budget-minutes", str(args.minutes), "--folds", "1"]
-    if key == "mpnet":
+    if key.startswith("mpnet"):
         cmd += ["--model", args.mpnet]
     for name, value in overrides.items():
         cmd += ["--set", f"{name}={json.dumps(value) if isinstance(value, bool) else value}"]
@@ -74,7 +80,7 @@ def train_row(key: str, seed: int, args, threads: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", nargs="*", default=[k for k in ROWS if k != "mpnet"], choices=list(ROWS))
+    p.add_argument("--rows", nargs="*", default=[k for k in ROWS if not k.startswith("mpnet")], choices=list(ROWS))
     p.add_argument("--seeds", nargs="*", type=int, default=[42, 43])
     p.add_argument("--epochs", type=int, default=3, help="epoch budget of every run (default: the default's)")
     p.add_argument("--minutes", type=float, default=30, help="wall-clock cap of every run (default: the default's)")
@@ -99,7 +105,8 @@ def main() -> None:
                       " / ".join(m["precision"] for m in runs)])
     text = markdown_table(["row", "mean val Pearson", "half-range", "per seed", "epochs run", "precision"], table)
     speed = "" if args.jobs == 1 else f"; {args.jobs} runs at once with {threads} thread(s) each, so no speed columns"
-    append_results("Phrase matcher: layouts and seed-design parts (two seeds)", text, append=not args.no_append,
+    seeds = "one seed" if len(args.seeds) == 1 else f"{len(args.seeds)} seeds"
+    append_results(f"Phrase matcher: layouts and seed-design parts ({seeds})", text, append=not args.no_append,
                    notes=f"all of train.csv, fold 0 of 5 grouped by anchor, split and init drawn by seed "
                          f"{'/'.join(map(str, args.seeds))}; {args.epochs} epoch(s) or {args.minutes:g} min per run"
                          f"{speed}; the runs' own wall times add up to {sum(m['wall_s'] for m in metrics) / 60:.0f} min")
