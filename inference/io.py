@@ -22,12 +22,15 @@ from pathlib import Path
 
 PAIR_COLUMNS = ("id", "anchor", "target", "context")
 SCORE_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
-_MISSING = {"", "nan", "none", "null", "na", "n/a"}
 MAX_REPORTED = 10  # problems listed in one DataError; loading stops after that many
 
 
 class DataError(ValueError):
     """Bad input data; the message names file, line and column of each problem."""
+
+
+class OutputError(ValueError):
+    """An output path that cannot be written, or that would overwrite an input; raised before any work."""
 
 
 @dataclass
@@ -74,6 +77,10 @@ def read_csv_rows(path: str | os.PathLike, required: Iterable[str]) -> tuple[lis
     text = decode_utf8(path, path.read_bytes())
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise DataError(f"{path}: line 1 (header): column(s) {', '.join(map(repr, repeated))} appear more than once; "
+                        "which one is meant is ambiguous")
     missing = [c for c in required if c not in header]
     if missing:
         raise DataError(
@@ -92,7 +99,8 @@ def read_csv_rows(path: str | os.PathLike, required: Iterable[str]) -> tuple[lis
 
 
 def is_missing(value: str | None) -> bool:
-    return value is None or value.strip().lower() in _MISSING
+    """Only an empty (or blank) field is missing: "NA", "none", "null" are real phrases (NA is sodium)."""
+    return value is None or not value.strip()
 
 
 def parse_score(value: str) -> float | None:
@@ -112,7 +120,8 @@ def parse_score(value: str) -> float | None:
 def read_pairs(path: str | os.PathLike, require_score: bool = False) -> PairTable:
     """Read and validate ``id,anchor,target,context[,score]``.
 
-    Checks: required columns, UTF-8, empty/NaN id or phrases, duplicate ids, context codes shaped
+    Checks: required columns (each once), UTF-8, empty ids or phrases (only an empty field is
+    missing: "NA" and "null" are phrases), duplicate ids, context codes shaped
     like a CPC class (letter + two digits), and (with ``require_score``) scores in {0,.25,.5,.75,1}.
     Context codes are upper-cased; their vocabulary is checked later by :class:`CpcVocab`.
     """
@@ -124,8 +133,8 @@ def read_pairs(path: str | os.PathLike, require_score: bool = False) -> PairTabl
     for row, line in zip(rows, lines):
         for col in ("id", "anchor", "target", "context"):
             if is_missing(row[col]):
-                errors.append(f"line {line}, column '{col}': empty or NaN value {row[col]!r}")
-        rid = (row["id"] or "").strip()
+                errors.append(f"line {line}, column '{col}': empty value {row[col]!r}")
+        rid = row["id"] or ""  # byte-exact: an id is written back as it was read
         if rid in first_line_of_id:
             errors.append(f"line {line}, column 'id': duplicate id {rid!r} (first on line {first_line_of_id[rid]})")
         else:
@@ -180,6 +189,28 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_output_path(output: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """``output`` if it can be written without touching an input; checked before the work, not after.
+
+    Refused: a folder, an input file itself (same path, symlink or hard link), a location whose
+    nearest existing folder is not writable.
+    """
+    out = Path(output)
+    if out.is_dir():
+        raise OutputError(f"{out}: is a folder; give a file path for the output")
+    for source in inputs:
+        source = Path(source)
+        same = out.resolve() == source.resolve() or (out.exists() and source.exists() and os.path.samefile(out, source))
+        if same:
+            raise OutputError(f"{out}: is the input file {source}; write the output elsewhere (inputs are never overwritten)")
+    folder = out.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{out}: cannot write into {folder}")
+    return out
 
 
 def write_scores(path: str | os.PathLike, ids: Sequence[str], scores: Sequence[float]) -> None:

@@ -27,12 +27,26 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
-def load_backbone(model: str):
-    """(backbone, tokenizer) from a Hugging Face id or a local folder."""
-    from transformers import AutoModel, AutoTokenizer
+def load_tokenizer(model: str):
+    """The fast tokenizer of a Hugging Face id or local folder; a clear error when neither loads."""
+    from transformers import AutoTokenizer
 
     path = resolve_model_path(model)
-    return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path, use_fast=True)
+    try:
+        return AutoTokenizer.from_pretrained(path, use_fast=True)
+    except (OSError, ValueError) as err:
+        from solution.config import ConfigError
+
+        where = "no such folder, and " if not os.path.isdir(path) else ""
+        raise ConfigError(f"model {model!r}: {where}it could not be loaded ({str(err).splitlines()[0]})") from None
+
+
+def load_backbone(model: str):
+    """(backbone, tokenizer) from a Hugging Face id or a local folder."""
+    from transformers import AutoModel
+
+    tokenizer = load_tokenizer(model)
+    return AutoModel.from_pretrained(resolve_model_path(model)), tokenizer
 
 
 def masked_mean(hidden, mask):

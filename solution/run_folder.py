@@ -167,12 +167,16 @@ def add_common_options(parser) -> None:
 def run_from_cli(args, own_options: tuple[str, ...], schema: type, kind: str, run: Callable):
     """A trainer's ``main`` after parsing: logging, the config (:func:`cli_config`), the run, and a
     data error as one clear line instead of a traceback."""
-    from inference.io import DataError
+    from inference.io import DataError, OutputError
+    from solution.config import ConfigError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     explicit = {k: getattr(args, k) for k in (*COMMON_OPTIONS, *own_options)}
-    cfg = cli_config(args, explicit, schema, kind)
     try:
-        return run(cfg, resume=args.resume)
+        return run(cli_config(args, explicit, schema, kind), resume=args.resume)
     except DataError as err:
         raise SystemExit(f"data error: {err}") from None
+    except ConfigError as err:
+        raise SystemExit(f"config error: {err}") from None
+    except OutputError as err:
+        raise SystemExit(f"error: {err}") from None

@@ -89,12 +89,16 @@ def restore_rng_states(states: dict | None) -> None:
 
 
 def pick_device(device: str) -> str:
+    """"auto" -> cuda where torch sees a GPU, else cpu; "cuda" without one is a :class:`ConfigError`."""
     import torch
+
+    from solution.config import ConfigError
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+        raise ConfigError("device=cuda was asked for, but torch sees no CUDA device (a CPU-only torch, or no GPU); "
+                          "use --device cpu or auto")
     return device
 
 

@@ -21,7 +21,7 @@ def write(tmp_path, text: str | bytes, name="train.csv"):
     "body, line, column, what",
     [
         ("a1,abatement,,A47,0.5\n", 2, "target", "empty"),
-        ("a1,abatement,x,A47,0.5\na2,NaN,y,A47,0.5\n", 3, "anchor", "NaN"),
+        ("a1,abatement,x,A47,0.5\na2,  ,y,A47,0.5\n", 3, "anchor", "empty"),
         ("a1,abatement,x,A47,0.3\n", 2, "score", "0.3"),
         ("a1,abatement,x,A47,\n", 2, "score", "''"),
         ("a1,abatement,x,A47,0.5\na1,abatement,y,A47,0.5\n", 3, "id", "duplicate"),
@@ -132,3 +132,20 @@ def test_atomic_writes_get_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_na_none_null_are_phrases_and_ids_stay_byte_exact(tmp_path):
+    """Only an empty field is missing; ids are written back exactly as read (spaces included)."""
+    path = write(tmp_path, HEADER + " a1 ,NA,none,A47,0.5\na2,null,N/A,A47,0.25\na3,nan,sodium,C01,1\n")
+    table = read_pairs(path, require_score=True)
+    assert table.ids == [" a1 ", "a2", "a3"]
+    assert table.columns["anchor"] == ["NA", "null", "nan"] and table.columns["target"] == ["none", "N/A", "sodium"]
+    out = tmp_path / "out.csv"
+    write_scores(out, table.ids, [0.5, 0.25, 1.0])
+    assert out.read_text().splitlines()[1] == " a1 ,0.500000"
+
+
+def test_a_repeated_header_column_is_refused(tmp_path):
+    path = write(tmp_path, "id,anchor,target,context,anchor\na1,x,y,A47,z\n")
+    with pytest.raises(DataError, match=r"line 1 \(header\): column\(s\) 'anchor' appear more than once"):
+        read_pairs(path)

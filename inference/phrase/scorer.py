@@ -31,9 +31,19 @@ from inference.backend.manifest import Manifest, ModelFolderError, read_manifest
 from inference.backend.session import DEVICES, DeviceError, OnnxRunner, wants_cuda
 from inference.backend.tokens import TextEncoder
 from inference.cpc import CpcVocab
-from inference.io import DataError, PairTable, is_cpc_class, is_missing, read_pairs, write_scores
+from inference.io import (
+    DataError,
+    OutputError,
+    PairTable,
+    check_output_path,
+    is_cpc_class,
+    is_missing,
+    read_pairs,
+    write_scores,
+)
 from inference.phrase.inputs import PhraseInputs, Preprocessor
 from inference.template import InputTemplate
+from inference.validate import check_positive, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +64,7 @@ def table_from_pairs(pairs: Sequence[Sequence[str]], path: str = "<pairs>") -> P
             continue
         for col, value in zip(("anchor", "target", "context"), pair):
             if not isinstance(value, str) or is_missing(value):
-                errors.append(f"line {n}, column '{col}': empty or NaN value {value!r}")
+                errors.append(f"line {n}, column '{col}': empty value {value!r}")
         anchor, target, context = (str(v).strip() for v in pair)
         if not is_missing(context) and not is_cpc_class(context.upper()):
             errors.append(f"line {n}, column 'context': {context!r} is not a CPC class code like 'A47'")
@@ -106,6 +116,8 @@ class PhraseScorer:
         """
         if device not in DEVICES:
             raise ValueError(f"device {device!r}: expected one of {', '.join(DEVICES)}")
+        check_positive("batch_size", batch_size, allow_none=True)
+        check_positive("threads", threads, allow_none=True)
         manifest = read_manifest(folder, KIND)
         cuda = wants_cuda(device)
         chosen = pick_variant(manifest, variant, cuda)
@@ -152,7 +164,11 @@ class PhraseScorer:
         return self.score_table(table_from_pairs(pairs))
 
     def score_csv(self, input_csv: str | os.PathLike, output_csv: str | os.PathLike) -> np.ndarray:
-        """Score an ``id,anchor,target,context`` CSV and write ``id,score`` atomically, in input order."""
+        """Score an ``id,anchor,target,context`` CSV and write ``id,score`` atomically, in input order.
+
+        The output path is checked first: a folder, the input itself or an unwritable place is refused
+        before any scoring."""
+        check_output_path(output_csv, [input_csv])
         table = read_pairs(input_csv)
         scores = self.score_table(table)
         write_scores(output_csv, table.ids, scores)
@@ -177,10 +193,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "cuda: fail unless CUDA really works; cpu: CPU only (default: auto)")
     p.add_argument("--variant", default="auto", choices=VARIANTS,
                    help="which exported graph: auto = int8 on CPU, fp16 on CUDA; fp32 = exact (default: auto)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=None,
                    help="sequences per forward pass, batched by length (default: 64 on CPU, 256 on CUDA in the pair "
                         "layout; a quarter of that in the multi layout, where a sequence holds a group's targets)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU intra-op threads (default: the cores this process may use)")
     p.set_defaults(func=run_score)
     return p
@@ -192,7 +208,7 @@ def run_score(args: argparse.Namespace) -> None:
         scores = scorer.score_csv(args.input, args.output)
     except DataError as err:
         raise SystemExit(f"data error: {err}") from None
-    except (ModelFolderError, DeviceError) as err:
+    except (ModelFolderError, DeviceError, OutputError) as err:
         raise SystemExit(f"error: {err}") from None
     print(f"wrote {len(scores)} scores to {args.output} (variant {scorer.variant}, {len(scorer.runners)} fold graph(s), "
           f"providers {scorer.providers})")

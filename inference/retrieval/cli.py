@@ -13,6 +13,7 @@ import json
 import sys
 
 from inference.backend.session import DEVICES
+from inference.validate import positive_int
 
 
 def run_index(args) -> None:
@@ -59,7 +60,7 @@ def _errors(func):
 
         try:
             func(args)
-        except (IndexMismatchError, ModelFolderError, DeviceError) as err:
+        except (IndexMismatchError, ModelFolderError, DeviceError, ValueError) as err:
             raise SystemExit(f"error: {err}") from None
 
     return run
@@ -73,7 +74,7 @@ def add_index_parser(subparsers) -> None:
     p.add_argument("--out", required=True, help="index folder, e.g. indexes/NAME")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="embedding storage")
     p.add_argument("--variant", default="fp32", choices=["fp32", "int8", "auto"], help="graph to embed with")
-    p.add_argument("--chunk-size", type=int, default=256, help="patents per resumable chunk")
+    p.add_argument("--chunk-size", type=positive_int, default=256, help="patents per resumable chunk")
     p.add_argument("--no-bm25", action="store_true", help="skip the BM25 state (no hybrid search)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", default="cpu", choices=DEVICES,
@@ -87,7 +88,7 @@ def add_search_parser(subparsers) -> None:
     p.add_argument("--index", required=True, help="index folder")
     p.add_argument("--query", action="append", help="query text (repeatable)")
     p.add_argument("--queries", help="file with one query per line (batch search)")
-    p.add_argument("-k", type=int, default=10, help="results per query")
+    p.add_argument("-k", type=positive_int, default=10, help="results per query")
     p.add_argument("--hybrid", nargs="?", const="rrf", choices=["rrf", "convex"],
                    help="fuse BM25 and dense scores (default rrf, k=60)")
     p.add_argument("--alpha", type=float, default=0.5, help="convex fusion: weight of the dense scores")

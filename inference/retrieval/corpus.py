@@ -58,7 +58,7 @@ def read_patents(path: str | os.PathLike) -> list[Patent]:
     for row, line in zip(rows, lines):
         for col in REQUIRED_COLUMNS:
             if is_missing(row[col]):
-                errors.append(f"line {line}, column '{col}': empty or NaN value {row[col]!r}")
+                errors.append(f"line {line}, column '{col}': empty value {row[col]!r}")
         pid = (row["patent_id"] or "").strip()
         if pid and pid in first_line:
             errors.append(f"line {line}, column 'patent_id': duplicate id {pid!r} (first on line {first_line[pid]})")

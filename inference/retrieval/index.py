@@ -26,6 +26,7 @@ import numpy as np
 
 from inference.backend.manifest import sha256_file
 from inference.io import atomic_write_text
+from inference.validate import check_positive
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: st
     from inference.retrieval.corpus import read_patents
     from inference.retrieval.encoder import EmbedderModel
 
+    check_positive("chunk_size", chunk_size)
+    check_positive("batch_size", batch_size)
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype {dtype!r}: float32 or float16")
     out = Path(out)

@@ -18,6 +18,7 @@ import numpy as np
 from inference.retrieval.fusion import convex_scores, rrf_scores
 from inference.retrieval.index import IndexMismatchError, check_model, read_index_info
 from inference.retrieval.topk import top_k_indices
+from inference.validate import check_positive
 
 FAISS_MIN_DOCS = 200_000  # below this an exact numpy scan is fast enough (and simpler to trust)
 Hit = tuple[str, float, str]
@@ -83,8 +84,11 @@ class PatentRanker:
     def search_batch(self, queries: list[str], k: int = 10, hybrid: str | bool = False, alpha: float = 0.5,
                      batch_size: int = 64) -> list[list[Hit]]:
         """One ranked list per query; queries are embedded in batches and scored with one matmul each."""
-        if k <= 0:
-            raise ValueError(f"k must be positive, got {k}")
+        check_positive("k", k)
+        check_positive("batch_size", batch_size)
+        blank = [i for i, q in enumerate(queries) if not isinstance(q, str) or not q.strip()]
+        if blank:
+            raise ValueError(f"query {blank[0] + 1} of {len(queries)} is empty; every query needs some text")
         k = min(k, len(self.ids))
         mode = "rrf" if hybrid is True else (hybrid or "")
         if mode and mode not in ("rrf", "convex"):

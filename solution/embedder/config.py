@@ -24,44 +24,48 @@ class EmbedderTrainConfig(BaseTrainConfig):
     # what and where
     corpus: str = config_field("data/patents/a61_patents.csv",
                                "patent CSV (patent_id,patent_title,patent_abstract,cpc_subclasses)")
-    recipe: str = config_field("mqg", "mqg | align | cpc | combined")
+    recipe: str = config_field("mqg", "mqg | align | cpc | combined", choices=RECIPES)
     out: str = redefault(_BASE, "out", "", "run folder (default runs/embedder-<recipe>-<timestamp>)")
     cpc_titles: str = config_field("data/cpc/ipc_section_class_subclass_titles.csv", "CPC titles CSV (colloquial queries)")
     # split and budgets
-    heldout_fraction: float = config_field(0.15, "share of patents held out for evaluation (never trained on)")
-    max_train_patents: int = config_field(0, "train on at most this many patents (0 = all); for quick runs")
+    heldout_fraction: float = config_field(0.15, "share of patents held out for evaluation (never trained on)",
+                                           above=0, max=0.9)
+    max_train_patents: int = config_field(0, "train on at most this many patents (0 = all); for quick runs", min=0)
     budget_minutes: float = redefault(_BASE, "budget_minutes", 10.0)
-    checkpoint_minutes: float = config_field(2.0, "minutes between mid-epoch checkpoints")
+    checkpoint_minutes: float = config_field(2.0, "minutes between mid-epoch checkpoints", min=0)
     seed: int = redefault(_BASE, "seed", 42, "seed for the split, queries, negatives and shuffling")
     # text
     doc_view: str = config_field("title+abstract", "document text: title | abstract | claims | title+abstract | ...")
-    max_length: int = config_field(256, "document tokens at inference (index, evaluation)")
-    train_max_length: int = config_field(128, "document tokens while training (shorter = faster on CPU)")
-    query_max_length: int = config_field(64, "query tokens")
+    max_length: int = config_field(256, "document tokens at inference (index, evaluation)", min=2)
+    train_max_length: int = config_field(128, "document tokens while training (shorter = faster on CPU)", min=2)
+    query_max_length: int = config_field(64, "query tokens", min=2)
     # queries and negatives
     generator: str = config_field("offline", "query generator: offline | openai[:MODEL] | hf:PATH")
     roles: list = config_field(["concept", "keyword", "question", "colloquial", "misspelled"], "query roles to train on")
-    typo_rate: float = config_field(0.15, "share of words the misspelled role edits")
+    typo_rate: float = config_field(0.15, "share of words the misspelled role edits", min=0, max=1)
     # On 2 CPU cores one mined negative made a step 2.4x slower: it lost in 3-minute runs and tied over a full
     # epoch, at twice the time (benchmarks/RESULTS.md); the GPU preset, with compute to spare, uses 2.
-    hard_negatives: int = config_field(0, "BM25 hard negatives per query (0 = in-batch only)")
-    negative_top_k: int = config_field(30, "BM25 depth the hard negatives are drawn from")
-    negative_skip_top: int = config_field(0, "skip this many top non-positive BM25 hits (likely false negatives)")
+    hard_negatives: int = config_field(0, "BM25 hard negatives per query (0 = in-batch only)", min=0)
+    negative_top_k: int = config_field(30, "BM25 depth the hard negatives are drawn from", min=1)
+    negative_skip_top: int = config_field(0, "skip this many top non-positive BM25 hits (likely false negatives)",
+                                          min=0)
     batch_grouping: str = config_field("random", "random | subclass: batches of one main CPC subclass (harder "
-                                                 "in-batch negatives; not for the cpc loss, which needs other subclasses)")
+                                                 "in-batch negatives; not for the cpc loss, which needs other subclasses)",
+                                  choices=("random", "subclass"))
     # losses
-    scale: float = config_field(20.0, "MNRL logit scale (1 / temperature)")
-    supcon_tau: float = config_field(0.1, "supervised-contrastive temperature")
+    scale: float = config_field(20.0, "MNRL logit scale (1 / temperature)", above=0)
+    supcon_tau: float = config_field(0.1, "supervised-contrastive temperature", above=0)
     cpc_all_views: bool = config_field(True, "combined recipe: the CPC loss spans every vector a step encodes "
                                              "(queries, documents, negatives, titles, abstracts), not only the documents")
-    weight_mqg: float = config_field(1.0, "combined recipe: weight of the query -> patent loss")
-    weight_align: float = config_field(0.5, "combined recipe: weight of the title <-> abstract loss")
-    weight_cpc: float = config_field(1.0, "combined recipe: weight of the CPC supervised-contrastive loss")
+    weight_mqg: float = config_field(1.0, "combined recipe: weight of the query -> patent loss", min=0)
+    weight_align: float = config_field(0.5, "combined recipe: weight of the title <-> abstract loss", min=0)
+    weight_cpc: float = config_field(1.0, "combined recipe: weight of the CPC supervised-contrastive loss", min=0)
     # optimisation
     batch_size: int = redefault(_BASE, "batch_size", 32, "patents per step")
     eval_batch_size: int = redefault(_BASE, "eval_batch_size", 64, "texts per forward pass when encoding")
     lr: float = redefault(_BASE, "lr", 5e-4, "peak learning rate (LoRA)")
-    val_patents: int = config_field(200, "held-out patents in the per-epoch title -> abstract check (0 = none)")
+    val_patents: int = config_field(200, "held-out patents in the per-epoch title -> abstract check (0 = none)",
+                                    min=0)
 
     def loss_weights(self) -> dict[str, float]:
         if self.recipe not in RECIPES:

@@ -260,11 +260,13 @@ def load_split(cfg, run_dir: Path, resume: bool):
 
 def prepare(cfg, resume: bool) -> tuple[EmbedderRun | None, dict | None]:
     """(the run, None), or (None, its metrics) when ``--resume`` finds it complete."""
+    from solution.config import validate
     from solution.embedder.model import build_encoder
     from solution.optim import build_optimizer
     from solution.precision import resolve_precision
     from solution.runtime import flush_denormals, pick_device, seed_everything
 
+    validate(cfg)  # before the run folder exists: a bad value leaves nothing behind
     run_dir = Path(cfg.out) if cfg.out else Path("runs") / time.strftime(f"embedder-{cfg.recipe}-%Y%m%d-%H%M%S")
     folder = RunFolder(run_dir, kind="embedder")
     offset, finished = folder.open(resume)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from inference.phrase.multi import MIN_LENGTH
 from solution.config import BaseTrainConfig, config_field, redefault
 from solution.phrase.model import ModelConfig
 
@@ -27,40 +28,58 @@ class PhraseTrainConfig(BaseTrainConfig):
     epochs: int = redefault(_BASE, "epochs", 6, "epoch budget (per fold)")
     budget_minutes: float = redefault(_BASE, "budget_minutes", 30.0,
                                       "wall-clock budget for the whole run (all folds, eval and submission included)")
-    n_splits: int = config_field(5, "folds the data is split into (grouped by anchor, stratified by score)")
-    folds: int = config_field(2, "how many of those folds to train; test predictions are averaged over them")
-    max_train_rows: int = config_field(0, "use only this many training rows (0 = all); for quick runs")
+    n_splits: int = config_field(5, "folds the data is split into (grouped by anchor, stratified by score)", min=2)
+    folds: int = config_field(2, "how many of those folds to train; test predictions are averaged over them", min=1)
+    max_train_rows: int = config_field(0, "use only this many training rows (0 = all); for quick runs", min=0)
     # input
-    layout: str = config_field("multi", "multi (one sequence scores every target of an anchor+context) | pair (one per row)")
-    max_targets: int = config_field(32, "multi: targets per sequence at most (larger groups are chunked)")
-    small_chunk_prob: float = config_field(0.1, "multi: chance a training chunk is cut to a random smaller size (down to 1)")
-    max_length: int = config_field(256, "tokens per sequence; multi chunks a group to fit, pair cuts the other-targets tail")
+    layout: str = config_field("multi", "multi (one sequence scores every target of an anchor+context) | pair (one per row)",
+                               choices=("multi", "pair"))
+    max_targets: int = config_field(32, "multi: targets per sequence at most (larger groups are chunked)", min=1)
+    small_chunk_prob: float = config_field(0.1, "multi: chance a training chunk is cut to a random smaller size (down to 1)",
+                                           min=0, max=1)
+    max_length: int = config_field(256, "tokens per sequence; multi chunks a group to fit, pair cuts the other-targets tail",
+                                   min=MIN_LENGTH)
     use_title: bool = config_field(True, "put the CPC class title into the input")
     group_targets: bool = config_field(False, "pair layout: append the other targets of the same anchor+context (multi has them)")
     # model
-    head: str = config_field("ordinal", "ordinal (cumulative link, expected level) | linear")
+    head: str = config_field("ordinal", "ordinal (cumulative link, expected level) | linear", choices=("ordinal", "linear"))
     pooling: str = config_field("pair", "pair (mean over anchor+target tokens) | interaction ([t, a, t*a] of the "
-                                        "target and anchor means, Linear + GELU) | mean (all tokens) | cls")
+                                        "target and anchor means, Linear + GELU) | mean (all tokens) | cls",
+                                choices=("pair", "interaction", "mean", "cls"))
     cpc_fusion: bool = config_field(True, "add the learnable CPC section+class embedding to the token embeddings")
-    cpc_dim: int = config_field(64, "CPC embedding size before the projection")
-    cpc_max_norm_ratio: float = config_field(0.25, "cap of the CPC vector's norm relative to the mean token-embedding norm")
-    context_dropout: float = config_field(0.1, "probability of hiding the class id (trains the unknown-class fallback)")
+    cpc_dim: int = config_field(64, "CPC embedding size before the projection", min=1)
+    cpc_max_norm_ratio: float = config_field(0.25, "cap of the CPC vector's norm relative to the mean token-embedding norm",
+                                             above=0)
+    context_dropout: float = config_field(0.1, "probability of hiding the class id (trains the unknown-class fallback)",
+                                          min=0, max=1)
     lora: bool = redefault(_BASE, "lora", False,
                            "LoRA adapters (false = full fine-tuning: +0.02 Pearson at equal epochs, see README)")
     # loss
-    loss: str = config_field("bce", "bce (binary cross-entropy, the score as a soft label) | smooth_k2 | mse")
-    k2_k: float = config_field(4.0, "Smooth K2 scale k")
-    k2_thr: float = config_field(0.25, "Smooth K2 dead zone thr")
-    contrastive_weight: float = config_field(0.0, "lambda of the NT-Xent term, 0.3-0.5 when on (0 = off: see README results)")
-    contrastive_tau: float = config_field(0.1, "NT-Xent temperature")
+    loss: str = config_field("bce", "bce (binary cross-entropy, the score as a soft label) | smooth_k2 | mse",
+                             choices=("bce", "smooth_k2", "mse"))
+    k2_k: float = config_field(4.0, "Smooth K2 scale k", above=0)
+    k2_thr: float = config_field(0.25, "Smooth K2 dead zone thr", min=0)
+    contrastive_weight: float = config_field(0.0, "lambda of the NT-Xent term, 0.3-0.5 when on (0 = off: see README results)",
+                                             min=0)
+    contrastive_tau: float = config_field(0.1, "NT-Xent temperature", above=0)
     contrastive_min_score: float = config_field(0.75, "pairs scored at least this are NT-Xent positives")
     # optimisation
     batch_size: int = redefault(_BASE, "batch_size", 8,
                                 "training sequences per step and process (multi: a sequence holds a group's targets)")
     eval_batch_size: int = redefault(_BASE, "eval_batch_size", 32, "sequences per forward pass for validation and prediction")
     lr: float = redefault(_BASE, "lr", 1e-4, "peak learning rate of the backbone (LoRA adapters: use ~1e-3)")
-    head_lr: float = config_field(2e-3, "peak learning rate of the new head and NT-Xent projection (CPC fusion uses lr)")
+    head_lr: float = config_field(2e-3, "peak learning rate of the new head and NT-Xent projection (CPC fusion uses lr)",
+                                  above=0)
     log_every: int = redefault(_BASE, "log_every", 20)
+
+    def cross_field_problems(self) -> list[str]:
+        problems = []
+        if self.folds > self.n_splits:
+            problems.append(f"folds={self.folds}: more than n_splits={self.n_splits}")
+        if self.layout == "multi" and self.pooling in ("mean", "cls"):
+            problems.append(f"pooling={self.pooling}: one vector per sequence would give every target of a multi-layout "
+                            "sequence the same score; use pair or interaction (or layout=pair)")
+        return problems
 
     def model_config(self, vocab_sizes: tuple[int, int], sep_id: int, cls_id: int) -> ModelConfig:
         return ModelConfig(

@@ -49,6 +49,12 @@ def make_folds(table: PairTable, n_splits: int, seed: int) -> np.ndarray:
 
     levels = np.round(np.asarray(table.columns["score"]) * 4).astype(int)
     anchors = np.asarray(table.columns["anchor"])
+    n_groups = len(set(table.columns["anchor"]))
+    if n_groups < n_splits:
+        from solution.config import ConfigError
+
+        raise ConfigError(f"{table.path}: {n_groups} anchor(s), fewer than n_splits={n_splits} (folds are grouped by "
+                          f"anchor); use --set n_splits={max(2, n_groups)} or more rows")
     folds = np.full(len(table), -1)
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     for fold, (_, val_idx) in enumerate(splitter.split(np.zeros(len(levels)), levels, anchors)):

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.validate import positive_int
+
 log = logging.getLogger("solution.predict")
 
 
@@ -34,13 +36,17 @@ def predict_file(
     from inference.io import read_pairs
     from inference.phrase.inputs import TableContexts
     from inference.template import InputTemplate
+    from inference.validate import check_positive
     from solution.phrase.data import model_input_names, preprocessor
     from solution.phrase.evaluate import predict_scores
     from solution.phrase.model import load_trained
     from solution.precision import resolve_precision
     from solution.runtime import pick_device
 
+    check_positive("batch_size", batch_size)
     run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise SystemExit(f"{run_dir}: not a training run folder (no config.json); pass --run runs/NAME")
     cfg = json.loads((run_dir / "config.json").read_text())
     device = pick_device(device)
     precision = resolve_precision(cfg["precision"], device)
@@ -65,16 +71,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--input", required=True, help="CSV with id,anchor,target,context (extra columns ignored)")
     p.add_argument("--output", required=True, help="where to write id,score")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the model")
-    p.add_argument("--batch-size", type=int, default=32,
+    p.add_argument("--batch-size", type=positive_int, default=32,
                    help="sequences per forward pass (multi layout: a sequence holds a group's targets)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from inference.io import DataError, write_scores
+    from inference.io import DataError, OutputError, check_output_path, write_scores
+    from solution.config import ConfigError
 
     try:
+        check_output_path(args.output, [args.input])
         ids, scores = predict_file(args.run, args.input, args.device, args.batch_size)
     except DataError as err:
         raise SystemExit(f"data error: {err}") from None
+    except (OutputError, ConfigError) as err:  # ConfigError: --device cuda without CUDA
+        raise SystemExit(f"error: {err}") from None
     write_scores(args.output, ids, scores)
     print(f"wrote {len(ids)} scores to {args.output}")
 

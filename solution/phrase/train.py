@@ -74,16 +74,17 @@ def score_loss(cfg, out: dict, target, mask, group_ids):
     return loss
 
 
-def subset_by_anchor(table, max_rows: int, seed: int):
-    """About ``max_rows`` rows made of whole anchors (groups stay intact for grouping and folds)."""
+def subset_by_anchor(table, max_rows: int, seed: int, min_anchors: int = 1):
+    """About ``max_rows`` rows made of whole anchors (groups stay intact for grouping and folds), and
+    at least ``min_anchors`` anchors, so that a quick run still has one for every fold."""
     anchors = sorted(set(table.columns["anchor"]))
     random.Random(seed).shuffle(anchors)
     rows_of: dict[str, list[int]] = {}
     for i, a in enumerate(table.columns["anchor"]):
         rows_of.setdefault(a, []).append(i)
     keep: list[int] = []
-    for a in anchors:
-        if len(keep) >= max_rows:
+    for taken, a in enumerate(anchors):
+        if len(keep) >= max_rows and taken >= min_anchors:
             break
         keep += rows_of[a]
     return table.subset(sorted(keep))
@@ -370,16 +371,20 @@ def train_fold(run: PhraseRun, fold: int, deadline: float, resume: bool) -> tupl
 def prepare(cfg, resume: bool) -> tuple[PhraseRun | None, dict | None]:
     """(the run's shared state, None), or (None, its metrics) when ``--resume`` finds it complete."""
     import torch
-    from transformers import AutoTokenizer
 
+    from inference.io import check_output_path
     from inference.phrase.inputs import TableContexts
     from inference.template import InputTemplate
-    from solution.backbone import resolve_model_path
+    from solution.backbone import load_tokenizer
+    from solution.config import validate
     from solution.distributed import init_distributed
     from solution.phrase.data import load_uspppm, make_folds, preprocessor
     from solution.precision import resolve_precision_with_probe
     from solution.runtime import flush_denormals, pick_device, seed_everything
 
+    validate(cfg)  # before the run folder exists: a bad value leaves nothing behind
+    if cfg.submission:
+        check_output_path(cfg.submission, [cfg.test_csv] if cfg.test_csv else [])
     device = pick_device(cfg.device)
     dist = init_distributed(device)
     if device == "cuda":
@@ -399,10 +404,8 @@ def prepare(cfg, resume: bool) -> tuple[PhraseRun | None, dict | None]:
 
         test = read_pairs(cfg.test_csv)
     if cfg.max_train_rows:
-        train = subset_by_anchor(train, cfg.max_train_rows, cfg.seed)
-    if cfg.folds > cfg.n_splits:
-        raise SystemExit(f"--folds {cfg.folds} is more than n_splits={cfg.n_splits}")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(cfg.model), use_fast=True)
+        train = subset_by_anchor(train, cfg.max_train_rows, cfg.seed, min_anchors=cfg.n_splits)
+    tokenizer = load_tokenizer(cfg.model)
     template = InputTemplate(sep_token=tokenizer.sep_token, cls_token=tokenizer.cls_token, use_title=cfg.use_title,
                              group_targets=cfg.group_targets, layout=cfg.layout, max_targets=cfg.max_targets)
     model_config = cfg.model_config((vocab.num_sections, vocab.num_classes), tokenizer.sep_token_id,

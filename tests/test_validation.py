@@ -1,0 +1,133 @@
+"""Bad options and bad paths are clear errors before any work, never silent zeros, tracebacks or
+half-written folders (the hardening issue's CLI and API boundary items)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--folds", "0"], "config error: folds=0: must be at least 1"),
+    (["--set", "n_splits=1"], "config error: n_splits=1: must be at least 2"),
+    (["--epochs", "-1"], "config error: epochs=-1: must be at least 1"),
+    (["--set", "eval_batch_size=-1"], "config error: eval_batch_size=-1: must be at least 1"),
+    (["--set", "epochs=abc"], "--set epochs=abc: expected an integer"),
+    (["--set", "pooling=mean"], "every target of a multi-layout sequence the same score"),
+    (["--model", "/nonexistent/model"], "config error: model '/nonexistent/model': no such folder"),
+])
+def test_bad_training_options_are_one_line_errors_and_leave_no_run_folder(tiny_model, small_data, tmp_path, option,
+                                                                          message):
+    out = tmp_path / "run"
+    base = ["solution.train", "--model", str(tiny_model), "--data", str(small_data), "--out", str(out)]
+    if option[0] == "--model":
+        base = base[:1] + base[3:]
+    proc = cli(*base, *option)
+    assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()  # a rerun needs no --resume
+
+
+def test_api_runs_validate_their_config_too(tiny_config):
+    from solution.config import ConfigError
+    from solution.phrase.train import run
+
+    cfg = tiny_config(batch_size=0)
+    with pytest.raises(ConfigError, match="batch_size=0: must be at least 1"):
+        run(cfg)
+    assert not os.path.exists(cfg.out)
+
+
+def test_a_quick_run_on_few_rows_keeps_one_anchor_per_fold(tiny_config):
+    """--set max_train_rows=20 (one anchor's worth) with 3 splits: whole anchors, enough for every fold."""
+    from solution.phrase.train import run
+
+    metrics = run(tiny_config(max_train_rows=20, n_splits=3, folds=1, epochs=1))
+    assert metrics["folds"]["0"]["n_val"] > 0 and metrics["folds"]["0"]["n_train"] > 0
+
+
+def test_fewer_anchors_than_splits_is_advice_not_a_traceback(small_data):
+    from inference.io import read_pairs
+    from solution.config import ConfigError
+    from solution.phrase.data import make_folds
+
+    table = read_pairs(small_data / "uspppm" / "train.csv", require_score=True)
+    one_anchor = table.subset([i for i, a in enumerate(table.columns["anchor"]) if a == table.columns["anchor"][0]])
+    with pytest.raises(ConfigError, match="1 anchor\\(s\\), fewer than n_splits=5.*n_splits=2 or more rows"):
+        make_folds(one_anchor, 5, 0)
+
+
+def test_predict_refuses_bad_batch_size_missing_run_and_its_own_input(tmp_path, small_data):
+    test_csv = small_data / "uspppm" / "test.csv"
+    proc = cli("solution.predict", "--run", str(tmp_path / "nope"), "--input", str(test_csv), "--output",
+               str(tmp_path / "o.csv"), "--batch-size", "-1")
+    assert proc.returncode == 2 and "-1 is not a positive integer" in proc.stderr
+    proc = cli("solution.predict", "--run", str(tmp_path / "nope"), "--input", str(test_csv), "--output",
+               str(tmp_path / "o.csv"))
+    assert proc.returncode != 0 and "not a training run folder" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("solution.predict", "--run", str(tmp_path / "nope"), "--input", str(test_csv), "--output", str(test_csv))
+    assert proc.returncode != 0 and "is the input file" in proc.stderr
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path):
+    from inference.io import OutputError, check_output_path
+
+    source = tmp_path / "in.csv"
+    source.write_text("id,anchor,target,context\n")
+    os.link(source, tmp_path / "hard.csv")
+    for bad, why in [(source, "is the input file"), (tmp_path / "hard.csv", "is the input file"),
+                     (tmp_path, "is a folder")]:
+        with pytest.raises(OutputError, match=why):
+            check_output_path(bad, [source])
+    assert check_output_path(tmp_path / "new" / "out.csv", [source]) == tmp_path / "new" / "out.csv"
+    assert source.read_text() == "id,anchor,target,context\n"
+
+
+def test_inference_score_refuses_zero_batches_and_overwriting_its_input(phrase_exported, tmp_path, small_data):
+    test_copy = tmp_path / "test.csv"
+    test_copy.write_bytes((small_data / "uspppm" / "test.csv").read_bytes())
+    model = str(phrase_exported[1])
+    proc = cli("inference", "score", "--model", model, "--input", str(test_copy), "--output", str(tmp_path / "o.csv"),
+               "--batch-size", "0")
+    assert proc.returncode == 2 and "0 is not a positive integer" in proc.stderr
+    before = test_copy.read_bytes()
+    proc = cli("inference", "score", "--model", model, "--input", str(test_copy), "--output", str(test_copy))
+    assert proc.returncode != 0 and "is the input file" in proc.stderr and test_copy.read_bytes() == before
+
+
+def test_search_and_index_refuse_zero_k_chunks_and_blank_queries(embedder_exported, patent_corpus, tmp_path):
+    from inference.retrieval import PatentRanker
+    from inference.retrieval.index import build_index
+
+    model_dir, _ = embedder_exported
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer, got 0"):
+        build_index(model_dir, patent_corpus, tmp_path / "idx0", chunk_size=0, progress=False, bm25=False)
+    assert not (tmp_path / "idx0").exists()
+    build_index(model_dir, patent_corpus, tmp_path / "idx", chunk_size=32, progress=False, bm25=False)
+    ranker = PatentRanker.load(tmp_path / "idx")
+    with pytest.raises(ValueError, match="k must be a positive integer, got 0"):
+        ranker.search("stent", k=0)
+    with pytest.raises(ValueError, match="query 2 of 2 is empty"):
+        ranker.search_batch(["stent", "  "], k=3)
+    proc = cli("inference", "search", "--index", str(tmp_path / "idx"), "--query", "stent", "-k", "0")
+    assert proc.returncode == 2 and "0 is not a positive integer" in proc.stderr
+
+
+def test_training_on_cuda_without_cuda_is_a_config_error(tiny_config):
+    import torch
+
+    from solution.config import ConfigError
+    from solution.phrase.train import run
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="device=cuda was asked for"):
+        run(tiny_config(device="cuda"))
