@@ -155,3 +155,18 @@ def embedder_exported(tmp_path_factory, embedder_run):
     out = tmp_path_factory.mktemp("models") / "combined"
     manifest = export_embedder(out, run=str(embedder_run[0]), exporter="legacy", int8=False)
     return out, manifest
+
+
+@pytest.fixture()
+def cuda_that_falls_back(monkeypatch):
+    """onnxruntime that offers CUDA but hands every session the CPU provider: what a broken CUDA
+    install does. Tests the CUDA code paths on machines without a GPU."""
+    from inference.backend import session as session_module
+
+    monkeypatch.setattr(session_module, "cuda_offered", lambda: True)
+    real = session_module.ort.InferenceSession
+
+    def cpu_only(path, options=None, providers=None):
+        return real(path, options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(session_module.ort, "InferenceSession", cpu_only)

@@ -100,24 +100,17 @@ def test_inference_retrieval_is_torch_free():
 
 
 
-def test_embedder_sessions_follow_the_shared_device_rules(embedder_exported, monkeypatch, caplog):
+def test_embedder_sessions_follow_the_shared_device_rules(embedder_exported, caplog, request):
     """The retrieval encoder opens its session through inference/backend, like the phrase scorer:
     cuda without a working CUDA provider is an error, auto falls back to CPU and says so."""
     import logging
 
-    from inference.backend import session as session_module
     from inference.backend.session import DeviceError
     from inference.retrieval.encoder import EmbedderModel
 
     model_dir, _ = embedder_exported
     assert EmbedderModel.load(model_dir).providers == ["CPUExecutionProvider"]
-    monkeypatch.setattr(session_module, "cuda_offered", lambda: True)
-    real = session_module.ort.InferenceSession
-
-    def cpu_only(path, options=None, providers=None):  # what a broken CUDA install does
-        return real(path, options, providers=["CPUExecutionProvider"])
-
-    monkeypatch.setattr(session_module.ort, "InferenceSession", cpu_only)
+    request.getfixturevalue("cuda_that_falls_back")  # from here on CUDA is offered but falls back
     with pytest.raises(DeviceError, match="fell back to"):
         EmbedderModel.load(model_dir, device="cuda")
     with caplog.at_level(logging.WARNING):
