@@ -27,7 +27,7 @@ def test_export_writes_everything_inference_needs_and_nothing_else(phrase_export
         f"model.fold{k}{suffix}.onnx" for k in (0, 1) for suffix in ("", ".int8", ".fp16")}
     assert {p.name for p in model_dir.iterdir()} == expected
     assert not (model_dir.parent / ".model.partial").exists()
-    assert manifest["format_version"] == 1 and manifest["kind"] == "phrase-scorer"
+    assert manifest["format_version"] == 2 and manifest["kind"] == "phrase-scorer"
     assert manifest["folds"] == [0, 1] and manifest["max_length"] == 48
     assert manifest["variants"]["int8"] == ["model.fold0.int8.onnx", "model.fold1.int8.onnx"]
     assert manifest["inputs"] == ["input_ids", "attention_mask", "token_type_ids", "span_ids", "section_ids", "class_ids"]

@@ -133,3 +133,38 @@ def test_pad_id_comes_from_the_tokenizer_and_padding_changes_no_embedding(embedd
     together = model.encode_docs(texts, batch_size=6)  # padded to the longest title
     alone = np.stack([model.encode_docs([t])[0] for t in texts])
     assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_a_corrupted_or_mismatched_index_is_refused(embedder_exported, patent_corpus, tmp_path, monkeypatch, caplog):
+    import logging
+    import shutil
+
+    from inference.retrieval import PatentRanker
+    from inference.retrieval.encoder import EmbedderModel
+    from inference.retrieval.index import IndexMismatchError, build_index
+
+    model_dir, _ = embedder_exported
+    good = tmp_path / "good"
+    build_index(model_dir, patent_corpus, good, chunk_size=32, progress=False, bm25=False)
+    flipped = tmp_path / "flipped"
+    shutil.copytree(good, flipped)
+    data = bytearray((flipped / "embeddings.npy").read_bytes())
+    data[-7] ^= 0x40  # one bit of one float: a finite, wrong score without the hash
+    (flipped / "embeddings.npy").write_bytes(bytes(data))
+    with pytest.raises(IndexMismatchError, match="embeddings.npy: sha256 does not match"):
+        PatentRanker.load(flipped)
+
+    legacy = tmp_path / "legacy"  # an index from before the hashes: the shape is still checked
+    shutil.copytree(good, legacy)
+    info = json.loads((legacy / "index.json").read_text())
+    del info["files"]
+    (legacy / "index.json").write_text(json.dumps(info))
+    ids = json.loads((legacy / "ids.json").read_text())
+    (legacy / "ids.json").write_text(json.dumps(ids[:-1]))
+    with caplog.at_level(logging.WARNING), pytest.raises(IndexMismatchError, match="59 ids, 60 titles"):
+        PatentRanker.load(legacy)
+    assert "built before index files were hashed" in caplog.text
+
+    monkeypatch.setattr(EmbedderModel, "encode_docs", lambda self, texts, batch_size=32: np.full((len(texts), 32), np.nan))
+    with pytest.raises(IndexMismatchError, match="non-finite embedding for patent"):
+        build_index(model_dir, patent_corpus, tmp_path / "nan", chunk_size=32, progress=False, bm25=False)

@@ -251,3 +251,47 @@ def test_fresh_venv_without_torch_scores_a_csv(phrase_exported, shuffled_test, t
     assert proc.returncode == 0, proc.stderr[-3000:]
     ids, scores = read_scores(out)
     assert ids == shuffled_test[1] and np.abs(scores - torch_reference).max() < 0.02
+
+
+def rewrite_manifest(folder: Path, change, rehash: bool = True) -> None:
+    """Edit a copied model folder's manifest; ``rehash`` recomputes its self-hash (a careless exporter,
+    not an edit)."""
+    from inference.backend.manifest import SELF_HASH, self_hash
+
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    change(data)
+    if rehash:
+        data[SELF_HASH] = self_hash(data)
+    path.write_text(json.dumps(data))
+
+
+def test_an_edited_manifest_is_refused(phrase_exported, tmp_path):
+    folder = copy_model(phrase_exported[1], tmp_path)
+    rewrite_manifest(folder, lambda d: d.update(max_length=16), rehash=False)  # would silently cut every input
+    with pytest.raises(ModelFolderError, match="was edited after export"):
+        PhraseScorer.load(folder, device="cpu")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(tokenizer="../outside.json"), "points outside"),
+    (lambda d: d.update(tokenizer="/etc/passwd"), "is not a file name inside the folder"),
+    (lambda d: d.update(max_length="abc"), "field 'max_length' is 'abc', expected an integer >= 8"),
+    (lambda d: d.pop("pad_id"), "field 'pad_id' is missing"),
+    (lambda d: d.update(folds=[0]), "1 folds but 2 fp32 graphs"),
+])
+def test_manifest_fields_and_file_entries_are_checked(phrase_exported, tmp_path, change, message):
+    folder = copy_model(phrase_exported[1], tmp_path)
+    rewrite_manifest(folder, change)
+    with pytest.raises(ModelFolderError, match=message):
+        PhraseScorer.load(folder, device="cpu", variant="fp32")
+
+
+def test_a_format_1_manifest_still_loads_with_a_warning(phrase_exported, tmp_path, caplog):
+    from inference.backend.manifest import SELF_HASH
+
+    folder = copy_model(phrase_exported[1], tmp_path)
+    rewrite_manifest(folder, lambda d: (d.pop(SELF_HASH), d.update(format_version=1)), rehash=False)
+    with caplog.at_level(logging.WARNING):
+        scorer = PhraseScorer.load(folder, device="cpu", variant="fp32")
+    assert "no self-hash" in caplog.text and len(scorer.runners) == 2

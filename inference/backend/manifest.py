@@ -1,8 +1,11 @@
 """The manifest of an exported model folder: what is in it, and proof that the files are the exported ones.
 
 ``python -m export`` writes ``manifest.json`` last, after every file is in place; a loader reads it,
-checks the format version and model kind, and compares the sha256 of each file it is about to use,
-so a half-copied or edited folder fails with a clear message instead of scoring garbage.
+checks the format version, the model kind, the manifest's own sha256 (so an edited ``max_length``
+is refused, not silently used) and the fields it needs (types and ranges), and compares the sha256
+of each file it is about to use, so a half-copied or edited folder fails with a clear message
+instead of scoring garbage. Every file a loader opens must be listed and inside the folder.
+The self-hash catches edits and corruption, not a forger who recomputes it: the manifest is not signed.
 
 Example:
     >>> import tempfile, pathlib
@@ -23,15 +26,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from inference.io import atomic_write_text
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest carries its own sha256 ("manifest_sha256")
+READABLE_VERSIONS = (1, 2)  # 1: no self-hash; read with a warning
+SELF_HASH = "manifest_sha256"
+
+log = logging.getLogger(__name__)
 
 
 class ModelFolderError(RuntimeError):
@@ -64,15 +72,22 @@ class Manifest:
         return self.data.get(key, default)
 
     def path(self, name: str) -> Path:
-        return self.folder / name
+        """``folder/name``, refused unless it stays inside the folder (no absolute paths, no ``..``, no
+        symlink that leads out)."""
+        if not isinstance(name, str) or not name or Path(name).is_absolute():
+            raise ModelFolderError(f"{self.folder / MANIFEST}: file entry {name!r} is not a file name inside the folder")
+        path = self.folder / name
+        if not path.resolve().is_relative_to(self.folder.resolve()):
+            raise ModelFolderError(f"{self.folder / MANIFEST}: file entry {name!r} points outside {self.folder}")
+        return path
 
     def verify(self, names: Iterable[str]) -> None:
-        """Check that each named file exists and has the sha256 the manifest recorded."""
+        """Check that each named file is listed, inside the folder, present, with the recorded sha256."""
         files = self.data.get("files", {})
         for name in names:
+            path = self.path(name)  # inside the folder, before anything else
             if name not in files:
                 raise ModelFolderError(f"{self.folder}: {name} is not listed in {MANIFEST}; re-export the model")
-            path = self.folder / name
             if not path.is_file():
                 raise ModelFolderError(f"{path}: missing (listed in {MANIFEST}); copy the whole folder or re-export")
             actual = sha256_file(path)
@@ -88,12 +103,37 @@ def write_manifest(folder: str | os.PathLike, kind: str, body: dict, files: Iter
     listing = {name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
                for name in sorted(files)}
     document = {"format_version": FORMAT_VERSION, "kind": kind, **body, "files": listing}
+    document[SELF_HASH] = self_hash(document)
     atomic_write_text(folder / MANIFEST, json.dumps(document, indent=2, sort_keys=False, default=float) + "\n")
     return document
 
 
-def read_manifest(folder: str | os.PathLike, kind: str) -> Manifest:
-    """Parse and sanity-check ``folder/manifest.json`` for a model of ``kind`` (files are not hashed yet)."""
+def self_hash(document: dict) -> str:
+    """sha256 of the manifest's canonical JSON without its own hash field."""
+    body = {k: v for k, v in document.items() if k != SELF_HASH}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=float).encode("utf-8")).hexdigest()
+
+
+# A field rule: (what is expected, in words; the check)
+FieldRule = tuple[str, Callable[[object], bool]]
+
+
+def is_count(value, minimum: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def check_fields(path: Path, data: dict, rules: dict[str, FieldRule]) -> None:
+    """A clear ModelFolderError for the first field that is missing or not what ``rules`` expect."""
+    for key, (expected, ok) in rules.items():
+        if key not in data:
+            raise ModelFolderError(f"{path}: field {key!r} is missing; re-export the model")
+        if not ok(data[key]):
+            raise ModelFolderError(f"{path}: field {key!r} is {data[key]!r}, expected {expected}; re-export the model")
+
+
+def read_manifest(folder: str | os.PathLike, kind: str, rules: dict[str, FieldRule] | None = None) -> Manifest:
+    """Parse and check ``folder/manifest.json`` for a model of ``kind``: version, kind, self-hash and the
+    fields in ``rules`` (the files themselves are hashed by :meth:`Manifest.verify` when used)."""
     folder = Path(folder)
     path = folder / MANIFEST
     if not folder.is_dir():
@@ -104,10 +144,21 @@ def read_manifest(folder: str | os.PathLike, kind: str) -> Manifest:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ModelFolderError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ModelFolderError(f"{path}: not a manifest (a JSON object is expected)")
     version = data.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ModelFolderError(f"{path}: format_version {version!r}, this library reads {FORMAT_VERSION}; "
+    if version not in READABLE_VERSIONS:
+        raise ModelFolderError(f"{path}: format_version {version!r}, this library reads {READABLE_VERSIONS}; "
                                "re-export the model or use a matching version of the package")
     if data.get("kind") != kind:
         raise ModelFolderError(f"{path}: holds a {data.get('kind')!r} model, expected {kind!r}")
+    if version >= 2 and data.get(SELF_HASH) != self_hash(data):
+        raise ModelFolderError(f"{path}: was edited after export (its {SELF_HASH} does not match its content); "
+                               "re-export the model, or restore the original manifest")
+    if version < 2:
+        log.warning("%s: format_version 1 has no self-hash, so its fields are not integrity-checked; re-export "
+                    "the model to get the check", path)
+    if not isinstance(data.get("files"), dict):
+        raise ModelFolderError(f"{path}: field 'files' is missing; re-export the model")
+    check_fields(path, data, rules or {})
     return Manifest(folder, data)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inference.backend.manifest import Manifest, ModelFolderError, read_manifest
+from inference.backend.manifest import MANIFEST, Manifest, ModelFolderError, is_count, read_manifest
 from inference.backend.session import DEVICES, DeviceError, OnnxRunner, wants_cuda
 from inference.backend.tokens import TextEncoder
 from inference.cpc import CpcVocab
@@ -42,6 +42,7 @@ from inference.io import (
     write_scores,
 )
 from inference.phrase.inputs import PhraseInputs, Preprocessor
+from inference.phrase.multi import MIN_LENGTH
 from inference.template import InputTemplate
 from inference.validate import check_positive, positive_int
 
@@ -76,6 +77,24 @@ def table_from_pairs(pairs: Sequence[Sequence[str]], path: str = "<pairs>") -> P
         listing = "\n  ".join(errors[:10])
         raise DataError(f"{path}: {len(errors)} problem(s):\n  {listing}")
     return PairTable(path, columns, list(range(1, len(columns["id"]) + 1)))
+
+
+def _graph_lists(value) -> bool:
+    return (isinstance(value, dict) and "fp32" in value
+            and all(isinstance(g, list) and g and all(isinstance(f, str) for f in g) for g in value.values())
+            and len({len(g) for g in value.values()}) == 1)
+
+
+# What the loader reads from the manifest, with what each must be (checked before any file is opened)
+MANIFEST_RULES = {
+    "max_length": (f"an integer >= {MIN_LENGTH}", lambda v: is_count(v, MIN_LENGTH)),
+    "pad_id": ("an integer >= 0", lambda v: is_count(v, 0)),
+    "folds": ("a non-empty list of fold numbers", lambda v: isinstance(v, list) and v and all(is_count(f) for f in v)),
+    "variants": ("a map of variant -> one graph file per fold, with fp32", _graph_lists),
+    "tokenizer": ("a file name", lambda v: isinstance(v, str) and v),
+    "template": ("a file name", lambda v: isinstance(v, str) and v),
+    "cpc_vocab": ("a file name", lambda v: isinstance(v, str) and v),
+}
 
 
 def pick_variant(manifest: Manifest, variant: str, cuda: bool) -> str:
@@ -118,7 +137,10 @@ class PhraseScorer:
             raise ValueError(f"device {device!r}: expected one of {', '.join(DEVICES)}")
         check_positive("batch_size", batch_size, allow_none=True)
         check_positive("threads", threads, allow_none=True)
-        manifest = read_manifest(folder, KIND)
+        manifest = read_manifest(folder, KIND, MANIFEST_RULES)
+        if len(manifest["variants"]["fp32"]) != len(manifest["folds"]):
+            raise ModelFolderError(f"{manifest.folder}: {len(manifest['folds'])} folds but "
+                                   f"{len(manifest['variants']['fp32'])} fp32 graphs in {MANIFEST}; re-export the model")
         cuda = wants_cuda(device)
         chosen = pick_variant(manifest, variant, cuda)
         shared = [manifest["tokenizer"], manifest["template"], manifest["cpc_vocab"]]

@@ -14,12 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.backend.manifest import ModelFolderError, read_manifest
+from inference.backend.manifest import ModelFolderError, is_count, read_manifest
 from inference.backend.session import OnnxRunner
 from inference.backend.tokens import TextEncoder, length_buckets, pad_batch
 
 KIND = "embedder"
 VARIANTS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+# What the loader reads from the manifest, with what each must be (checked before any file is opened)
+MANIFEST_RULES = {
+    "max_length": ("an integer >= 2", lambda v: is_count(v, 2)),
+    "query_max_length": ("an integer >= 2", lambda v: is_count(v, 2)),
+    "dim": ("an integer >= 1", lambda v: is_count(v, 1)),
+}
 
 
 class OnnxEmbedder:
@@ -91,7 +97,7 @@ class EmbedderModel:
              device: str = "cpu") -> EmbedderModel:
         """``device``: "cpu" (default: an index is CPU-sized work), "cuda", or "auto" (CUDA where it works)."""
         folder = Path(folder)
-        manifest = read_manifest(folder, KIND)
+        manifest = read_manifest(folder, KIND, MANIFEST_RULES)
         files = manifest.get("files", {})
         if variant == "auto":
             variant = "int8" if VARIANTS["int8"] in files else "fp32"
@@ -101,8 +107,10 @@ class EmbedderModel:
         if graph not in files:
             raise ModelFolderError(f"{folder}: has no {variant} graph ({graph}); available: {sorted(files)}")
         manifest.verify([graph, "tokenizer.json"])
-        tok, pad_id = folder / "tokenizer.json", manifest.get("pad_id")
-        queries = OnnxEmbedder.load(folder / graph, tok, manifest["query_max_length"], pad_id, device, threads)
+        tok, pad_id = manifest.path("tokenizer.json"), manifest.get("pad_id")
+        if pad_id is not None and not is_count(pad_id):
+            raise ModelFolderError(f"{folder}: field 'pad_id' is {pad_id!r}, expected an integer >= 0; re-export the model")
+        queries = OnnxEmbedder.load(manifest.path(graph), tok, manifest["query_max_length"], pad_id, device, threads)
         # one session serves both: queries and documents differ only in their token budget
         docs = OnnxEmbedder(queries.runner, TextEncoder.load(tok, manifest["max_length"], queries.pad_id))
         return cls(folder, manifest.data, variant, files[graph]["sha256"], queries, docs)

@@ -8,7 +8,9 @@
 
 Building is chunked and resumable: after each chunk the progress is saved, and a rerun with the same
 model and corpus continues where it stopped. An index is tied to the graph it was built with (sha256):
-searching it with another model, or resuming it with one, is refused.
+searching it with another model, or resuming it with one, is refused. A finished index records the
+sha256 of its embeddings, ids and titles; loading checks them and the shape (a flipped byte, a
+truncated file or a row-count mismatch is refused), and a build refuses non-finite embeddings.
 
 Example:
     >>> build_index("models/minilm", "data/patents/a61_patents.csv", "indexes/minilm")   # doctest: +SKIP
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.json"
 INDEX_VERSION = 1
+INDEX_DATA = ("embeddings.npy", "ids.json", "titles.json")  # hashed into index.json when the build completes
 
 
 class IndexMismatchError(RuntimeError):
@@ -50,6 +53,23 @@ def read_index_info(folder: str | os.PathLike) -> dict:
     if info.get("format_version") != INDEX_VERSION:
         raise IndexMismatchError(f"{path}: format_version {info.get('format_version')!r}, expected {INDEX_VERSION}; rebuild it")
     return info
+
+
+def check_index_files(folder: Path, info: dict, embeddings: np.ndarray, ids: list, titles: list) -> None:
+    """Refuse an index whose files are not the ones its build wrote: sha256, shape, row counts."""
+    recorded = info.get("files")
+    if recorded is None:
+        log.warning("%s: built before index files were hashed; rebuild it to get the integrity check", folder)
+    else:
+        for name in INDEX_DATA:
+            if sha256_file(folder / name) != recorded.get(name):
+                raise IndexMismatchError(f"{folder / name}: sha256 does not match {INDEX_FILE} (modified, corrupted or "
+                                         "partly copied); rebuild the index or copy it again")
+    expected = (info["count"], info["dim"])
+    if embeddings.shape != expected or len(ids) != info["count"] or len(titles) != info["count"]:
+        raise IndexMismatchError(f"{folder}: {embeddings.shape[0]} embedding rows of dim {embeddings.shape[1]}, "
+                                 f"{len(ids)} ids, {len(titles)} titles; {INDEX_FILE} says {info['count']} x {info['dim']}; "
+                                 "rebuild the index")
 
 
 def check_model(info: dict, model, folder) -> None:
@@ -104,8 +124,12 @@ def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: st
     bar = _progress(range(info["chunks_done"], n_chunks), progress, n_chunks, info["chunks_done"])
     for c in bar:
         rows = patents[c * chunk_size:(c + 1) * chunk_size]
-        emb[c * chunk_size: c * chunk_size + len(rows)] = model.encode_docs([p.view(model.doc_view) for p in rows],
-                                                                             batch_size)
+        vectors = model.encode_docs([p.view(model.doc_view) for p in rows], batch_size)
+        if not np.isfinite(vectors).all():
+            bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+            raise IndexMismatchError(f"{out}: the model gave a non-finite embedding for patent {rows[bad].patent_id!r}; "
+                                     "the model folder is broken: re-export it")
+        emb[c * chunk_size: c * chunk_size + len(rows)] = vectors
         emb.flush()  # data first, then the progress that claims it
         info["chunks_done"] = c + 1
         _write_json(out / INDEX_FILE, info)
@@ -118,7 +142,8 @@ def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: st
             info["bm25"] = True
         except ImportError:
             log.warning("bm25s is not installed: the index has no BM25 state (no --hybrid search)")
-    info.update(complete=True, build_s=round(time.time() - t0, 2), providers=model.providers)
+    info.update(complete=True, build_s=round(time.time() - t0, 2), providers=model.providers,
+                files={name: sha256_file(out / name) for name in INDEX_DATA})
     _write_json(out / INDEX_FILE, info)
     return info
 
