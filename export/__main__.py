@@ -37,7 +37,7 @@ def exporter_modules() -> dict[str, ModuleType]:
 
 
 def build_parser(modules: dict[str, ModuleType]) -> argparse.ArgumentParser:
-    from export.onnx_graph import DEFAULT_OPSET
+    from export.onnx_graph import DEFAULT_EXPORTER, OPSETS
     from export.onnx_graph import EXPORTERS as GRAPH_EXPORTERS
     from export.variants import INT8_ISAS
 
@@ -46,10 +46,13 @@ def build_parser(modules: dict[str, ModuleType]) -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="training run folder, e.g. runs/NAME")
     p.add_argument("--out", required=True, help="model folder to write, e.g. models/NAME")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
-    p.add_argument("--exporter", default="dynamo", choices=GRAPH_EXPORTERS,
-                   help="torch.onnx exporter: dynamo (torch.export, the supported one) or legacy (TorchScript "
-                        "tracer: faster, deprecated; a fallback) (default: dynamo)")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default: {DEFAULT_OPSET})")
+    p.add_argument("--exporter", default=DEFAULT_EXPORTER, choices=GRAPH_EXPORTERS,
+                   help="torch.onnx exporter: legacy (TorchScript tracer: the graph onnxruntime's optimizer fuses) or "
+                        f"dynamo (torch.export: runs unfused) (default: {DEFAULT_EXPORTER})")
+    p.add_argument("--opset", type=int, default=None,
+                   help="ONNX opset (default: " + ", ".join(f"{v} for {k}" for k, v in OPSETS.items()) + ")")
+    p.add_argument("--no-fuse", action="store_true",
+                   help="keep the graph as exported (no Attention/SkipLayerNorm/BiasGelu fusion)")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 graph (dynamic per-channel quantisation, for CPU)")
     p.add_argument("--no-fp16", action="store_true", help="skip the fp16 graph (for GPU)")
     p.add_argument("--int8-isa", default="avx512_vnni", choices=INT8_ISAS,

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.onnx_graph import DEFAULT_OPSET, GraphSpec, export_graph
+from export.fusion import fuse_transformer
+from export.onnx_graph import DEFAULT_EXPORTER, EXPORTERS, GraphSpec, default_opset, export_graph
 from export.parity import ParityError
 
 log = logging.getLogger(__name__)
@@ -50,13 +51,14 @@ def load_source(run: str | None, model: str | None):
     """(encoder, tokenizer, config, split or None) from a run folder or a plain backbone."""
     from solution.embedder.model import EmbedderConfig, build_encoder, load_run_encoder
 
+    eager = {"attn_implementation": "eager"}  # the attention pattern onnxruntime's optimizer fuses
     if run:
-        enc, tok, cfg = load_run_encoder(run)
+        enc, tok, cfg = load_run_encoder(run, **eager)
         split_path = Path(run) / "split.json"
         split = json.loads(split_path.read_text()) if split_path.exists() else None
         return enc, tok, cfg, split
     cfg = EmbedderConfig(backbone=model, lora=False)
-    enc, tok = build_encoder(cfg)
+    enc, tok = build_encoder(cfg, **eager)
     return enc.eval(), tok, cfg, None
 
 
@@ -88,7 +90,8 @@ def ndcg_gate(fp32: Path, int8: Path, tokenizer_json: Path, cfg, corpus: str, sp
 
 
 def export_embedder(out: str | Path, run: str | None = None, model: str | None = None, *, force: bool = False,
-                    exporter: str = "dynamo", opset: int = DEFAULT_OPSET, int8: bool = True, int8_isa: str = "avx512_vnni",
+                    exporter: str = DEFAULT_EXPORTER, opset: int | None = None, fuse: bool = True, int8: bool = True,
+                    int8_isa: str = "avx512_vnni",
                     max_abs_diff: float = 1e-4, max_ndcg_loss: float = 0.005, corpus: str = "data/patents/a61_patents.csv",
                     gate_patents: int = 200) -> dict:
     """Write the model folder; returns its manifest. Raises ParityError when the fp32 graph is off."""
@@ -107,6 +110,9 @@ def export_embedder(out: str | Path, run: str | None = None, model: str | None =
     t0 = time.time()
     example = tok(PARITY_TEXTS[:2], padding=True, return_tensors="pt")
     export_graph(enc, (example["input_ids"], example["attention_mask"]), SPEC, stage / "model.onnx", exporter, opset)
+    arch = enc.backbone.config
+    fused = fuse_transformer(stage / "model.onnx", arch.num_attention_heads, arch.hidden_size,
+                             arch.num_hidden_layers) if fuse else {}
     tok.backend_tokenizer.save(str(stage / "tokenizer.json"))
     export_s = time.time() - t0
 
@@ -138,7 +144,8 @@ def export_embedder(out: str | Path, run: str | None = None, model: str | None =
             "max_length": cfg.max_length, "query_max_length": cfg.query_max_length, "doc_view": cfg.doc_view,
             "pad_id": tok.pad_token_id if tok.pad_token_id is not None else 0,
             "pooling": "mean", "normalized": True, "inputs": list(SPEC.inputs), "output": "embeddings",
-            "exporter": exporter, "opset": opset, "export_s": export_s, "gates": gates}
+            "exporter": exporter, "opset": opset or default_opset(exporter), "fused_operators": fused,
+            "export_s": export_s, "gates": gates}
     manifest = write_manifest(stage, KIND, body, files)
     stage.rename(out)
     return manifest
@@ -148,7 +155,7 @@ def main(args) -> int:
     """Export from parsed options (``python -m export`` and ``python -m export.embedder`` both land here)."""
     try:
         manifest = export_embedder(args.out, run=args.run, model=getattr(args, "model", None), force=args.force,
-                                   exporter=args.exporter, opset=args.opset, int8=not args.no_int8,
+                                   exporter=args.exporter, opset=args.opset, fuse=not args.no_fuse, int8=not args.no_int8,
                                    int8_isa=args.int8_isa, max_abs_diff=args.max_abs_diff,
                                    max_ndcg_loss=args.max_ndcg_loss, corpus=args.corpus, gate_patents=args.gate_patents)
     except ParityError as err:
@@ -168,8 +175,9 @@ def cli(argv: list[str] | None = None) -> int:
     src.add_argument("--model", help="backbone id or folder, exported as is (zero-shot)")
     p.add_argument("--out", required=True)
     p.add_argument("--force", action="store_true")
-    p.add_argument("--exporter", default="dynamo", choices=["dynamo", "legacy"])
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    p.add_argument("--exporter", default=DEFAULT_EXPORTER, choices=EXPORTERS)
+    p.add_argument("--opset", type=int, default=None, help="default: the exporter's (17 legacy, 18 dynamo)")
+    p.add_argument("--no-fuse", action="store_true", help="keep the graph unfused")
     p.add_argument("--no-int8", action="store_true")
     p.add_argument("--int8-isa", default="avx512_vnni")
     p.add_argument("--max-abs-diff", type=float, default=1e-4)

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.onnx_graph import DEFAULT_OPSET, GraphSpec, export_graph, graph_inputs
+from export.fusion import fuse_transformer
+from export.onnx_graph import DEFAULT_EXPORTER, GraphSpec, default_opset, export_graph, graph_inputs
 from export.parity import ParityGate
 from export.variants import convert_fp16, quantize_int8
 from inference.backend.manifest import write_manifest
@@ -55,8 +56,9 @@ class PhraseExportOptions:
     run: str
     out: str
     fold: str = "all"  # "all" or one fold number
-    exporter: str = "dynamo"
-    opset: int = DEFAULT_OPSET
+    exporter: str = DEFAULT_EXPORTER
+    opset: int | None = None  # None: the exporter's default
+    fuse: bool = True  # onnxruntime's transformer fusions (export/fusion.py)
     int8: bool = True
     fp16: bool = True
     int8_isa: str = "avx512_vnni"
@@ -170,7 +172,8 @@ def export_fold(opts: PhraseExportOptions, run_dir: Path, stage: Path, fold: int
     from solution.phrase.model import load_trained
 
     t0 = time.time()
-    model, hf_tokenizer = load_trained(run_dir, fold, "cpu")
+    # eager attention: the softmax(QK^T)V pattern onnxruntime's optimizer fuses (sdpa traces into one it does not)
+    model, hf_tokenizer = load_trained(run_dir, fold, "cpu", attn_implementation="eager")
     model.merge_lora()
     model.eval()
     spec = graph_spec(model_input_names(model, preprocess.template.layout))
@@ -186,18 +189,29 @@ def export_fold(opts: PhraseExportOptions, run_dir: Path, stage: Path, fold: int
     feeds = inputs.feeds(example_idx, pad_id, spec.inputs)
     example = tuple(torch.from_numpy(feeds[name]) for name in spec.inputs)  # the graph's positional order
     fp32 = export_graph(_Graph(model, list(spec.inputs)), example, spec, stage / names["fp32"], opts.exporter, opts.opset)
-    inputs_used = graph_inputs(fp32)
     timings = {"export_s": time.time() - t0}
+    fusion = {}
+    if opts.fuse:
+        t = time.time()
+        arch = model.backbone.config
+        fusion = fuse_transformer(fp32, arch.num_attention_heads, arch.hidden_size, arch.num_hidden_layers)
+        timings["fuse_s"] = time.time() - t
+    inputs_used = graph_inputs(fp32)
 
     reference = torch_scores(model, inputs, pad_id, list(spec.inputs), opts.batch_size)
     ort_fp32 = onnx_scores(fp32, inputs, pad_id, opts.batch_size)
     print(gate.check_fp32(f"fold{fold}/fp32", reference, ort_fp32, labels).line(), flush=True)
     if opts.int8:
         t = time.time()
-        int8 = quantize_int8(fp32, stage / names["int8"], opts.int8_isa)
+        for ffn_down_fp32 in (False, True):  # every encoder MatMul int8 first; the FFN down-projections
+            int8 = quantize_int8(fp32, stage / names["int8"], opts.int8_isa, ffn_down_fp32=ffn_down_fp32)
+            scores8 = onnx_scores(int8, inputs, pad_id, opts.batch_size)  # back to fp32 if the gate says so
+            if ffn_down_fp32 or gate.check_variant("trial", labels, ort_fp32, scores8, record=False).passed:
+                break
         timings["int8_s"] = time.time() - t
-        scores8 = onnx_scores(int8, inputs, pad_id, opts.batch_size)
-        print(gate.check_variant(f"fold{fold}/int8", labels, ort_fp32, scores8).line(), flush=True)
+        check = gate.check_variant(f"fold{fold}/int8", labels, ort_fp32, scores8)
+        check.note = "FFN down-projections kept fp32" if ffn_down_fp32 else "every encoder MatMul int8"
+        print(check.line(), flush=True)
     if opts.fp16:
         t = time.time()
         fp16 = convert_fp16(fp32, stage / names["fp16"])
@@ -209,7 +223,7 @@ def export_fold(opts: PhraseExportOptions, run_dir: Path, stage: Path, fold: int
         else:
             check = gate.check_variant(f"fold{fold}/fp16", labels, ort_fp32, scores16)
         print(check.line(), flush=True)
-    return inputs_used, timings
+    return inputs_used, {"timings_s": timings, "fused_operators": fusion}
 
 
 def export_run(opts: PhraseExportOptions) -> dict:
@@ -246,10 +260,10 @@ def export_run(opts: PhraseExportOptions) -> dict:
     torch.set_num_threads(torch.get_num_threads())
     gate = ParityGate(opts.max_abs_diff, opts.max_pearson_loss)
     variants: dict[str, list[str]] = {"fp32": []} | ({"int8": []} if opts.int8 else {}) | ({"fp16": []} if opts.fp16 else {})
-    timings, inputs_used = {}, []
+    per_fold, inputs_used = {}, []
     for fold in folds:
         names = file_names(fold, len(folds) > 1)
-        inputs_used, timings[str(fold)] = export_fold(opts, run_dir, stage, fold, names, preprocess, pad_id, gate)
+        inputs_used, per_fold[str(fold)] = export_fold(opts, run_dir, stage, fold, names, preprocess, pad_id, gate)
         for variant in variants:
             variants[variant].append(names[variant])
     gate.raise_if_failed(f"export of {run_dir} (files kept in {stage} for inspection)")
@@ -258,7 +272,9 @@ def export_run(opts: PhraseExportOptions) -> dict:
     body = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "run": {"path": str(run_dir), "name": run_dir.name, "backbone": train_cfg.get("model")},
-        "exporter": {"tool": f"torch.onnx.export(dynamo={opts.exporter == 'dynamo'})", "opset": opts.opset,
+        "exporter": {"tool": f"torch.onnx.export(dynamo={opts.exporter == 'dynamo'})",
+                     "opset": opts.opset or default_opset(opts.exporter),
+                     "fusion": "onnxruntime.transformers.optimizer (bert fusions)" if opts.fuse else None,
                      "int8": f"optimum ORTQuantizer dynamic per-channel ({opts.int8_isa})" if opts.int8 else None,
                      "fp16": "onnxruntime.transformers.float16 (keep_io_types)" if opts.fp16 else None,
                      "versions": package_versions(), "python": sys.version.split()[0], "options": asdict(opts)},
@@ -275,7 +291,8 @@ def export_run(opts: PhraseExportOptions) -> dict:
         "training": {k: metrics.get(k) for k in ("oof_pearson", "fold_pearson", "precision", "wall_s")}
                     | {"n_val": {k: v.get("n_val") for k, v in metrics.get("folds", {}).items()}},
         "parity": gate.to_dict(),
-        "timings_s": timings,
+        "fused_operators": {fold: info["fused_operators"] for fold, info in per_fold.items()},
+        "timings_s": {fold: info["timings_s"] for fold, info in per_fold.items()},
     }
     files = ["tokenizer.json", "template.json", "cpc_vocab.json"] + [f for fs in variants.values() for f in fs]
     manifest = write_manifest(stage, KIND, body, files)
@@ -297,7 +314,7 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     opts = PhraseExportOptions(run=args.run, out=args.out, fold=args.fold, exporter=args.exporter, opset=args.opset,
-                               int8=not args.no_int8, fp16=not args.no_fp16, int8_isa=args.int8_isa,
+                               fuse=not args.no_fuse, int8=not args.no_int8, fp16=not args.no_fp16, int8_isa=args.int8_isa,
                                max_abs_diff=args.max_abs_diff, max_pearson_loss=args.max_pearson_loss,
                                val_rows=args.val_rows, batch_size=args.batch_size, force=args.force)
     manifest = export_run(opts)

@@ -41,12 +41,12 @@ def load_tokenizer(model: str):
         raise ConfigError(f"model {model!r}: {where}it could not be loaded ({str(err).splitlines()[0]})") from None
 
 
-def load_backbone(model: str):
-    """(backbone, tokenizer) from a Hugging Face id or a local folder."""
+def load_backbone(model: str, **options):
+    """(backbone, tokenizer) from a Hugging Face id or a local folder; ``options`` go to ``from_pretrained``."""
     from transformers import AutoModel
 
     tokenizer = load_tokenizer(model)
-    return AutoModel.from_pretrained(resolve_model_path(model)), tokenizer
+    return AutoModel.from_pretrained(resolve_model_path(model), **options), tokenizer
 
 
 def masked_mean(hidden, mask):

@@ -103,7 +103,7 @@ def test_parity_gate_rejects_a_corrupted_fp32_graph(phrase_exported, tmp_path, m
 def test_parity_gate_rejects_an_int8_graph_that_loses_pearson(phrase_exported, tmp_path, monkeypatch):
     run_dir, _ = phrase_exported
 
-    def flat_int8(src, dst, isa="avx512_vnni"):
+    def flat_int8(src, dst, isa="avx512_vnni", **options):
         # a "quantised" graph whose head ignores its input: constant scores, Pearson undefined -> lost
         Path(dst).write_bytes(Path(src).read_bytes())
         perturb_weights(Path(dst), (head_weight(Path(dst)),), factor=0.0)
@@ -112,6 +112,39 @@ def test_parity_gate_rejects_an_int8_graph_that_loses_pearson(phrase_exported, t
     monkeypatch.setattr(phrase_export, "quantize_int8", flat_int8)
     with pytest.raises(SystemExit, match="parity gate failed for fold0/int8"):
         export_main(["--run", str(run_dir), "--out", str(tmp_path / "bad8"), "--fold", "0", "--no-fp16"])
+
+
+def test_int8_falls_back_to_fp32_ffn_down_projections_when_the_gate_says_so(phrase_exported, tmp_path, monkeypatch):
+    """Every encoder MatMul int8 is tried first; a Pearson loss over the gate retries with the FFN
+    down-projections in fp32, and the manifest says which one shipped."""
+    run_dir, _ = phrase_exported
+    tried = []
+
+    def int8_that_hurts_unless_ffn_fp32(src, dst, isa="avx512_vnni", ffn_down_fp32=True):
+        tried.append(ffn_down_fp32)
+        Path(dst).write_bytes(Path(src).read_bytes())
+        if not ffn_down_fp32:
+            perturb_weights(Path(dst), (head_weight(Path(dst)),), factor=0.0)
+        return Path(dst)
+
+    monkeypatch.setattr(phrase_export, "quantize_int8", int8_that_hurts_unless_ffn_fp32)
+    export_main(["--run", str(run_dir), "--out", str(tmp_path / "m"), "--fold", "0", "--no-fp16"])
+    assert tried == [False, True]
+    checks = json.loads((tmp_path / "m" / "manifest.json").read_text())["parity"]["checks"]
+    assert [c["note"] for c in checks if c["name"] == "fold0/int8"] == ["FFN down-projections kept fp32"]
+
+
+def test_fused_graph_has_every_layer_fused(phrase_exported):
+    """TorchScript export + onnxruntime's optimizer: each layer's attention, both layer norms and the GELU
+    fused (the tiny BERT has 2 layers), recorded in the manifest; the int8 graph runs QAttention."""
+    import onnx
+
+    _, model_dir = phrase_exported
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    for fused in manifest["fused_operators"].values():
+        assert fused["Attention"] == 2 and fused["SkipLayerNormalization"] == 4 and fused["BiasGelu"] == 2
+    ops = {n.op_type for n in onnx.load(str(model_dir / manifest["variants"]["int8"][0])).graph.node}
+    assert "QAttention" in ops and "MatMulInteger" in ops
 
 
 def test_gate_arithmetic():
@@ -141,24 +174,25 @@ def test_export_help_lists_every_option():
     out = subprocess.run([sys.executable, "-m", "export", "--help"], capture_output=True, text=True, env=env,
                          cwd=ROOT, check=True).stdout
     for option in ("--run", "--out", "--fold", "--opset", "--no-int8", "--no-fp16", "--exporter", "--force",
-                   "--int8-isa", "--max-abs-diff", "--max-pearson-loss", "--val-rows", "--batch-size"):
+                   "--int8-isa", "--max-abs-diff", "--max-pearson-loss", "--val-rows", "--batch-size", "--no-fuse"):
         assert option in out, option
 
 
-def test_int8_keeps_heads_and_ffn_down_projections_in_fp32(phrase_exported):
+def test_int8_keeps_heads_and_pooling_in_fp32_and_ffn_down_projections_when_asked(phrase_exported):
     import onnx
 
     from export.variants import fp32_nodes, module_scope
 
     _, model_dir = phrase_exported
     fp32 = onnx.load(str(model_dir / "model.fold0.onnx"))
-    kept = fp32_nodes(fp32)
     producers = {out: node.op_type for node in fp32.graph.node for out in node.output}
     by_name = {node.name: node for node in fp32.graph.node}
-    head = [n for n in kept if "head." in f"{module_scope(by_name[n])} {' '.join(by_name[n].input)}"]
-    ffn_down = [n for n in kept if producers.get(by_name[n].input[0]) == "Gelu" or "gelu" in by_name[n].input[0]]
-    assert len(head) == 1 and len(ffn_down) == 2  # the tiny BERT has 2 layers
+    conservative, full = fp32_nodes(fp32), fp32_nodes(fp32, ffn_down_fp32=False)
+    ffn_down = [n for n in conservative if n in by_name and producers.get(by_name[n].input[0]) in ("Gelu", "BiasGelu")]
+    head = [n for n in full if n in by_name and "head." in module_scope(by_name[n])]
+    assert len(ffn_down) == 2 and len(head) == 1  # the tiny BERT has 2 layers
+    assert set(full) == set(conservative) - set(ffn_down)
     int8 = onnx.load(str(model_dir / "model.fold0.int8.onnx"))
-    float_matmuls = {n.name for n in int8.graph.node if n.op_type in ("MatMul", "Gemm")}
-    assert set(ffn_down) | set(head) <= float_matmuls  # the excluded MatMuls are still float ops
-    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat") for n in int8.graph.node)
+    integer = [n.name for n in int8.graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "QAttention")]
+    assert integer and not [i for i in integer for k in full if i.startswith(k)]  # the excluded nodes stay float
+    assert any("cpc" in n and by_name[n].op_type == "Gather" for n in full if n in by_name)  # CPC tables too

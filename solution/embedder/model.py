@@ -67,13 +67,14 @@ class BiEncoder(nn.Module):
         return self
 
 
-def build_encoder(config: EmbedderConfig) -> tuple[BiEncoder, object]:
-    """(encoder, tokenizer) for ``config.backbone`` (a Hugging Face id or a folder)."""
-    backbone, tokenizer = load_backbone(config.backbone)
+def build_encoder(config: EmbedderConfig, **backbone_options) -> tuple[BiEncoder, object]:
+    """(encoder, tokenizer) for ``config.backbone`` (a Hugging Face id or a folder); ``backbone_options``
+    go to ``from_pretrained`` (export asks for ``attn_implementation="eager"``)."""
+    backbone, tokenizer = load_backbone(config.backbone, **backbone_options)
     return BiEncoder(config, backbone), tokenizer
 
 
-def load_run_encoder(run_dir: str | Path, device: str = "cpu") -> tuple[BiEncoder, object, EmbedderConfig]:
+def load_run_encoder(run_dir: str | Path, device: str = "cpu", **backbone_options) -> tuple[BiEncoder, object, EmbedderConfig]:
     """Rebuild a trained run: backbone + its LoRA weights, eval mode."""
     from transformers import AutoTokenizer
 
@@ -82,7 +83,7 @@ def load_run_encoder(run_dir: str | Path, device: str = "cpu") -> tuple[BiEncode
     if not cfg_path.exists():
         raise FileNotFoundError(f"{run_dir}: no embedder_config.json; is this an embedder run folder?")
     config = EmbedderConfig.from_dict(json.loads(cfg_path.read_text()))
-    model, _ = build_encoder(config)
+    model, _ = build_encoder(config, **backbone_options)
     load_trainable_state(model, run_dir / "trainable_state.pt")
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
     return model.to(device).eval(), tokenizer, config

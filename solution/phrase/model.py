@@ -242,13 +242,14 @@ def span_masks(input_ids, attention_mask, sep_id: int, cls_id: int) -> tuple[tor
     return real & (segment == 0), real & (segment == 1)
 
 
-def build_model(config: ModelConfig, backbone=None) -> PhraseMatcher:
+def build_model(config: ModelConfig, backbone=None, **backbone_options) -> PhraseMatcher:
+    """``backbone_options`` go to ``from_pretrained`` (export asks for ``attn_implementation="eager"``)."""
     if backbone is None:
-        backbone, _ = load_backbone(config.backbone)
+        backbone, _ = load_backbone(config.backbone, **backbone_options)
     return PhraseMatcher(config, backbone)
 
 
-def load_trained(run_dir: str | Path, fold: int, device: str = "cpu") -> tuple[PhraseMatcher, object]:
+def load_trained(run_dir: str | Path, fold: int, device: str = "cpu", **backbone_options) -> tuple[PhraseMatcher, object]:
     """Rebuild fold ``fold`` of a training run: backbone + trained LoRA/CPC/head weights, eval mode."""
     import json
 
@@ -256,7 +257,7 @@ def load_trained(run_dir: str | Path, fold: int, device: str = "cpu") -> tuple[P
 
     run_dir = Path(run_dir)
     config = ModelConfig(**json.loads((run_dir / "model_config.json").read_text()))
-    model = build_model(config)
+    model = build_model(config, **backbone_options)
     load_trainable_state(model, run_dir / f"fold{fold}" / "trainable_state.pt")
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
     return model.to(device).eval(), tokenizer
