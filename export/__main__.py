@@ -56,7 +56,7 @@ def build_parser(modules: dict[str, ModuleType]) -> argparse.ArgumentParser:
     p.add_argument("--no-int8", action="store_true", help="skip the int8 graph (dynamic per-channel quantisation, for CPU)")
     p.add_argument("--no-fp16", action="store_true", help="skip the fp16 graph (for GPU)")
     p.add_argument("--int8-isa", default="avx512_vnni", choices=INT8_ISAS,
-                   help="CPU the int8 graph is tuned for (optimum's quantisation preset) (default: avx512_vnni)")
+                   help="CPU the int8 graph is tuned for: avx2 uses reduced-range weights (default: avx512_vnni)")
     p.add_argument("--max-abs-diff", type=float, default=1e-4,
                    help="parity gate: max |fp32 graph - PyTorch| on the validation rows (default: 1e-4)")
     p.add_argument("--max-pearson-loss", type=float, default=0.005,

@@ -152,7 +152,7 @@ def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("patent-similarity", "torch", "transformers", "peft", "onnx", "onnxruntime", "optimum", "optimum-onnx"):
+    for name in ("patent-similarity", "torch", "transformers", "peft", "onnx", "onnxruntime"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -275,7 +275,7 @@ def export_run(opts: PhraseExportOptions) -> dict:
         "exporter": {"tool": f"torch.onnx.export(dynamo={opts.exporter == 'dynamo'})",
                      "opset": opts.opset or default_opset(opts.exporter),
                      "fusion": "onnxruntime.transformers.optimizer (bert fusions)" if opts.fuse else None,
-                     "int8": f"optimum ORTQuantizer dynamic per-channel ({opts.int8_isa})" if opts.int8 else None,
+                     "int8": f"onnxruntime quantize_dynamic, per-channel ({opts.int8_isa})" if opts.int8 else None,
                      "fp16": "onnxruntime.transformers.float16 (keep_io_types)" if opts.fp16 else None,
                      "versions": package_versions(), "python": sys.version.split()[0], "options": asdict(opts)},
         "inputs": inputs_used,
