@@ -190,11 +190,13 @@ def measure_cpu(bench: Bench) -> None:
         bench.add(f"PyTorch eager {precision}" + (" autocast" if precision == "bf16" else ""), args.batch_size, scores,
                   rate, size_torch, cold_torch if precision == "fp32" else None)
     for variant in [v for v in ("fp32", "int8", "fp16") if v in bench.manifest["variants"]]:
-        runner = bench.scorer(variant, "cpu", args.batch_size).runners[0]
-        scores, rate = timed_scores(bench.batches, bench.inputs, runner.run)
+        scorer = bench.scorer(variant, "cpu", args.batch_size)  # int8 runs one sequence per pass, as it scores
+        batches = bench.batches if scorer.batch_size == args.batch_size else \
+            list(bench.inputs.batches(scorer.batch_size, pad_id(scorer), scorer.input_names))
+        scores, rate = timed_scores(batches, bench.inputs, scorer.runners[0].run)
         cold = cold_start(f"from inference import PhraseScorer\ns = PhraseScorer.load({str(bench.model_dir)!r}, "
                           f"device='cpu', variant={variant!r}, threads={args.threads})\ns.score({PAIR})")
-        bench.add(f"ORT {variant} (CPU)", args.batch_size, scores, rate,
+        bench.add(f"ORT {variant} (CPU)", scorer.batch_size, scores, rate,
                   mib(bench.model_dir / bench.manifest["variants"][variant][bench.slot]), cold)
 
 

@@ -65,7 +65,8 @@ def test_onnx_scores_match_pytorch_in_input_order(phrase_exported, shuffled_test
 def test_cpu_defaults_and_provider_reporting(phrase_exported):
     _, model_dir = phrase_exported
     scorer = PhraseScorer.load(model_dir)  # auto: no CUDA here -> CPU, int8
-    assert scorer.providers == ["CPUExecutionProvider"] and scorer.variant == "int8" and scorer.batch_size == 16  # multi: 64 / 4
+    assert scorer.providers == ["CPUExecutionProvider"] and scorer.variant == "int8" and scorer.batch_size == 1
+    assert PhraseScorer.load(model_dir, variant="fp32").batch_size == 16  # multi layout: 64 / 4
     scores = scorer.score([("abatement", "abatement of pollution", "A47"), ("abatement", "act of abating", "a47")])
     assert scores.shape == (2,) and scores.dtype == np.float32 and ((scores >= 0) & (scores <= 1)).all()
 
@@ -295,3 +296,45 @@ def test_a_format_1_manifest_still_loads_with_a_warning(phrase_exported, tmp_pat
     with caplog.at_level(logging.WARNING):
         scorer = PhraseScorer.load(folder, device="cpu", variant="fp32")
     assert "no self-hash" in caplog.text and len(scorer.runners) == 2
+
+
+@pytest.mark.parametrize("variant", ["int8", "fp32"])
+def test_a_rows_score_does_not_depend_on_the_other_rows_of_the_file(phrase_exported, small_data, variant, caplog):
+    """Per-row determinism: the same anchor+context groups score the same whether the file holds only
+    them or many other groups too (other batch mates, other padding), and whatever batch size is asked."""
+    from inference.io import read_pairs
+
+    table = read_pairs(small_data / "uspppm" / "test.csv")
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(zip(table.columns["anchor"], table.columns["context"])):
+        groups.setdefault(key, []).append(i)
+    few = sorted(i for rows in list(groups.values())[:2] for i in rows)
+    scorer = PhraseScorer.load(phrase_exported[1], device="cpu", variant=variant)
+    alone = scorer.score_table(table.subset(few))
+    with caplog.at_level(logging.WARNING):
+        crowded = PhraseScorer.load(phrase_exported[1], device="cpu", variant=variant, batch_size=16)
+    among_all = crowded.score_table(table)[few]
+    assert np.abs(alone - among_all).max() <= 1e-5
+    if variant == "int8":
+        assert crowded.batch_size == 1 and "one sequence per forward pass" in caplog.text
+
+
+def test_int8_embeddings_do_not_depend_on_batch_mates(embedder_exported, patent_corpus, tmp_path):
+    import shutil
+
+    from export.variants import quantize_int8
+    from inference.backend.manifest import write_manifest
+    from inference.retrieval.corpus import read_patents
+    from inference.retrieval.encoder import EmbedderModel
+
+    model_dir, manifest = embedder_exported
+    folder = tmp_path / "int8"
+    shutil.copytree(model_dir, folder)
+    quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
+    body = {k: v for k, v in manifest.items() if k not in ("format_version", "kind", "files", "manifest_sha256")}
+    write_manifest(folder, manifest["kind"], body, [*manifest["files"], "model.int8.onnx"])
+    model = EmbedderModel.load(folder, variant="int8")
+    texts = [p.abstract for p in read_patents(patent_corpus)[:8]]
+    together = model.encode_docs(texts, batch_size=8)
+    alone = np.stack([model.encode_docs([t])[0] for t in texts])
+    assert np.abs(together - alone).max() <= 1e-6

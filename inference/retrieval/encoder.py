@@ -36,8 +36,10 @@ class OnnxEmbedder:
     and IO binding on CUDA.
     """
 
-    def __init__(self, runner: OnnxRunner, encoder: TextEncoder):
-        self.runner, self.encoder = runner, encoder
+    def __init__(self, runner: OnnxRunner, encoder: TextEncoder, one_per_pass: bool = False):
+        # one_per_pass: the int8 graph's dynamic activation scales would tie a text's embedding to its
+        # batch mates and their padding, so it encodes one text per forward pass (per-row deterministic)
+        self.runner, self.encoder, self.one_per_pass = runner, encoder, one_per_pass
 
     @classmethod
     def load(cls, graph: str | os.PathLike, tokenizer_json: str | os.PathLike, max_length: int,
@@ -56,7 +58,8 @@ class OnnxEmbedder:
             return np.zeros((0, dim if isinstance(dim, int) else 0), dtype=np.float32)
         ids = self.encoder.encode(texts).ids
         out: np.ndarray | None = None
-        for rows in length_buckets([len(r) for r in ids], batch_size):  # similar lengths per batch: less padding
+        per_pass = 1 if self.one_per_pass else batch_size
+        for rows in length_buckets([len(r) for r in ids], per_pass):  # similar lengths per batch: less padding
             batch = pad_batch([ids[r] for r in rows], self.pad_id)
             mask = pad_batch([[1] * len(ids[r]) for r in rows], 0)
             vecs = self.runner.run({"input_ids": batch, "attention_mask": mask})
@@ -111,8 +114,10 @@ class EmbedderModel:
         if pad_id is not None and not is_count(pad_id):
             raise ModelFolderError(f"{folder}: field 'pad_id' is {pad_id!r}, expected an integer >= 0; re-export the model")
         queries = OnnxEmbedder.load(manifest.path(graph), tok, manifest["query_max_length"], pad_id, device, threads)
+        queries.one_per_pass = variant == "int8"
         # one session serves both: queries and documents differ only in their token budget
-        docs = OnnxEmbedder(queries.runner, TextEncoder.load(tok, manifest["max_length"], queries.pad_id))
+        docs = OnnxEmbedder(queries.runner, TextEncoder.load(tok, manifest["max_length"], queries.pad_id),
+                            queries.one_per_pass)
         return cls(folder, manifest.data, variant, files[graph]["sha256"], queries, docs)
 
     @property
