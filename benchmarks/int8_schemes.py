@@ -1,0 +1,107 @@
+"""int8 schemes for per-row determinism: dynamic scales (batched, or one sequence per pass) vs static
+(calibrated) scales in QDQ form, against the fp32 graph, on one fold's validation rows.
+
+    python benchmarks/int8_schemes.py --run runs/NAME --model models/NAME
+
+"batch drift" is the largest change of a row's score between batches of 16 sequences and one
+sequence per pass: 0 means per-row deterministic. Same process, same pre-tokenised inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._results import append_results, markdown_table  # noqa: E402
+
+
+def static_int8(fp32: Path, dst: Path, calibration: list[dict]) -> Path:
+    """QDQ int8 with activation scales calibrated (min/max) on ``calibration`` feeds; the same nodes stay
+    float as in the dynamic scheme."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from export.variants import fp32_nodes
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter(calibration)
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    model = onnx.load(str(fp32))
+    model.graph.ClearField("value_info")
+    staged = dst.with_suffix(".in.onnx")
+    onnx.save(model, str(staged))
+    quantize_static(staged, dst, Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=fp32_nodes(model, ffn_down_fp32=False), calibrate_method=CalibrationMethod.MinMax,
+                    op_types_to_quantize=["MatMul", "Attention", "Gather"],
+                    extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True})
+    return dst
+
+
+def measure(path: Path, inputs, pad: int, batch: int, threads: int) -> tuple[np.ndarray, float]:
+    from inference.backend.session import OnnxRunner
+
+    runner = OnnxRunner.create(path, "cpu", threads)
+    batches = list(inputs.batches(batch, pad, runner.input_names))
+    runner.run(batches[0][1])  # warm-up
+    scores = np.zeros(inputs.n_rows, dtype=np.float32)
+    start = time.perf_counter()
+    for idx, feeds in batches:
+        inputs.scatter(idx, runner.run(feeds), scores)
+    return scores, inputs.n_rows / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="training run folder (validation rows)")
+    p.add_argument("--model", required=True, help="exported model folder (fused fp32 and dynamic int8 graphs)")
+    p.add_argument("--max-rows", type=int, default=2000, help="validation rows (whole anchors)")
+    p.add_argument("--calibration", type=int, default=100, help="sequences the static scales are calibrated on")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-append", action="store_true")
+    args = p.parse_args()
+
+    from export.phrase import validation_rows
+    from inference import PhraseScorer
+    from solution.phrase.evaluate import pearson
+
+    model_dir = Path(args.model)
+    base = PhraseScorer.load(model_dir, device="cpu", variant="fp32")
+    val = validation_rows(Path(args.run), 0, args.max_rows)
+    inputs, labels = base.preprocess(val), np.asarray(val.columns["score"], dtype=np.float32)
+    pad = base.preprocess.encoder.pad_id
+    fp32_graph = model_dir / base.manifest["variants"]["fp32"][0]
+    calibration = [feeds for _, feeds in inputs.batches(1, pad, base.input_names)][: args.calibration]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        graphs = {"fp32": fp32_graph, "int8 dynamic": model_dir / base.manifest["variants"]["int8"][0],
+                  "int8 static (QDQ, min/max)": static_int8(fp32_graph, Path(tmp) / "static.onnx", calibration)}
+        reference = None
+        for name, graph in graphs.items():
+            batched, rate16 = measure(graph, inputs, pad, 16, args.threads)
+            alone, rate1 = measure(graph, inputs, pad, 1, args.threads)
+            reference = batched if reference is None else reference
+            rows.append([name, f"{rate16:.0f}", f"{rate1:.0f}", pearson(alone, labels),
+                         f"{pearson(alone, labels) - pearson(reference, labels):+.4f}",
+                         f"{np.abs(batched - alone).max():.1e}"])
+            print(rows[-1], flush=True)
+    table = markdown_table(["graph", "pairs/s, 16 per pass", "pairs/s, 1 per pass", "Pearson (1 per pass)",
+                            "Δ vs fp32", "batch drift (max abs, 16 vs 1 per pass)"], rows)
+    append_results("int8 schemes: per-row determinism and speed", table, append=not args.no_append,
+                   notes=f"fold 0, {inputs.n_rows} validation rows in {len(inputs)} sequences, {args.threads} threads; "
+                         f"static scales calibrated on {min(args.calibration, len(inputs))} sequences")
+
+
+if __name__ == "__main__":
+    main()
