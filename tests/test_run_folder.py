@@ -7,7 +7,6 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -35,10 +34,9 @@ def test_saved_config_changes_only_explicit_keys(tmp_path):
 
 
 def test_newest_run_picks_the_latest_of_its_own_kind(tmp_path):
-    for name, kind in [("p-old", "phrase"), ("e", "embedder"), ("p-new", "phrase")]:
+    for stamp, (name, kind) in enumerate([("p-old", "phrase"), ("p-new", "phrase"), ("e", "embedder")]):
         RunFolder(tmp_path / name, kind=kind).save_state({}, 0.0)
-        time.sleep(0.01)
-    os.utime(tmp_path / "e" / "run_state.json")  # the newest file of all, but another kind
+        os.utime(tmp_path / name / "run_state.json", (1000 + stamp, 1000 + stamp))  # "e" is the newest of all
     assert newest_run("phrase", tmp_path) == tmp_path / "p-new"
     assert newest_run("embedder", tmp_path) == tmp_path / "e"
     with pytest.raises(SystemExit, match="no other run"):
@@ -59,9 +57,12 @@ def test_cli_config_resume_takes_the_saved_run_and_explicit_options(tmp_path):
     assert (fresh.epochs, fresh.budget_minutes) == (2, 10.0)  # a new run: the defaults
 
 
-def test_clock_counts_the_time_spent_before_a_resume():
-    clock = Clock(budget_s=100.0, offset=30.0)
-    assert 30.0 <= clock.elapsed() < 31.0 and 69.0 < clock.left() <= 70.0
+def test_clock_counts_the_time_spent_before_a_resume(monkeypatch):
+    import solution.run_folder as run_folder
+
+    clock = Clock(budget_s=100.0, offset=30.0, start=1000.0)
+    monkeypatch.setattr(run_folder.time, "time", lambda: 1005.0)  # 5 s later, on a fake clock
+    assert (clock.elapsed(), clock.left()) == (35.0, 65.0)
 
 
 def test_load_checkpoint_refuses_a_pickle(tmp_path):
