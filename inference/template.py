@@ -53,19 +53,30 @@ class InputTemplate:
 
 
 def group_other_targets(
-    anchors: list[str], targets: list[str], contexts: list[str], rng: random.Random | None = None
+    anchors: list[str], targets: list[str], contexts: list[str], rng: random.Random | None = None,
+    limit: int | None = None,
 ) -> list[list[str]]:
     """For each row, the targets of the other rows with the same anchor and context.
 
-    File order by default; with ``rng`` each row's list is shuffled independently (training).
+    File order by default; with ``rng`` each row's list is a random ordering (training). ``limit``
+    keeps at most that many per row: the input is cut at ``max_length`` tokens anyway, and every
+    target costs at least one, so the cut lists give the same inputs while memory grows linearly
+    with the rows instead of with the square of a group's size.
     """
     members: dict[tuple[str, str], list[int]] = {}
+    position = []  # each row's place in its group
     for i, key in enumerate(zip(anchors, contexts)):
-        members.setdefault(key, []).append(i)
+        position.append(len(members.setdefault(key, [])))
+        members[key].append(i)
     groups = []
     for i, key in enumerate(zip(anchors, contexts)):
-        others = [targets[j] for j in members[key] if j != i]
-        if rng is not None:
-            rng.shuffle(others)
+        rows = members[key]
+        n_others = len(rows) - 1
+        keep = n_others if limit is None else min(limit, n_others)
+        if rng is None:
+            others = [targets[j] for j in rows[: keep + 1] if j != i][:keep]
+        else:  # a uniformly random ordered subset of the others, drawn without listing them all
+            picks = rng.sample(range(n_others), keep)
+            others = [targets[rows[p + (p >= position[i])]] for p in picks]
         groups.append(others)
     return groups

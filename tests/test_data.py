@@ -149,3 +149,21 @@ def test_a_repeated_header_column_is_refused(tmp_path):
     path = write(tmp_path, "id,anchor,target,context,anchor\na1,x,y,A47,z\n")
     with pytest.raises(DataError, match=r"line 1 \(header\): column\(s\) 'anchor' appear more than once"):
         read_pairs(path)
+
+
+def test_grouped_targets_are_capped_without_changing_the_inputs():
+    """Pair layout with grouped targets: each row keeps at most ``limit`` others (memory linear in the
+    rows, not quadratic in a group's size); inputs cut at max_length tokens stay the same."""
+    import random
+
+    anchors, targets, contexts = ["a"] * 50 + ["b"], [f"t{i}" for i in range(51)], ["A47"] * 51
+    full, capped = group_other_targets(anchors, targets, contexts), group_other_targets(anchors, targets, contexts,
+                                                                                         limit=8)
+    assert all(len(c) == min(8, len(f)) and c == f[: len(c)] for f, c in zip(full, capped))
+    assert capped[50] == [] and "t3" not in capped[3]
+    drawn = group_other_targets(anchors, targets, contexts, random.Random(0), limit=8)
+    assert all(len(d) == 8 and len(set(d)) == 8 and f"t{i}" not in d for i, d in enumerate(drawn[:50]))
+    template = InputTemplate(sep_token="[SEP]")
+    words = 8  # a max_length of 8 tokens keeps at most 8 other targets
+    cut = [" ".join(template.build(a, t, "", g).split()[:words + 4]) for a, t, g in zip(anchors, targets, full)]
+    assert cut == [" ".join(template.build(a, t, "", g).split()[:words + 4]) for a, t, g in zip(anchors, targets, capped)]

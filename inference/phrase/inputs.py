@@ -134,7 +134,8 @@ class Preprocessor:
         """Pair-layout texts; the other targets are in file order, or shuffled per row with ``rng``."""
         cols = table.columns
         if self.template.group_targets:
-            groups = group_other_targets(cols["anchor"], cols["target"], cols["context"], rng)
+            groups = group_other_targets(cols["anchor"], cols["target"], cols["context"], rng,
+                                         limit=self.encoder.max_length)
         else:  # not built at all: a group's lists grow with the square of its size
             groups = [[] for _ in range(len(table))]
         return self.template.build_all(cols["anchor"], cols["target"], titles, groups)
