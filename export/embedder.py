@@ -62,10 +62,12 @@ def load_source(run: str | None, model: str | None):
     return enc.eval(), tok, cfg, None
 
 
-def onnx_embed(path: Path, tokenizer_json: Path, texts: list[str], max_length: int, batch_size: int = 32) -> np.ndarray:
+def onnx_embed(path: Path, tokenizer_json: Path, texts: list[str], max_length: int, batch_size: int = 32,
+               variant: str = "fp32") -> np.ndarray:
+    """Embeddings through the inference library's encoder, as the graph ships (int8: one text per pass)."""
     from inference.retrieval.encoder import OnnxEmbedder
 
-    return OnnxEmbedder.load(path, tokenizer_json, max_length, device="cpu").encode(texts, batch_size)
+    return OnnxEmbedder.load(path, tokenizer_json, max_length, device="cpu", variant=variant).encode(texts, batch_size)
 
 
 def ndcg_gate(fp32: Path, int8: Path, tokenizer_json: Path, cfg, corpus: str, split: dict | None, n: int) -> dict:
@@ -81,8 +83,8 @@ def ndcg_gate(fp32: Path, int8: Path, tokenizer_json: Path, cfg, corpus: str, sp
     qrels = [{i: 1.0} for i in range(len(patents))]
     out = {}
     for name, path in (("fp32", fp32), ("int8", int8)):
-        q = onnx_embed(path, tokenizer_json, [p.title for p in patents], cfg.query_max_length)
-        d = onnx_embed(path, tokenizer_json, [p.abstract for p in patents], cfg.max_length)
+        q = onnx_embed(path, tokenizer_json, [p.title for p in patents], cfg.query_max_length, variant=name)
+        d = onnx_embed(path, tokenizer_json, [p.abstract for p in patents], cfg.max_length, variant=name)
         out[name] = ir_metrics(q @ d.T, qrels, ks=(1,))["ndcg@10"]
     out["loss"] = out["fp32"] - out["int8"]
     out["patents"] = len(patents)

@@ -31,9 +31,10 @@ def fuse_transformer(path: str | Path, num_heads: int, hidden_size: int, num_lay
     # opt_level=0: only the python fusions; onnxruntime's own graph optimizations run at session load
     model = optimize_model(str(path), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0)
     counts = {k: v for k, v in model.get_fused_operator_statistics().items() if v}
-    if counts.get("Attention", 0) + counts.get("MultiHeadAttention", 0) < num_layers:
+    fused_attention = counts.get("Attention", 0) + counts.get("MultiHeadAttention", 0)
+    if fused_attention < num_layers:
         log.warning("%s: onnxruntime fused attention in %d of %d layers; keeping the unfused graph", path,
-                    counts.get("Attention", 0), num_layers)
+                    fused_attention, num_layers)
         return {}
     model.save_model_to_file(str(path))
     return counts

@@ -36,7 +36,7 @@ from export.onnx_graph import DEFAULT_EXPORTER, GraphSpec, default_opset, export
 from export.parity import ParityGate
 from export.variants import convert_fp16, quantize_int8
 from inference.backend.manifest import write_manifest
-from inference.backend.session import OnnxRunner
+from inference.backend.session import OnnxRunner, sequences_per_pass
 from inference.backend.tokens import TextEncoder
 from inference.cpc import CpcVocab
 from inference.io import PairTable, read_pairs
@@ -205,12 +205,14 @@ def export_fold(opts: PhraseExportOptions, run_dir: Path, stage: Path, fold: int
         t = time.time()
         for ffn_down_fp32 in (False, True):  # every encoder MatMul int8 first; the FFN down-projections
             int8 = quantize_int8(fp32, stage / names["int8"], opts.int8_isa, ffn_down_fp32=ffn_down_fp32)
-            scores8 = onnx_scores(int8, inputs, pad_id, opts.batch_size)  # back to fp32 if the gate says so
+            # scored as it ships: one sequence per pass; back to fp32 if the gate says so
+            scores8 = onnx_scores(int8, inputs, pad_id, sequences_per_pass("int8", opts.batch_size))
             if ffn_down_fp32 or gate.check_variant("trial", labels, ort_fp32, scores8, record=False).passed:
                 break
         timings["int8_s"] = time.time() - t
         check = gate.check_variant(f"fold{fold}/int8", labels, ort_fp32, scores8)
-        check.note = "FFN down-projections kept fp32" if ffn_down_fp32 else "every encoder MatMul int8"
+        scheme = "FFN down-projections kept fp32" if ffn_down_fp32 else "every encoder MatMul int8"
+        check.note = f"{check.note}; {scheme}" if check.note else scheme
         print(check.line(), flush=True)
     if opts.fp16:
         t = time.time()

@@ -44,11 +44,11 @@ def module_scope(node: onnx.NodeProto) -> str:
 
 
 def fp32_nodes(model: onnx.ModelProto, keep_fp32: tuple[str, ...] = KEEP_FP32, ffn_down_fp32: bool = True) -> list[str]:
-    """MatMul/Gemm nodes to leave in float: those reading a weight named by ``keep_fp32`` (the heads),
-    products of two activations (pooling), and with ``ffn_down_fp32`` the feed-forward
-    down-projections, whose GELU inputs can be too skewed for 8-bit activations."""
+    """MatMul/Gemm/Gather nodes to leave in float: those reading a weight named by ``keep_fp32`` (heads,
+    CPC fusion), and with ``ffn_down_fp32`` the feed-forward down-projections, whose GELU inputs can be
+    too skewed for 8-bit activations. Products of two activations (the span pooling) are left alone by
+    the quantiser itself (``MatMulConstBOnly``)."""
     producers = {out: node.op_type for node in model.graph.node for out in node.output}
-    weights = {init.name for init in model.graph.initializer}
     keep = []
     for node in model.graph.node:
         if node.op_type not in ("MatMul", "Gemm", "Gather"):
@@ -58,9 +58,7 @@ def fp32_nodes(model: onnx.ModelProto, keep_fp32: tuple[str, ...] = KEEP_FP32, f
             keep += [node.name] if reads_head else []
             continue
         after_gelu = producers.get(node.input[0], "") in ("Gelu", "FastGelu", "BiasGelu") or "gelu" in node.input[0].lower()
-        # two activations (the span pooling): 8-bit on both sides would round the pooled vector itself
-        no_weight = not any(name in weights for name in node.input)
-        if reads_head or (after_gelu and ffn_down_fp32) or no_weight:
+        if reads_head or (after_gelu and ffn_down_fp32):
             # the quantiser rewrites a Gemm into <name>_MatMul + Add before it looks at the exclusions
             keep += [node.name, f"{node.name}_MatMul"] if node.op_type == "Gemm" else [node.name]
     return keep

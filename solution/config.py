@@ -106,19 +106,24 @@ def redefault(base: type, name: str, default: Any, help: str | None = None) -> A
 def load_config_file(path: str | Path, schema: type) -> dict:
     """Keys of a TOML, YAML or JSON config file, checked against the dataclass ``schema``."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".toml":
-        data = tomllib.loads(text)
-    elif path.suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError as err:
-            raise SystemExit(f"{path}: YAML configs need PyYAML (pip install pyyaml), or use TOML") from err
-        data = yaml.safe_load(text) or {}
-    elif path.suffix == ".json":
-        data = json.loads(text)
-    else:
-        raise SystemExit(f"{path}: config must be .toml, .yaml/.yml or .json")
+    if path.suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(f"{path}: config must be .toml, .yaml/.yml or .json")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            try:
+                import yaml
+            except ImportError as err:
+                raise ConfigError(f"{path}: YAML configs need PyYAML (pip install pyyaml), or use TOML") from err
+            data = yaml.safe_load(text) or {}
+    except (OSError, UnicodeDecodeError, ValueError) as err:  # TOML and JSON decode errors are ValueErrors
+        raise ConfigError(f"{path}: cannot read this config ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config is a table of key = value pairs")
     check_keys(data, str(path), schema)
     return data
 
@@ -151,7 +156,10 @@ def parse_value(key: str, raw: str, schema: type) -> Any:
         except ValueError:
             raise SystemExit(f"--set {key}={raw}: expected {'an integer' if kind is int else 'a number'}") from None
     if raw.startswith("["):
-        return json.loads(raw)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise SystemExit(f"--set {key}={raw}: not a JSON list; write e.g. --set {key}='[\"query\", \"value\"]'") from None
     if isinstance(default, list):  # a,b,c
         return [item.strip() for item in raw.split(",") if item.strip()]
     return raw

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,7 +62,10 @@ def atomic_torch_save(obj, path: Path) -> None:
     import torch
 
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())  # on disk before the run state that points at it
     tmp.replace(path)
 
 
@@ -76,23 +80,44 @@ def load_checkpoint(path: Path) -> dict:
     except pickle.UnpicklingError as err:
         raise SystemExit(f"{path}: refused to load, it holds more than tensors and plain values "
                          f"(a planted or foreign file?): {str(err).splitlines()[0]}") from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise SystemExit(f"{path}: damaged checkpoint ({str(err).splitlines()[0]}); remove it to restart that "
+                         "part of the run") from None
 
 
-def read_state(run_dir: Path) -> dict:
+def read_state(run_dir: Path, kind: str | None = None) -> dict:
+    """The run's state; with ``kind``, refused unless the run is of that kind."""
     path = Path(run_dir) / STATE_FILE
     if not path.exists():
         raise SystemExit(f"--resume: {run_dir} has no {STATE_FILE} to resume from")
-    return json.loads(path.read_text())
+    try:
+        state = json.loads(path.read_text())
+    except ValueError as err:
+        raise SystemExit(f"{path}: not readable ({err}); the run folder is damaged") from None
+    if kind and run_kind(Path(run_dir), state) != kind:
+        raise SystemExit(f"{run_dir} holds a {run_kind(Path(run_dir), state)} run, not a {kind} run; pass the right --out")
+    return state
 
 
-def saved_config(run_dir: Path, explicit: dict[str, Any]) -> dict[str, Any]:
+def run_kind(run_dir: Path, state: dict) -> str:
+    """"phrase" or "embedder": recorded since run_state.json has a kind, told by the files before."""
+    return state.get("kind") or ("embedder" if (run_dir / "embedder_config.json").exists() else "phrase")
+
+
+def saved_config(run_dir: Path, explicit: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
     """The one resume rule: the run's saved config, changed only by the keys given explicitly (not None)."""
-    return {**read_state(run_dir)["config"], **{k: v for k, v in explicit.items() if v is not None}}
+    return {**read_state(run_dir, kind)["config"], **{k: v for k, v in explicit.items() if v is not None}}
 
 
 def newest_run(kind: str, runs: Path = Path("runs")) -> Path:
     """The most recently saved run of ``kind`` under ``runs/`` (for ``--resume`` without ``--out``)."""
-    candidates = [p for p in runs.glob(f"*/{STATE_FILE}") if json.loads(p.read_text()).get("kind", kind) == kind]
+    candidates = []
+    for path in runs.glob(f"*/{STATE_FILE}"):
+        try:
+            if run_kind(path.parent, json.loads(path.read_text())) == kind:
+                candidates.append(path)
+        except ValueError:  # a damaged state file is not a run to continue
+            continue
     if not candidates:
         raise SystemExit(f"--resume: no {kind} run in {runs}/ to continue; pass --out runs/NAME")
     return max(candidates, key=lambda p: p.stat().st_mtime).parent
@@ -115,7 +140,7 @@ class RunFolder:
             if state_path.exists():
                 raise SystemExit(f"{self.path} already holds a run: pass --resume to continue it, or another --out")
             return 0.0, None
-        state = read_state(self.path)
+        state = read_state(self.path, self.kind)
         if state.get("complete"):
             log.info("%s is already complete; nothing to resume", self.path)
             return state["elapsed_s"], json.loads((self.path / "metrics.json").read_text())
@@ -144,7 +169,7 @@ def cli_config(args, explicit: dict[str, Any], schema: type, kind: str):
         return build_config(args.config, explicit, schema)
     if not explicit.get("out"):
         explicit["out"] = str(newest_run(kind))
-    return build_config(None, saved_config(Path(explicit["out"]), explicit), schema)
+    return build_config(None, saved_config(Path(explicit["out"]), explicit, kind), schema)
 
 
 COMMON_OPTIONS = ("model", "out", "epochs", "budget_minutes", "device", "seed")

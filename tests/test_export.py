@@ -134,6 +134,19 @@ def test_int8_falls_back_to_fp32_ffn_down_projections_when_the_gate_says_so(phra
     assert [c["note"] for c in checks if c["name"] == "fold0/int8"] == ["FFN down-projections kept fp32"]
 
 
+def test_the_int8_gate_scores_one_sequence_per_pass_as_the_scorer_does(phrase_exported, tmp_path, monkeypatch):
+    run_dir, _ = phrase_exported
+    real, calls = phrase_export.onnx_scores, []
+
+    def recording(path, inputs, pad_id, batch_size):
+        calls.append((Path(path).name, batch_size))
+        return real(path, inputs, pad_id, batch_size)
+
+    monkeypatch.setattr(phrase_export, "onnx_scores", recording)
+    export_main(["--run", str(run_dir), "--out", str(tmp_path / "m"), "--fold", "0", "--no-fp16"])
+    assert {b for name, b in calls if "int8" in name} == {1} and {b for name, b in calls if "int8" not in name} == {64}
+
+
 def test_fused_graph_has_every_layer_fused(phrase_exported):
     """TorchScript export + onnxruntime's optimizer: each layer's attention, both layer norms and the GELU
     fused (the tiny BERT has 2 layers), recorded in the manifest; the int8 graph runs QAttention."""

@@ -151,7 +151,10 @@ def test_a_corrupted_or_mismatched_index_is_refused(embedder_exported, patent_co
     data = bytearray((flipped / "embeddings.npy").read_bytes())
     data[-7] ^= 0x40  # one bit of one float: a finite, wrong score without the hash
     (flipped / "embeddings.npy").write_bytes(bytes(data))
-    with pytest.raises(IndexMismatchError, match="embeddings.npy: sha256 does not match"):
+    with pytest.raises(IndexMismatchError, match="embeddings.npy: missing, or its sha256 does not match"):
+        PatentRanker.load(flipped)
+    (flipped / "embeddings.npy").write_bytes(bytes(data[: len(data) // 2]))  # truncated: refused, not a numpy error
+    with pytest.raises(IndexMismatchError, match="sha256 does not match"):
         PatentRanker.load(flipped)
 
     legacy = tmp_path / "legacy"  # an index from before the hashes: the shape is still checked
@@ -164,6 +167,9 @@ def test_a_corrupted_or_mismatched_index_is_refused(embedder_exported, patent_co
     with caplog.at_level(logging.WARNING), pytest.raises(IndexMismatchError, match="59 ids, 60 titles"):
         PatentRanker.load(legacy)
     assert "built before index files were hashed" in caplog.text
+    (legacy / "embeddings.npy").write_bytes((legacy / "embeddings.npy").read_bytes()[:200])  # no hash to catch it
+    with pytest.raises(IndexMismatchError, match="unreadable index files"):
+        PatentRanker.load(legacy)
 
     monkeypatch.setattr(EmbedderModel, "encode_docs", lambda self, texts, batch_size=32: np.full((len(texts), 32), np.nan))
     with pytest.raises(IndexMismatchError, match="non-finite embedding for patent"):

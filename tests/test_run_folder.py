@@ -4,6 +4,7 @@ import loops between the packages (every module imports alone)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -101,3 +102,18 @@ assert not failed, failed
 def test_entry_points_import_in_either_order():
     for first, second in [("solution.embedder.train", "solution.train"), ("solution.train", "solution.embedder.train")]:
         subprocess.run([sys.executable, "-c", f"import {first}, {second}"], cwd=ROOT, check=True)
+
+
+def test_resume_refuses_a_run_of_the_other_kind_and_a_damaged_checkpoint(tmp_path):
+    RunFolder(tmp_path / "emb", kind="embedder").save_state({}, 1.0)
+    with pytest.raises(SystemExit, match="holds a embedder run, not a phrase run"):
+        RunFolder(tmp_path / "emb", kind="phrase").open(resume=True)
+    (tmp_path / "old").mkdir()  # a run from before run_state.json had a kind: told by its files
+    (tmp_path / "old" / "embedder_config.json").write_text("{}")
+    (tmp_path / "old" / "run_state.json").write_text(json.dumps({"config": {}, "elapsed_s": 0, "complete": False}))
+    assert newest_run("embedder", tmp_path) in (tmp_path / "emb", tmp_path / "old")
+    with pytest.raises(SystemExit, match="not a phrase run"):
+        RunFolder(tmp_path / "old", kind="phrase").open(resume=True)
+    (tmp_path / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(SystemExit, match="damaged checkpoint"):
+        load_checkpoint(tmp_path / "checkpoint.pt")

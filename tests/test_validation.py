@@ -24,10 +24,16 @@ def cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     (["--set", "epochs=abc"], "--set epochs=abc: expected an integer"),
     (["--set", "pooling=mean"], "every target of a multi-layout sequence the same score"),
     (["--model", "/nonexistent/model"], "config error: model '/nonexistent/model': no such folder"),
+    (["--config", "/nonexistent.toml"], "config error: /nonexistent.toml: cannot read this config"),
+    (["--config", "BAD_TOML"], "cannot read this config"),
+    (["--set", "lora_target_modules=[q"], "not a JSON list"),
 ])
 def test_bad_training_options_are_one_line_errors_and_leave_no_run_folder(tiny_model, small_data, tmp_path, option,
                                                                           message):
     out = tmp_path / "run"
+    if "BAD_TOML" in option:
+        (tmp_path / "bad.toml").write_text("epochs = = 3\n")
+        option = ["--config", str(tmp_path / "bad.toml")]
     base = ["solution.train", "--model", str(tiny_model), "--data", str(small_data), "--out", str(out)]
     if option[0] == "--model":
         base = base[:1] + base[3:]
@@ -44,6 +50,20 @@ def test_api_runs_validate_their_config_too(tiny_config):
     with pytest.raises(ConfigError, match="batch_size=0: must be at least 1"):
         run(cfg)
     assert not os.path.exists(cfg.out)
+
+
+def test_the_submission_never_overwrites_the_training_data(tiny_config, small_data, tmp_path):
+    import shutil
+
+    from inference.io import OutputError
+    from solution.phrase.train import run
+
+    data = tmp_path / "data"
+    shutil.copytree(small_data, data)
+    before = (data / "uspppm" / "train.csv").read_bytes()
+    with pytest.raises(OutputError, match="is the input file"):
+        run(tiny_config(data=str(data), submission=str(data / "uspppm" / "train.csv")))
+    assert (data / "uspppm" / "train.csv").read_bytes() == before
 
 
 def test_a_quick_run_on_few_rows_keeps_one_anchor_per_fold(tiny_config):

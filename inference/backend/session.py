@@ -44,6 +44,19 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     return options
 
 
+def sequences_per_pass(variant: str, batch_size: int) -> int:
+    """How many sequences one forward pass of ``variant`` may take. The int8 graphs quantise their
+    activations with scales taken over the whole pass (dynamic quantisation): batched, a row's score
+    moved by up to 0.12 with its batch mates and their padding (``benchmarks/int8_schemes.py``), so
+    int8 runs one sequence per pass and is per-row deterministic. The rule for every scorer, encoder
+    and export gate.
+
+    >>> sequences_per_pass("int8", 16), sequences_per_pass("fp32", 16)
+    (1, 16)
+    """
+    return 1 if variant == "int8" else batch_size
+
+
 def cuda_offered() -> bool:
     return CUDA in ort.get_available_providers()
 

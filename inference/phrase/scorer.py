@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference.backend.manifest import MANIFEST, Manifest, ModelFolderError, is_count, read_manifest
-from inference.backend.session import DEVICES, DeviceError, OnnxRunner, wants_cuda
+from inference.backend.session import DEVICES, DeviceError, OnnxRunner, sequences_per_pass, wants_cuda
 from inference.backend.tokens import TextEncoder
 from inference.cpc import CpcVocab
 from inference.io import (
@@ -98,18 +98,14 @@ MANIFEST_RULES = {
 
 
 def forward_batch(variant: str, batch_size: int | None, cuda: bool, layout: str) -> int:
-    """Sequences per forward pass. The int8 graphs quantise activations with scales taken over the
-    whole batch (dynamic quantisation), so a row's score would move with its batch mates and their
-    padding (up to 0.04 measured): int8 scores one sequence per pass, which makes it per-row
-    deterministic and, in the multi layout (~100-token sequences), costs about nothing in speed."""
-    if variant == "int8":
-        if batch_size not in (None, 1):
-            log.warning("int8 scores one sequence per forward pass (dynamic activation scales would tie a row's "
-                        "score to its batch mates); batch_size=%d applies to the fp32 and fp16 variants", batch_size)
-        return 1
-    if batch_size is None:  # a multi-layout sequence holds up to max_targets pairs
-        return (256 if cuda else 64) // (4 if layout == "multi" else 1)
-    return batch_size
+    """Sequences per forward pass: ``batch_size``, or by default 64 on CPU and 256 on CUDA in the pair
+    layout, a quarter of that in the multi layout (a sequence holds a group's targets); int8 always
+    one (:func:`~inference.backend.session.sequences_per_pass`)."""
+    if variant == "int8" and batch_size not in (None, 1):
+        log.warning("int8 scores one sequence per forward pass (dynamic activation scales would tie a row's "
+                    "score to its batch mates); batch_size=%d applies to the fp32 and fp16 variants", batch_size)
+    default = (256 if cuda else 64) // (4 if layout == "multi" else 1)
+    return sequences_per_pass(variant, batch_size or default)
 
 
 def pick_variant(manifest: Manifest, variant: str, cuda: bool) -> str:
@@ -230,8 +226,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--variant", default="auto", choices=VARIANTS,
                    help="which exported graph: auto = int8 on CPU, fp16 on CUDA; fp32 = exact (default: auto)")
     p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="sequences per forward pass, batched by length (default: 64 on CPU, 256 on CUDA in the pair "
-                        "layout; a quarter of that in the multi layout, where a sequence holds a group's targets)")
+                   help="sequences per forward pass of the fp32/fp16 graphs, batched by length (default: 64 on CPU, "
+                        "256 on CUDA in the pair layout; a quarter of that in the multi layout, where a sequence holds "
+                        "a group's targets); int8 (the CPU default) always runs one, so a score never depends on its "
+                        "batch mates")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU intra-op threads (default: the cores this process may use)")
     p.set_defaults(func=run_score)

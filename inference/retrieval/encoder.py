@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.backend.manifest import ModelFolderError, is_count, read_manifest
-from inference.backend.session import OnnxRunner
+from inference.backend.session import OnnxRunner, sequences_per_pass
 from inference.backend.tokens import TextEncoder, length_buckets, pad_batch
 
 KIND = "embedder"
@@ -36,17 +36,20 @@ class OnnxEmbedder:
     and IO binding on CUDA.
     """
 
-    def __init__(self, runner: OnnxRunner, encoder: TextEncoder, one_per_pass: bool = False):
-        # one_per_pass: the int8 graph's dynamic activation scales would tie a text's embedding to its
-        # batch mates and their padding, so it encodes one text per forward pass (per-row deterministic)
-        self.runner, self.encoder, self.one_per_pass = runner, encoder, one_per_pass
+    def __init__(self, runner: OnnxRunner, encoder: TextEncoder, variant: str = "fp32"):
+        self.runner, self.encoder, self.variant = runner, encoder, variant
 
     @classmethod
     def load(cls, graph: str | os.PathLike, tokenizer_json: str | os.PathLike, max_length: int,
-             pad_id: int | None = None, device: str = "auto", threads: int | None = None) -> OnnxEmbedder:
-        encoder = TextEncoder.load(tokenizer_json, max_length)
-        encoder.pad_id = pad_id_of(encoder.tokenizer) if pad_id is None else pad_id
-        return cls(OnnxRunner.create(graph, device, threads), encoder)
+             pad_id: int | None = None, device: str = "auto", threads: int | None = None,
+             variant: str = "fp32") -> OnnxEmbedder:
+        """``variant`` "int8" encodes one text per pass (:func:`sequences_per_pass`)."""
+        if pad_id is None:  # read before TextEncoder switches the tokenizer's own padding off
+            from tokenizers import Tokenizer
+
+            pad_id = pad_id_of(Tokenizer.from_file(str(tokenizer_json)))
+        return cls(OnnxRunner.create(graph, device, threads), TextEncoder.load(tokenizer_json, max_length, pad_id),
+                   variant)
 
     @property
     def pad_id(self) -> int:
@@ -58,7 +61,7 @@ class OnnxEmbedder:
             return np.zeros((0, dim if isinstance(dim, int) else 0), dtype=np.float32)
         ids = self.encoder.encode(texts).ids
         out: np.ndarray | None = None
-        per_pass = 1 if self.one_per_pass else batch_size
+        per_pass = sequences_per_pass(self.variant, batch_size)
         for rows in length_buckets([len(r) for r in ids], per_pass):  # similar lengths per batch: less padding
             batch = pad_batch([ids[r] for r in rows], self.pad_id)
             mask = pad_batch([[1] * len(ids[r]) for r in rows], 0)
@@ -113,11 +116,10 @@ class EmbedderModel:
         tok, pad_id = manifest.path("tokenizer.json"), manifest.get("pad_id")
         if pad_id is not None and not is_count(pad_id):
             raise ModelFolderError(f"{folder}: field 'pad_id' is {pad_id!r}, expected an integer >= 0; re-export the model")
-        queries = OnnxEmbedder.load(manifest.path(graph), tok, manifest["query_max_length"], pad_id, device, threads)
-        queries.one_per_pass = variant == "int8"
+        queries = OnnxEmbedder.load(manifest.path(graph), tok, manifest["query_max_length"], pad_id, device, threads,
+                                    variant)
         # one session serves both: queries and documents differ only in their token budget
-        docs = OnnxEmbedder(queries.runner, TextEncoder.load(tok, manifest["max_length"], queries.pad_id),
-                            queries.one_per_pass)
+        docs = OnnxEmbedder(queries.runner, TextEncoder.load(tok, manifest["max_length"], queries.pad_id), variant)
         return cls(folder, manifest.data, variant, files[graph]["sha256"], queries, docs)
 
     @property

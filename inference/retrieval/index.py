@@ -55,21 +55,29 @@ def read_index_info(folder: str | os.PathLike) -> dict:
     return info
 
 
-def check_index_files(folder: Path, info: dict, embeddings: np.ndarray, ids: list, titles: list) -> None:
-    """Refuse an index whose files are not the ones its build wrote: sha256, shape, row counts."""
+def load_index_files(folder: Path, info: dict) -> tuple[np.ndarray, list, list]:
+    """(embeddings memory-mapped, ids, titles), refused unless they are the files the build wrote: the
+    sha256 recorded in index.json first (before anything is parsed), then shape and row counts."""
     recorded = info.get("files")
     if recorded is None:
         log.warning("%s: built before index files were hashed; rebuild it to get the integrity check", folder)
     else:
         for name in INDEX_DATA:
-            if sha256_file(folder / name) != recorded.get(name):
-                raise IndexMismatchError(f"{folder / name}: sha256 does not match {INDEX_FILE} (modified, corrupted or "
-                                         "partly copied); rebuild the index or copy it again")
+            if not (folder / name).is_file() or sha256_file(folder / name) != recorded.get(name):
+                raise IndexMismatchError(f"{folder / name}: missing, or its sha256 does not match {INDEX_FILE} "
+                                         "(modified, corrupted or partly copied); rebuild the index or copy it again")
+    try:
+        embeddings = np.load(folder / "embeddings.npy", mmap_mode="r")
+        ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
+        titles = json.loads((folder / "titles.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise IndexMismatchError(f"{folder}: unreadable index files ({err}); rebuild the index") from None
     expected = (info["count"], info["dim"])
     if embeddings.shape != expected or len(ids) != info["count"] or len(titles) != info["count"]:
-        raise IndexMismatchError(f"{folder}: {embeddings.shape[0]} embedding rows of dim {embeddings.shape[1]}, "
+        raise IndexMismatchError(f"{folder}: {embeddings.shape[0]} embedding rows of dim {embeddings.shape[-1]}, "
                                  f"{len(ids)} ids, {len(titles)} titles; {INDEX_FILE} says {info['count']} x {info['dim']}; "
                                  "rebuild the index")
+    return embeddings, ids, titles
 
 
 def check_model(info: dict, model, folder) -> None:

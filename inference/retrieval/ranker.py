@@ -9,14 +9,13 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from inference.retrieval.fusion import convex_scores, rrf_scores
-from inference.retrieval.index import IndexMismatchError, check_index_files, check_model, read_index_info
+from inference.retrieval.index import IndexMismatchError, check_model, load_index_files, read_index_info
 from inference.retrieval.topk import top_k_indices
 from inference.validate import check_positive
 
@@ -57,10 +56,7 @@ class PatentRanker:
         model_dir = Path(model) if model else Path(info["model"])
         encoder = EmbedderModel.load(model_dir, variant or info["variant"], threads, device)
         check_model(info, encoder, folder)
-        embeddings = np.load(folder / "embeddings.npy", mmap_mode="r")
-        ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
-        titles = json.loads((folder / "titles.json").read_text(encoding="utf-8"))
-        check_index_files(folder, info, embeddings, ids, titles)
+        embeddings, ids, titles = load_index_files(folder, info)
         bm25 = None
         if info.get("bm25") and (folder / "bm25").is_dir():
             try:

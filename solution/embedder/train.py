@@ -231,9 +231,7 @@ class EmbedderRun:
 
 def check_config(cfg) -> dict[str, float]:
     """The recipe's loss weights; a clear error for settings that cannot work together."""
-    weights = cfg.loss_weights()
-    if cfg.batch_grouping not in ("random", "subclass"):
-        raise SystemExit(f"batch_grouping={cfg.batch_grouping!r}: choose random or subclass")
+    weights = cfg.loss_weights()  # the values themselves are checked by solution.config.validate
     if cfg.batch_grouping == "subclass" and "cpc" in weights:
         log.warning("batch_grouping=subclass gives the CPC loss batches of one subclass, with few negatives")
     return weights
@@ -278,9 +276,9 @@ def prepare(cfg, resume: bool) -> tuple[EmbedderRun | None, dict | None]:
     clock = Clock(cfg.budget_minutes * 60, offset)
     seed_everything(cfg.seed)
     flush_denormals()
-    patents, train_patents, heldout = load_split(cfg, folder.path, resume)
-    model, tokenizer = build_encoder(cfg.embedder_config())
+    model, tokenizer = build_encoder(cfg.embedder_config())  # a bad --model fails before the folder exists
     model.to(device)
+    patents, train_patents, heldout = load_split(cfg, folder.path, resume)
     tokenizer.save_pretrained(folder.path / "tokenizer")
     atomic_json(folder.path / "embedder_config.json", cfg.embedder_config().to_dict())
     atomic_json(folder.path / "config.json", cfg.to_dict())

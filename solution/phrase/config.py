@@ -14,19 +14,17 @@ from inference.phrase.multi import MIN_LENGTH
 from solution.config import BaseTrainConfig, config_field, redefault
 from solution.phrase.model import ModelConfig
 
-_BASE = BaseTrainConfig
-
 
 @dataclass
 class PhraseTrainConfig(BaseTrainConfig):
     # what and where
-    out: str = redefault(_BASE, "out", "", "run folder (default runs/phrase-<timestamp>)")
+    out: str = redefault(BaseTrainConfig, "out", "", "run folder (default runs/phrase-<timestamp>)")
     data: str = config_field("data", "folder with uspppm/{train,test}.csv and cpc/*.csv")
     submission: str = config_field("", "submission CSV (default submissions/<run name>/submission.csv)")
     test_csv: str = config_field("", "CSV to predict for the submission (default DATA/uspppm/test.csv)")
     # budgets and validation
-    epochs: int = redefault(_BASE, "epochs", 6, "epoch budget (per fold)")
-    budget_minutes: float = redefault(_BASE, "budget_minutes", 30.0,
+    epochs: int = redefault(BaseTrainConfig, "epochs", 6, "epoch budget (per fold)")
+    budget_minutes: float = redefault(BaseTrainConfig, "budget_minutes", 30.0,
                                       "wall-clock budget for the whole run (all folds, eval and submission included)")
     n_splits: int = config_field(5, "folds the data is split into (grouped by anchor, stratified by score)", min=2)
     folds: int = config_field(2, "how many of those folds to train; test predictions are averaged over them", min=1)
@@ -52,7 +50,7 @@ class PhraseTrainConfig(BaseTrainConfig):
                                              above=0)
     context_dropout: float = config_field(0.1, "probability of hiding the class id (trains the unknown-class fallback)",
                                           min=0, max=1)
-    lora: bool = redefault(_BASE, "lora", False,
+    lora: bool = redefault(BaseTrainConfig, "lora", False,
                            "LoRA adapters (false = full fine-tuning: +0.02 Pearson at equal epochs, see README)")
     # loss
     loss: str = config_field("bce", "bce (binary cross-entropy, the score as a soft label) | smooth_k2 | mse",
@@ -64,13 +62,14 @@ class PhraseTrainConfig(BaseTrainConfig):
     contrastive_tau: float = config_field(0.1, "NT-Xent temperature", above=0)
     contrastive_min_score: float = config_field(0.75, "pairs scored at least this are NT-Xent positives")
     # optimisation
-    batch_size: int = redefault(_BASE, "batch_size", 8,
+    batch_size: int = redefault(BaseTrainConfig, "batch_size", 8,
                                 "training sequences per step and process (multi: a sequence holds a group's targets)")
-    eval_batch_size: int = redefault(_BASE, "eval_batch_size", 32, "sequences per forward pass for validation and prediction")
-    lr: float = redefault(_BASE, "lr", 1e-4, "peak learning rate of the backbone (LoRA adapters: use ~1e-3)")
+    eval_batch_size: int = redefault(BaseTrainConfig, "eval_batch_size", 32,
+                                     "sequences per forward pass for validation and prediction")
+    lr: float = redefault(BaseTrainConfig, "lr", 1e-4, "peak learning rate of the backbone (LoRA adapters: use ~1e-3)")
     head_lr: float = config_field(2e-3, "peak learning rate of the new head and NT-Xent projection (CPC fusion uses lr)",
                                   above=0)
-    log_every: int = redefault(_BASE, "log_every", 20)
+    log_every: int = redefault(BaseTrainConfig, "log_every", 20)
 
     def cross_field_problems(self) -> list[str]:
         problems = []

@@ -183,7 +183,7 @@ class FoldState:
 
         from solution.runtime import rng_states
 
-        return {"epoch": len(self.history) and self.history[-1]["epoch"], "step": self.step,
+        return {"epoch": self.history[-1]["epoch"], "step": self.step,  # written after an epoch's record
                 "train_time_s": self.train_time, "history": self.history,
                 "val_pred": torch.from_numpy(self.val_pred), "model": self.model.trainable_state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_states(),
@@ -383,8 +383,9 @@ def prepare(cfg, resume: bool) -> tuple[PhraseRun | None, dict | None]:
     from solution.runtime import flush_denormals, pick_device, seed_everything
 
     validate(cfg)  # before the run folder exists: a bad value leaves nothing behind
-    if cfg.submission:
-        check_output_path(cfg.submission, [cfg.test_csv] if cfg.test_csv else [])
+    if cfg.submission:  # never over an input: the training data, the test file
+        data_files = [Path(cfg.data) / "uspppm" / name for name in ("train.csv", "test.csv")]
+        check_output_path(cfg.submission, data_files + ([cfg.test_csv] if cfg.test_csv else []))
     device = pick_device(cfg.device)
     dist = init_distributed(device)
     if device == "cuda":
