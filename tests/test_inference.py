@@ -338,3 +338,14 @@ def test_int8_embeddings_do_not_depend_on_batch_mates(embedder_exported, patent_
     together = model.encode_docs(texts, batch_size=8)
     alone = np.stack([model.encode_docs([t])[0] for t in texts])
     assert np.abs(together - alone).max() <= 1e-6
+
+
+@pytest.mark.parametrize("layout, cuda, expected", [("multi", False, "int8"), ("pair", False, "fp32"),
+                                                    ("multi", True, "fp16"), ("pair", True, "fp16")])
+def test_auto_variant_per_layout_and_device(tmp_path, layout, cuda, expected):
+    """int8 runs one sequence per pass: the CPU default only where that is cheap (multi layout)."""
+    from inference.backend.manifest import Manifest
+    from inference.phrase.scorer import pick_variant
+
+    graphs = {v: [f"model.{v}.onnx"] for v in ("fp32", "int8", "fp16")}
+    assert pick_variant(Manifest(tmp_path, {"variants": graphs, "layout": layout}), "auto", cuda) == expected

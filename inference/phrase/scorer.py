@@ -109,7 +109,10 @@ def forward_batch(variant: str, batch_size: int | None, cuda: bool, layout: str)
 
 
 def pick_variant(manifest: Manifest, variant: str, cuda: bool) -> str:
-    """fp16 on CUDA and int8 on CPU unless asked otherwise; fp32 when the preferred one was not exported."""
+    """fp16 on CUDA; on CPU int8 for multi-layout models and fp32 for pair-layout ones, unless asked
+    otherwise; fp32 when the preferred one was not exported. int8 runs one sequence per pass (per-row
+    deterministic): cheap for the multi layout's ~100-token sequences, but for ~20-token pairs 2.6x
+    slower than batched and slower than batched fp32 (benchmarks/RESULTS.md, "int8 schemes")."""
     available = manifest["variants"]
     if variant not in VARIANTS:
         raise ValueError(f"variant {variant!r}: expected one of {', '.join(VARIANTS)}")
@@ -118,7 +121,7 @@ def pick_variant(manifest: Manifest, variant: str, cuda: bool) -> str:
             raise ModelFolderError(f"{manifest.folder}: variant {variant!r} was not exported "
                                    f"(has: {', '.join(available)}); re-export without --no-{variant}")
         return variant
-    preferred = "fp16" if cuda else "int8"
+    preferred = "fp16" if cuda else ("int8" if manifest.get("layout", "pair") == "multi" else "fp32")
     if preferred not in available:
         log.info("%s: no %s variant exported; using fp32", manifest.folder, preferred)
         return "fp32"
