@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from export.fusion import fuse_transformer
 from export.onnx_graph import DEFAULT_EXPORTER, EXPORTERS, GraphSpec, default_opset, export_graph
 from export.parity import ParityError
+from export.staging import open_stage, publish
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +100,7 @@ def export_embedder(out: str | Path, run: str | None = None, model: str | None =
     from inference.backend.manifest import write_manifest
 
     out = Path(out)
-    if out.exists():
-        if not force:
-            raise SystemExit(f"{out} exists; pass --force to replace it")
-        shutil.rmtree(out)
-    stage = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
+    stage = open_stage(out, force)  # an old --out stays until the new folder passed its gates
     enc, tok, cfg, split = load_source(run, model)
     enc = enc.merge_lora().float().eval()
     t0 = time.time()
@@ -149,7 +143,7 @@ def export_embedder(out: str | Path, run: str | None = None, model: str | None =
             "exporter": exporter, "opset": opset or default_opset(exporter), "fused_operators": fused,
             "export_s": export_s, "gates": gates}
     manifest = write_manifest(stage, KIND, body, files)
-    stage.rename(out)
+    publish(stage, out)
     return manifest
 
 

@@ -34,6 +34,7 @@ from torch import nn
 from export.fusion import fuse_transformer
 from export.onnx_graph import DEFAULT_EXPORTER, GraphSpec, default_opset, export_graph, graph_inputs
 from export.parity import ParityGate
+from export.staging import open_stage, publish
 from export.variants import convert_fp16, quantize_int8
 from inference.backend.manifest import write_manifest
 from inference.backend.session import OnnxRunner, sequences_per_pass
@@ -234,8 +235,6 @@ def export_run(opts: PhraseExportOptions) -> dict:
     for name in (MARKER, "config.json", "template.json", "cpc_vocab.json", "tokenizer/tokenizer.json"):
         if not (run_dir / name).is_file():
             raise SystemExit(f"{run_dir}: {name} missing; not a finished phrase-matcher run")
-    if out.exists() and not opts.force:
-        raise SystemExit(f"{out} already exists; pass --force to replace it, or choose another --out")
     available = trained_folds(run_dir)
     if opts.fold == "all":
         folds = available
@@ -244,9 +243,7 @@ def export_run(opts: PhraseExportOptions) -> dict:
     else:
         raise SystemExit(f"{run_dir}: fold {opts.fold} is not trained (trained: {available})")
     train_cfg = json.loads((run_dir / "config.json").read_text())
-    stage = out.parent / f".{out.name}.partial"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
+    stage = open_stage(out, opts.force)
     shutil.copy(run_dir / "tokenizer" / "tokenizer.json", stage / "tokenizer.json")
     shutil.copy(run_dir / "template.json", stage / "template.json")
     shutil.copy(run_dir / "cpc_vocab.json", stage / "cpc_vocab.json")
@@ -298,9 +295,7 @@ def export_run(opts: PhraseExportOptions) -> dict:
     }
     files = ["tokenizer.json", "template.json", "cpc_vocab.json"] + [f for fs in variants.values() for f in fs]
     manifest = write_manifest(stage, KIND, body, files)
-    if out.exists():
-        shutil.rmtree(out)
-    stage.rename(out)
+    publish(stage, out)
     return manifest
 
 
