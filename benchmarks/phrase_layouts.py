@@ -54,6 +54,10 @@ ROWS: dict[str, tuple[str, dict]] = {
     "mpnet-lr5e-5": ("default recipe with all-mpnet-base-v2, backbone lr 5e-5", {"lr": 5e-5}),
     "mpnet-lr5e-5-inter": ("default recipe with all-mpnet-base-v2, backbone lr 5e-5, [t, a, t*a] head input",
                            {"lr": 5e-5, "pooling": "interaction"}),
+    "mpnet-lr5e-5-head5e-4": ("default recipe with all-mpnet-base-v2, backbone lr 5e-5, head lr 5e-4",
+                              {"lr": 5e-5, "head_lr": 5e-4}),
+    "mpnet-lr3e-5-head5e-4": ("default recipe with all-mpnet-base-v2, backbone lr 3e-5, head lr 5e-4",
+                              {"lr": 3e-5, "head_lr": 5e-4}),
 }
 
 
