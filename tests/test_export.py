@@ -209,3 +209,27 @@ def test_int8_keeps_heads_and_pooling_in_fp32_and_ffn_down_projections_when_aske
     integer = [n.name for n in int8.graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "QAttention")]
     assert integer and not [i for i in integer for k in full if i.startswith(k)]  # the excluded nodes stay float
     assert any("cpc" in n and by_name[n].op_type == "Gather" for n in full if n in by_name)  # CPC tables too
+
+
+def test_an_export_interrupted_between_variants_leaves_no_half_model_and_reruns_cleanly(phrase_exported, tmp_path,
+                                                                                      monkeypatch):
+    """Fault injection: a crash after the fp32 and int8 graphs, before fp16. The target folder never
+    looks complete (the files sit in .NAME.partial), and the rerun gives the same graphs."""
+    run_dir, _ = phrase_exported
+    out = tmp_path / "m"
+
+    def crash(src, dst):
+        raise KeyboardInterrupt("simulated crash before the fp16 graph")
+
+    real = phrase_export.convert_fp16
+    monkeypatch.setattr(phrase_export, "convert_fp16", crash)
+    with pytest.raises(KeyboardInterrupt):
+        export_main(["--run", str(run_dir), "--out", str(out), "--fold", "0"])
+    assert not out.exists() and (tmp_path / ".m.partial" / "model.int8.onnx").is_file()
+    monkeypatch.setattr(phrase_export, "convert_fp16", real)
+    assert export_main(["--run", str(run_dir), "--out", str(out), "--fold", "0"]) == 0
+    assert not (tmp_path / ".m.partial").exists()
+    again = tmp_path / "again"
+    assert export_main(["--run", str(run_dir), "--out", str(again), "--fold", "0"]) == 0
+    for name in ("model.onnx", "model.int8.onnx", "model.fp16.onnx"):
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
