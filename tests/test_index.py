@@ -82,6 +82,11 @@ def test_cli_index_search_and_export_dispatch(tmp_path, embedder_run, patent_cor
                               "--no-int8", "--no-fp16"], check=True, cwd=ROOT, capture_output=True)
     subprocess.run(env_cmd + ["inference", "index", "--model", str(out), "--corpus", str(patent_corpus), "--out",
                               str(tmp_path / "idx"), "--quiet"], check=True, cwd=ROOT, capture_output=True)
+    assert json.loads((tmp_path / "idx" / "index.json").read_text())["bm25_stemmer"] == "english"
+    subprocess.run(env_cmd + ["inference", "index", "--model", str(out), "--corpus", str(patent_corpus), "--out",
+                              str(tmp_path / "plain"), "--quiet", "--bm25-stemmer", "none"], check=True, cwd=ROOT,
+                   capture_output=True)
+    assert json.loads((tmp_path / "plain" / "bm25" / "tokenizer.json").read_text())["stemmer"] is None
     res = subprocess.run(env_cmd + ["inference", "search", "--index", str(tmp_path / "idx"), "--query",
                                     "absorbent article for pets", "-k", "3", "--hybrid", "convex", "--alpha", "0", "--json"],
                          check=True, cwd=ROOT, capture_output=True, text=True)
@@ -133,6 +138,21 @@ def test_pad_id_comes_from_the_tokenizer_and_padding_changes_no_embedding(embedd
     together = model.encode_docs(texts, batch_size=6)  # padded to the longest title
     alone = np.stack([model.encode_docs([t])[0] for t in texts])
     assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_bm25_state_is_stemmed_hashed_and_checked(tmp_path, embedder_exported, patent_corpus):
+    from inference.retrieval import PatentRanker
+    from inference.retrieval.index import IndexMismatchError, build_index
+
+    model_dir, _ = embedder_exported
+    info = build_index(model_dir, patent_corpus, tmp_path / "idx", chunk_size=32, progress=False)
+    bm25_names = [name for name in info["files"] if name.startswith("bm25/")]
+    assert info["bm25_stemmer"] == "english" and "bm25/tokenizer.json" in bm25_names and len(bm25_names) >= 4
+    ranker = PatentRanker.load(tmp_path / "idx")
+    assert ranker.bm25.stemmer == "english"
+    (tmp_path / "idx" / "bm25" / "tokenizer.json").write_text('{"stemmer": null}\n')  # would unstem the queries
+    with pytest.raises(IndexMismatchError, match="tokenizer.json: missing, or its sha256 does not match"):
+        PatentRanker.load(tmp_path / "idx")
 
 
 def test_a_corrupted_or_mismatched_index_is_refused(embedder_exported, patent_corpus, tmp_path, monkeypatch, caplog):

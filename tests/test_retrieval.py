@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 
 import numpy as np
 import pytest
@@ -183,6 +184,30 @@ def test_bm25_top_hit_and_save_load(tmp_path, patents):
     again = Bm25Index.load(tmp_path / "bm25")
     assert np.allclose(again.scores("catheter balloon"), bm25.scores("catheter balloon"))
     assert again.scores("zzzz qqqq").sum() == 0
+
+
+def test_bm25_stems_by_default_and_saves_its_stemmer(tmp_path):
+    docs = ["drug coated balloon catheter", "coating of a knee implant", "tablet press"]
+    stemmed, plain = Bm25Index.build(docs), Bm25Index.build(docs, stemmer=None)
+    # "catheters" and "coatings" meet "catheter" and "coated"/"coating" only when stemmed
+    assert stemmed.scores("catheters")[0] > 0 and plain.scores("catheters").sum() == 0
+    assert stemmed.scores("coatings")[:2].min() > 0 and plain.scores("coatings").sum() == 0
+    for name, bm25 in (("stemmed", stemmed), ("plain", plain)):
+        bm25.save(tmp_path / name)
+        again = Bm25Index.load(tmp_path / name)
+        assert again.stemmer == bm25.stemmer
+        assert np.array_equal(again.scores("catheters coatings"), bm25.scores("catheters coatings"))
+    (tmp_path / "plain" / "tokenizer.json").unlink()  # saved before the stemmer was recorded: unstemmed
+    assert Bm25Index.load(tmp_path / "plain").stemmer is None
+    with pytest.raises(ValueError, match="stemmer 'porter'"):
+        Bm25Index.build(docs, stemmer="porter")
+
+
+def test_bm25_stemmer_missing_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "Stemmer", None)  # import Stemmer now raises ImportError
+    with pytest.raises(ImportError, match="needs PyStemmer.*--bm25-stemmer none"):
+        Bm25Index.build(["drug coated balloon"])
+    assert Bm25Index.build(["drug coated balloon"], stemmer=None).scores("balloon")[0] > 0
 
 
 # --- evaluation collection ---------------------------------------------------------------------

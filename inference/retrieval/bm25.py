@@ -1,16 +1,22 @@
 """BM25 over the corpus with ``bm25s`` (optional dependency), plus the tokeniser both sides share.
 
 The tokeniser is ours, not bm25s's, so that the saved index and later queries split text the same way
-whatever bm25s version loads it: lower-case word tokens of 2+ characters, English stop words dropped.
+whatever bm25s version loads it: lower-case word tokens of 2+ characters, English stop words dropped,
+then (by default) the Snowball English stemmer from PyStemmer, so "coated"/"coating" and
+"catheters"/"catheter" meet. The stemmer is saved with the index (``tokenizer.json``) and a loaded index
+stems queries the same way; ``stemmer=None`` is the unstemmed variant.
 
 Example:
     >>> bm25 = Bm25Index.build(["drug coated balloon catheter", "knee implant", "drug tablet"])
-    >>> int(bm25.scores("balloon catheter").argmax())
+    >>> int(bm25.scores("balloon catheters").argmax())
     0
+    >>> bm25.tokenize("Coating the catheters")
+    ['coat', 'cathet']
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -38,6 +44,26 @@ def bm25_tokenize(text: str) -> list[str]:
     return [t for t in _TOKEN.findall(text.lower()) if t not in STOPWORDS]
 
 
+STEMMERS = ("english", None)  # Snowball English, or none
+DEFAULT_STEMMER = "english"
+TOKENIZER_FILE = "tokenizer.json"  # how the saved index split its text; queries are split the same way
+
+
+def make_tokenizer(stemmer: str | None = DEFAULT_STEMMER):
+    """``text -> tokens``: :func:`bm25_tokenize`, then the Snowball ``stemmer`` (None: no stemming)."""
+    if stemmer not in STEMMERS:
+        raise ValueError(f"stemmer {stemmer!r}: one of {', '.join(map(str, STEMMERS))}")
+    if stemmer is None:
+        return bm25_tokenize
+    try:
+        import Stemmer
+    except ImportError as err:
+        raise ImportError(f"BM25 with the {stemmer} stemmer needs PyStemmer: pip install PyStemmer "
+                          "(or build the index with stemmer None: `--bm25-stemmer none`)") from err
+    stem_words = Stemmer.Stemmer(stemmer).stemWords
+    return lambda text: stem_words(bm25_tokenize(text))
+
+
 def _bm25s():
     try:
         import bm25s
@@ -52,21 +78,24 @@ def _bm25s():
 class Bm25Index:
     """A thin wrapper: build from texts, score a query against every document, save and load."""
 
-    def __init__(self, retriever, n_docs: int):
+    def __init__(self, retriever, n_docs: int, stemmer: str | None = DEFAULT_STEMMER):
         self.retriever = retriever
         self.n_docs = n_docs
+        self.stemmer = stemmer
+        self.tokenize = make_tokenizer(stemmer)
 
     @classmethod
-    def build(cls, texts: list[str], k1: float = 1.5, b: float = 0.75) -> Bm25Index:
+    def build(cls, texts: list[str], k1: float = 1.5, b: float = 0.75,
+              stemmer: str | None = DEFAULT_STEMMER) -> Bm25Index:
         bm25s = _bm25s()
+        tokenize = make_tokenizer(stemmer)
         retriever = bm25s.BM25(k1=k1, b=b)
-        # create_empty_token keeps docs with no token indexable (they simply score 0)
-        retriever.index([bm25_tokenize(t) for t in texts], show_progress=False)
-        return cls(retriever, len(texts))
+        retriever.index([tokenize(t) for t in texts], show_progress=False)
+        return cls(retriever, len(texts), stemmer)
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every document for ``query`` (zeros when no query word is indexed)."""
-        tokens = [t for t in bm25_tokenize(query) if t in self.retriever.vocab_dict]
+        tokens = [t for t in self.tokenize(query) if t in self.retriever.vocab_dict]
         if not tokens:
             return np.zeros(self.n_docs, dtype=np.float32)
         return np.asarray(self.retriever.get_scores(tokens), dtype=np.float32)[: self.n_docs]
@@ -80,9 +109,16 @@ class Bm25Index:
     def save(self, folder: str | Path) -> None:
         self.retriever.save(str(folder), show_progress=False)
         (Path(folder) / "n_docs.txt").write_text(f"{self.n_docs}\n")
+        (Path(folder) / TOKENIZER_FILE).write_text(json.dumps({"stemmer": self.stemmer, "stopwords": "project"}) + "\n")
 
     @classmethod
     def load(cls, folder: str | Path) -> Bm25Index:
+        """The saved state, tokenising queries as the build did (a state saved before the stemmer was
+        recorded is unstemmed: that is how those builds tokenised)."""
         bm25s = _bm25s()
+        spec = Path(folder) / TOKENIZER_FILE
+        stemmer = json.loads(spec.read_text())["stemmer"] if spec.is_file() else None
+        if stemmer not in STEMMERS:
+            raise ValueError(f"{spec}: stemmer {stemmer!r} is not one this version knows ({STEMMERS})")
         retriever = bm25s.BM25.load(str(folder), show_progress=False)
-        return cls(retriever, int((Path(folder) / "n_docs.txt").read_text()))
+        return cls(retriever, int((Path(folder) / "n_docs.txt").read_text()), stemmer)

@@ -13,6 +13,7 @@ import json
 import sys
 
 from inference.backend.session import DEVICES
+from inference.retrieval.vector_search import ANN_KINDS, ANN_MIN_DOCS, IVF_MIN_DOCS
 from inference.validate import positive_int
 
 
@@ -22,18 +23,19 @@ def run_index(args) -> None:
 
     try:
         info = build_index(args.model, args.corpus, args.out, dtype=args.dtype, chunk_size=args.chunk_size,
-                           variant=args.variant, bm25=not args.no_bm25, progress=not args.quiet, device=args.device)
+                           variant=args.variant, bm25=not args.no_bm25, progress=not args.quiet, device=args.device,
+                           bm25_stemmer=None if args.bm25_stemmer == "none" else args.bm25_stemmer, ann=args.ann)
     except DataError as err:
         raise SystemExit(f"data error: {err}") from None
-    print(f"index {args.out}: {info['count']} patents, dim {info['dim']} {info['dtype']}, "
-          f"bm25 {'yes' if info['bm25'] else 'no'}, model {info['model']} ({info['model_sha256'][:12]}...), "
-          f"providers {info.get('providers', '-')}")
+    bm25 = f"yes (stemmer {info['bm25_stemmer']})" if info["bm25"] else "no"
+    print(f"index {args.out}: {info['count']} patents, dim {info['dim']} {info['dtype']}, bm25 {bm25}, "
+          f"model {info['model']} ({info['model_sha256'][:12]}...), providers {info.get('providers', '-')}")
 
 
 def run_search(args) -> None:
     from inference.retrieval.ranker import PatentRanker
 
-    ranker = PatentRanker.load(args.index, model=args.model, device=args.device)
+    ranker = PatentRanker.load(args.index, model=args.model, device=args.device, ann=False if args.exact else None)
     hybrid = args.hybrid or False
     queries = list(args.query or [])
     if args.queries:
@@ -60,7 +62,7 @@ def _errors(func):
 
         try:
             func(args)
-        except (IndexMismatchError, ModelFolderError, DeviceError, ValueError) as err:
+        except (IndexMismatchError, ModelFolderError, DeviceError, ValueError, ImportError) as err:
             raise SystemExit(f"error: {err}") from None
 
     return run
@@ -76,6 +78,11 @@ def add_index_parser(subparsers) -> None:
     p.add_argument("--variant", default="fp32", choices=["fp32", "int8", "auto"], help="graph to embed with")
     p.add_argument("--chunk-size", type=positive_int, default=256, help="patents per resumable chunk")
     p.add_argument("--no-bm25", action="store_true", help="skip the BM25 state (no hybrid search)")
+    p.add_argument("--bm25-stemmer", default="english", choices=["english", "none"],
+                   help="BM25 tokens: Snowball English stems (default; needs PyStemmer) or none (unstemmed words)")
+    p.add_argument("--ann", default="auto", choices=ANN_KINDS,
+                   help=f"approximate-search structure (needs faiss-cpu): auto = none below {ANN_MIN_DOCS:,} patents, "
+                        f"HNSW below {IVF_MIN_DOCS:,}, IVF above; none = exact search only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", default="cpu", choices=DEVICES,
                    help="cpu (default), cuda (fail unless CUDA really works) or auto (CUDA when onnxruntime can use it)")
@@ -94,6 +101,7 @@ def add_search_parser(subparsers) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="convex fusion: weight of the dense scores")
     p.add_argument("--model", help="model folder (default: the one the index was built with; others are refused)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--exact", action="store_true", help="exact search even where the index has an ANN structure")
     p.add_argument("--device", default="cpu", choices=DEVICES,
                    help="cpu (default), cuda (fail unless CUDA really works) or auto (CUDA when onnxruntime can use it)")
     p.set_defaults(func=_errors(run_search))

@@ -4,13 +4,15 @@
         index.json         model folder, graph sha256, corpus sha256, dtype, dim, count, progress
         embeddings.npy     (n, dim) float32 or float16, unit rows, opened with mmap_mode="r"
         ids.json titles.json
-        bm25/              bm25s state (when bm25s is installed)
+        bm25/              bm25s state and its tokenizer.json (stemmer), when bm25s is installed
+        ann.faiss          FAISS HNSW or IVF structure for approximate search (large corpora, see
+                           inference/retrieval/vector_search.py), when built
 
 Building is chunked and resumable: after each chunk the progress is saved, and a rerun with the same
 model and corpus continues where it stopped. An index is tied to the graph it was built with (sha256):
 searching it with another model, or resuming it with one, is refused. A finished index records the
-sha256 of its embeddings, ids and titles; loading checks them and the shape (a flipped byte, a
-truncated file or a row-count mismatch is refused), and a build refuses non-finite embeddings.
+sha256 of its embeddings, ids, titles and BM25 files; loading checks them and the shape (a flipped
+byte, a truncated file or a row-count mismatch is refused), and a build refuses non-finite embeddings.
 
 Example:
     >>> build_index("models/minilm", "data/patents/a61_patents.csv", "indexes/minilm")   # doctest: +SKIP
@@ -28,6 +30,7 @@ import numpy as np
 
 from inference.backend.manifest import sha256_file
 from inference.io import atomic_write_text
+from inference.retrieval.vector_search import ANN_FILE, build_ann, choose_ann, faiss_module, save_ann
 from inference.validate import check_positive
 
 log = logging.getLogger(__name__)
@@ -55,17 +58,28 @@ def read_index_info(folder: str | os.PathLike) -> dict:
     return info
 
 
-def load_index_files(folder: Path, info: dict) -> tuple[np.ndarray, list, list]:
-    """(embeddings memory-mapped, ids, titles), refused unless they are the files the build wrote: the
-    sha256 recorded in index.json first (before anything is parsed), then shape and row counts."""
+def check_files(folder: Path, info: dict, names) -> None:
+    """Refuse unless each of ``names`` has the sha256 index.json recorded (indexes from before the
+    hashes were recorded only get a warning)."""
     recorded = info.get("files")
     if recorded is None:
         log.warning("%s: built before index files were hashed; rebuild it to get the integrity check", folder)
-    else:
-        for name in INDEX_DATA:
-            if not (folder / name).is_file() or sha256_file(folder / name) != recorded.get(name):
-                raise IndexMismatchError(f"{folder / name}: missing, or its sha256 does not match {INDEX_FILE} "
-                                         "(modified, corrupted or partly copied); rebuild the index or copy it again")
+        return
+    for name in names:
+        if not (folder / name).is_file() or sha256_file(folder / name) != recorded.get(name):
+            raise IndexMismatchError(f"{folder / name}: missing, or its sha256 does not match {INDEX_FILE} "
+                                     "(modified, corrupted or partly copied); rebuild the index or copy it again")
+
+
+def bm25_files(folder: Path) -> list[str]:
+    """The BM25 state's files, as index.json names them (``bm25/...``)."""
+    return sorted(f"bm25/{p.name}" for p in (folder / "bm25").iterdir() if p.is_file())
+
+
+def load_index_files(folder: Path, info: dict) -> tuple[np.ndarray, list, list]:
+    """(embeddings memory-mapped, ids, titles), refused unless they are the files the build wrote: the
+    sha256 recorded in index.json first (before anything is parsed), then shape and row counts."""
+    check_files(folder, info, INDEX_DATA)
     try:
         embeddings = np.load(folder / "embeddings.npy", mmap_mode="r")
         ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
@@ -92,11 +106,16 @@ def check_model(info: dict, model, folder) -> None:
 
 def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: str | os.PathLike,
                 dtype: str = "float32", chunk_size: int = 256, variant: str = "fp32", bm25: bool = True,
-                progress: bool = True, batch_size: int = 32, device: str = "cpu") -> dict:
-    """Embed every patent of ``corpus`` into ``out``; resumes an unfinished build. Returns index.json."""
+                progress: bool = True, batch_size: int = 32, device: str = "cpu",
+                bm25_stemmer: str | None = "english", ann: str = "auto") -> dict:
+    """Embed every patent of ``corpus`` into ``out``; resumes an unfinished build. Returns index.json.
+    ``bm25_stemmer``: "english" (Snowball, the default) or None (unstemmed BM25). ``ann``: "auto" (an
+    ANN structure for large corpora when FAISS is installed), "hnsw", "ivf" or "none"."""
     from inference.retrieval.corpus import read_patents
     from inference.retrieval.encoder import EmbedderModel
 
+    if bm25:
+        bm25 = _bm25_available(bm25_stemmer)  # before the embedding work, not after it
     check_positive("chunk_size", chunk_size)
     check_positive("batch_size", batch_size)
     if dtype not in ("float32", "float16"):
@@ -104,11 +123,13 @@ def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: st
     out = Path(out)
     model = EmbedderModel.load(model_dir, variant, device=device)
     patents = read_patents(corpus)
+    ann_kind = _ann_available(ann, len(patents))
     corpus_sha = sha256_file(corpus)
     info = {"format_version": INDEX_VERSION, "model": str(Path(model_dir).resolve()), "variant": model.variant,
             "model_sha256": model.graph_sha256, "corpus": str(corpus), "corpus_sha256": corpus_sha,
             "doc_view": model.doc_view, "dim": model.dim, "dtype": dtype, "count": len(patents),
-            "chunk_size": chunk_size, "chunks_done": 0, "complete": False, "bm25": False}
+            "chunk_size": chunk_size, "chunks_done": 0, "complete": False, "bm25": False,
+            "bm25_stemmer": bm25_stemmer if bm25 else None}
     emb_path = out / "embeddings.npy"
     if (out / INDEX_FILE).exists():
         old = read_index_info(out)
@@ -142,18 +163,55 @@ def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: st
         info["chunks_done"] = c + 1
         _write_json(out / INDEX_FILE, info)
     del emb
+    hashed = list(INDEX_DATA)
     if bm25:
-        try:
-            from inference.retrieval.bm25 import Bm25Index
+        from inference.retrieval.bm25 import Bm25Index
 
-            Bm25Index.build([p.view("title+abstract") for p in patents]).save(out / "bm25")
-            info["bm25"] = True
-        except ImportError:
-            log.warning("bm25s is not installed: the index has no BM25 state (no --hybrid search)")
+        Bm25Index.build([p.view("title+abstract") for p in patents], stemmer=bm25_stemmer).save(out / "bm25")
+        info["bm25"] = True
+        hashed += bm25_files(out)
+    if ann_kind != "none":
+        info["ann"] = _build_ann(out, ann_kind)
+        hashed.append(ANN_FILE)
     info.update(complete=True, build_s=round(time.time() - t0, 2), providers=model.providers,
-                files={name: sha256_file(out / name) for name in INDEX_DATA})
+                files={name: sha256_file(out / name) for name in hashed})
     _write_json(out / INDEX_FILE, info)
     return info
+
+
+def _bm25_available(stemmer: str | None) -> bool:
+    """True when BM25 can be built with ``stemmer``; False (warned) without bm25s; a missing stemmer is
+    an error, because the user asked for stemmed BM25 (the default) and unstemmed is one flag away."""
+    from inference.retrieval.bm25 import make_tokenizer
+
+    try:
+        import bm25s  # noqa: F401
+    except ImportError:
+        log.warning("bm25s is not installed: the index gets no BM25 state (no --hybrid search); "
+                    "pip install bm25s PyStemmer")
+        return False
+    make_tokenizer(stemmer)
+    return True
+
+
+def _ann_available(ann: str, n_docs: int) -> str:
+    """The ANN kind to build: an explicit hnsw/ivf without FAISS is an error (before any embedding);
+    ``auto`` without FAISS searches exactly, with a warning when the corpus is large enough to want one."""
+    kind = choose_ann(ann, n_docs)
+    if kind != "none" and faiss_module() is None:
+        if ann != "auto":
+            raise ImportError(f"--ann {ann} needs FAISS: pip install faiss-cpu (or --ann none for exact search)")
+        log.warning("%d patents: approximate search would be faster, but FAISS is not installed "
+                    "(pip install faiss-cpu); the index searches exactly", n_docs)
+        return "none"
+    return kind
+
+
+def _build_ann(out: Path, kind: str) -> dict:
+    start = time.time()
+    index, params = build_ann(np.load(out / "embeddings.npy", mmap_mode="r"), kind)
+    save_ann(index, out / ANN_FILE)
+    return {"kind": kind, "params": params, "build_s": round(time.time() - start, 2)}
 
 
 def _progress(it, enabled: bool, total: int, initial: int):

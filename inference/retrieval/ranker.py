@@ -1,5 +1,6 @@
-"""Rank patents for free-text queries against an index: exact cosine top-k (numpy), FAISS for large
-corpora when installed, and a hybrid BM25 + dense mode.
+"""Rank patents for free-text queries against an index: exact cosine top-k over the memory-mapped
+embeddings, approximate (FAISS HNSW/IVF) where the index was built with one, and a hybrid BM25 +
+dense mode (always exact: it fuses every document's two scores).
 
 Example:
     >>> ranker = PatentRanker.load("indexes/minilm")                          # doctest: +SKIP
@@ -15,37 +16,56 @@ from pathlib import Path
 import numpy as np
 
 from inference.retrieval.fusion import convex_scores, rrf_scores
-from inference.retrieval.index import IndexMismatchError, check_model, load_index_files, read_index_info
+from inference.retrieval.index import IndexMismatchError, check_files, check_model, load_index_files, read_index_info
 from inference.retrieval.topk import top_k_indices
+from inference.retrieval.vector_search import ANN_FILE, ann_top_k, exact_top_k, load_ann
 from inference.validate import check_positive
 
-FAISS_MIN_DOCS = 200_000  # below this an exact numpy scan is fast enough (and simpler to trust)
 Hit = tuple[str, float, str]
 
 
-def _faiss():
+def _load_ann(folder: Path, info: dict, ann: bool | None):
+    """The index's FAISS structure (hash-checked), or None for exact search: none built, ``ann=False``,
+    or FAISS not installed here (``ann=True`` then is an error)."""
+    spec = info.get("ann") or {}
+    if ann is False or not spec:
+        if ann:
+            raise IndexMismatchError(f"{folder}: built without an ANN structure; rebuild with --ann hnsw|ivf")
+        return None
+    check_files(folder, info, [ANN_FILE])
+    index = load_ann(folder / ANN_FILE, spec.get("params", {}))
+    if index is None and ann:
+        raise IndexMismatchError(f"{folder}: has a {spec['kind']} ANN index but FAISS is not installed: pip install faiss-cpu")
+    return index
+
+
+def _load_bm25(folder: Path, info: dict):
+    """The index's BM25 state after its hash check, or None when it has none or this install cannot
+    read it (hybrid search then says why)."""
+    if not info.get("bm25") or not (folder / "bm25").is_dir():
+        return None
+    check_files(folder, info, [name for name in info.get("files", {}) if name.startswith("bm25/")])
     try:
-        import faiss
+        from inference.retrieval.bm25 import Bm25Index
+
+        return Bm25Index.load(folder / "bm25")
     except ImportError:
         return None
-    return faiss
 
 
 class PatentRanker:
     def __init__(self, folder: Path, info: dict, model, embeddings: np.ndarray, ids: list[str], titles: list[str],
-                 bm25=None, use_faiss: bool | None = None):
+                 bm25=None, ann_index=None):
         self.folder, self.info, self.model = folder, info, model
         self.embeddings, self.ids, self.titles, self.bm25 = embeddings, ids, titles, bm25
-        self.faiss_index = None
-        faiss = _faiss()
-        if faiss is not None and (use_faiss or (use_faiss is None and len(ids) >= FAISS_MIN_DOCS)):
-            self.faiss_index = faiss.IndexFlatIP(embeddings.shape[1])
-            self.faiss_index.add(np.ascontiguousarray(embeddings, dtype=np.float32))
+        self.ann_index = ann_index
 
     @classmethod
     def load(cls, index: str | os.PathLike, model: str | os.PathLike | None = None, variant: str | None = None,
-             threads: int | None = None, use_faiss: bool | None = None, device: str = "cpu") -> PatentRanker:
-        """Open ``index``; the model defaults to the one it was built with, and any other is refused."""
+             threads: int | None = None, ann: bool | None = None, device: str = "cpu") -> PatentRanker:
+        """Open ``index``; the model defaults to the one it was built with, and any other is refused.
+        ``ann``: None uses the index's ANN structure when it has one and FAISS is installed, False
+        always searches exactly, True requires the ANN structure."""
         from inference.retrieval.encoder import EmbedderModel
 
         folder = Path(index)
@@ -57,15 +77,8 @@ class PatentRanker:
         encoder = EmbedderModel.load(model_dir, variant or info["variant"], threads, device)
         check_model(info, encoder, folder)
         embeddings, ids, titles = load_index_files(folder, info)
-        bm25 = None
-        if info.get("bm25") and (folder / "bm25").is_dir():
-            try:
-                from inference.retrieval.bm25 import Bm25Index
-
-                bm25 = Bm25Index.load(folder / "bm25")
-            except ImportError:
-                bm25 = None
-        return cls(folder, info, encoder, embeddings, ids, titles, bm25, use_faiss)
+        bm25 = _load_bm25(folder, info)
+        return cls(folder, info, encoder, embeddings, ids, titles, bm25, _load_ann(folder, info, ann))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -73,6 +86,13 @@ class PatentRanker:
     def dense_scores(self, query_vecs: np.ndarray) -> np.ndarray:
         """Cosine of each query with every document, (queries, docs); rows are unit vectors."""
         return query_vecs @ np.asarray(self.embeddings, dtype=np.float32).T
+
+    def dense_top_k(self, query_vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, scores) of the ``k`` nearest documents per query: ANN when loaded, else an exact
+        block-wise scan of the memory-mapped embeddings."""
+        if self.ann_index is not None:
+            return ann_top_k(self.ann_index, query_vecs, k)
+        return exact_top_k(self.embeddings, query_vecs, k)
 
     def search(self, query: str, k: int = 10, hybrid: str | bool = False, alpha: float = 0.5) -> list[Hit]:
         """Top ``k`` (patent_id, score, title), best first. ``hybrid``: True/"rrf" or "convex"."""
@@ -91,21 +111,21 @@ class PatentRanker:
         if mode and mode not in ("rrf", "convex"):
             raise ValueError(f"hybrid {hybrid!r}: rrf or convex")
         if mode and self.bm25 is None:
-            raise IndexMismatchError(f"{self.folder}: no BM25 state in this index (bm25s missing at build time); "
-                                     "install bm25s and rebuild it for hybrid search")
+            reason = ("bm25s or PyStemmer is not installed here: pip install bm25s PyStemmer" if self.info.get("bm25")
+                      else "it was built without (bm25s missing or --no-bm25): rebuild it with bm25s installed")
+            raise IndexMismatchError(f"{self.folder}: no BM25 state for hybrid search; {reason}")
         results: list[list[Hit]] = []
         for s in range(0, len(queries), batch_size):
             chunk = queries[s:s + batch_size]
             qv = self.model.encode_queries(chunk)
-            if self.faiss_index is not None and not mode:
-                scores, idx = self.faiss_index.search(np.ascontiguousarray(qv, dtype=np.float32), k)
-                results += [[self._hit(i, sc) for i, sc in zip(ri, rs)] for ri, rs in zip(idx, scores)]
+            if not mode:
+                idx, scores = self.dense_top_k(qv, k)
+                results += [[self._hit(i, sc) for i, sc in zip(ri, rs) if i >= 0] for ri, rs in zip(idx, scores)]
                 continue
             dense = self.dense_scores(qv)
             for q, row in zip(chunk, dense):
-                if mode:
-                    sparse = self.bm25.scores(q)
-                    row = rrf_scores([sparse, row]) if mode == "rrf" else convex_scores(sparse, row, alpha)
+                sparse = self.bm25.scores(q)
+                row = rrf_scores([sparse, row]) if mode == "rrf" else convex_scores(sparse, row, alpha)
                 top = top_k_indices(row, k)
                 results.append([self._hit(i, row[i]) for i in top])
         return results
