@@ -258,6 +258,10 @@ def main(argv: list[str]) -> dict:
         raise SystemExit(f"data error: {err}") from None
     out = Path(args.out) if args.out else (Path(args.run) / "eval.json" if args.run else Path("eval-zero-shot.json"))
     atomic_write_text(out, json.dumps(report, indent=2, default=float) + "\n")
+    if args.run and out == Path(args.run) / "eval.json":
+        from solution.report import write_report
+
+        write_report(args.run)  # now with the recall@k curves and per-role bars of this evaluation
     print(report["table"])
     print()
     print(report["roles_table"])

@@ -77,7 +77,10 @@ def recall_at_k(ranked: Sequence, qrel: Mapping, k: int) -> float:
     return len(relevant.intersection(list(ranked)[:k])) / len(relevant)
 
 
-def ir_metrics(scores: np.ndarray, qrels: Sequence[Mapping[int, float]], ks: Sequence[int] = (1, 10, 100),
+RECALL_KS = (1, 5, 10, 20, 50, 100)  # the recall@k curve of the evaluation and of report.png
+
+
+def ir_metrics(scores: np.ndarray, qrels: Sequence[Mapping[int, float]], ks: Sequence[int] = RECALL_KS,
                ndcg_ks: Sequence[int] = (10,), mrr_ks: Sequence[int] = (10,)) -> dict[str, float]:
     """Mean ``ndcg@k``, ``mrr@k``, ``recall@k`` of a (queries x documents) score matrix.
 

@@ -171,7 +171,7 @@ def step_loss(model, data: TrainingData, idx: np.ndarray, cfg, weights: dict[str
 
 def quick_validation(model, tokenizer, heldout, cfg, device: str, precision: str) -> dict[str, float]:
     """title -> abstract known-item nDCG@10 / MRR@10 on a fixed sample of held-out patents."""
-    from solution.embedder.metrics import ir_metrics
+    from solution.embedder.metrics import RECALL_KS, ir_metrics
     from solution.embedder.model import encode_texts
 
     if not cfg.val_patents or not heldout:
@@ -181,7 +181,8 @@ def quick_validation(model, tokenizer, heldout, cfg, device: str, precision: str
                      precision)
     d = encode_texts(model, tokenizer, [p.abstract for p in sample], cfg.max_length, cfg.eval_batch_size, device,
                      precision)
-    m = ir_metrics(q @ d.T, [{i: 1.0} for i in range(len(sample))], ks=(1,), ndcg_ks=(10,), mrr_ks=(10,))
+    ks = [k for k in RECALL_KS if k < len(sample)] or [1]  # recall@k of the whole sample says nothing
+    m = ir_metrics(q @ d.T, [{i: 1.0} for i in range(len(sample))], ks=ks, ndcg_ks=(10,), mrr_ks=(10,))
     model.train()
     return {f"val_title2abstract_{k}": v for k, v in m.items()}
 
@@ -352,7 +353,8 @@ def log_step(run: EmbedderRun, epoch: int, means: dict[str, float], rate: float)
 
 
 def run(cfg, resume: bool = False) -> dict:
-    """Train ``cfg`` into its run folder; returns the metrics (also in metrics.json)."""
+    """Train ``cfg`` into its run folder; returns the metrics (also in metrics.json and report.png)."""
+    from solution.report import write_report
     from solution.runtime import peak_memory_mb
 
     emb, finished = prepare(cfg, resume)
@@ -376,6 +378,7 @@ def run(cfg, resume: bool = False) -> dict:
     atomic_torch_save(emb.model.trainable_state_dict(), emb.folder.path / "trainable_state.pt")
     emb.metrics.update(stopped_by=stopped_by, steps=emb.step, wall_s=emb.clock.elapsed())
     emb.save_state(complete=True)
+    write_report(emb.folder.path)
     print(f"embedder run written: {emb.folder.path}  ({emb.step} steps, stopped by {stopped_by}, "
           f"{emb.clock.elapsed():.0f} s)")
     return emb.metrics

@@ -484,8 +484,10 @@ def run(cfg, resume: bool = False) -> dict:
 
 
 def finish_run(run: PhraseRun, oof: np.ndarray, test_preds: list[np.ndarray]) -> None:
-    """Out-of-fold Pearson, the submission (test scores averaged over folds), oof.csv, the complete state."""
+    """Out-of-fold Pearson, the submission (test scores averaged over folds), oof.csv, the complete state,
+    report.png."""
     from inference.io import write_scores
+    from solution.report import write_report
 
     cfg, metrics = run.cfg, run.metrics
     submission = Path(cfg.submission) if cfg.submission else Path("submissions") / run.run_dir.name / "submission.csv"
@@ -498,6 +500,7 @@ def finish_run(run: PhraseRun, oof: np.ndarray, test_preds: list[np.ndarray]) ->
     write_scores(submission, run.test.ids, np.mean(test_preds, axis=0))
     write_oof(run.run_dir / "oof.csv", run.train, run.folds, oof)
     run.save_state(complete=True)
+    write_report(run.run_dir)
     log.info("validation Pearson (out-of-fold, %d fold(s)): %.4f", cfg.folds, metrics["oof_pearson"])
     log.info("submission: %s   run: %s   wall: %.0f s", submission, run.run_dir, metrics["wall_s"])
     print(f"validation Pearson: {metrics['oof_pearson']:.4f}")
