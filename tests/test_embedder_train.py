@@ -147,3 +147,43 @@ def test_cli_resume_of_a_killed_run_keeps_its_budget_epochs_and_device(tmp_path,
     steps_per_epoch = len(json.loads((out / "split.json").read_text())["trained"]) // 2  # batches of 2
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3] and metrics["steps"] == 3 * steps_per_epoch
     assert np.isfinite(metrics["epochs"][-1]["train_loss"])
+
+
+def test_ict_role_pairs_a_sentence_with_the_rest_of_its_patent(tmp_path, tiny_model, patent_corpus, monkeypatch):
+    """The ict role is drawn per step (not generated): its query is a sentence of the patent's abstract
+    and its document the patent without that sentence; other roles keep the generated query and the doc."""
+    import random
+
+    import solution.embedder.losses as losses
+    from inference.retrieval.corpus import read_patents
+    from solution.embedder.config import EmbedderTrainConfig
+    from solution.embedder.ict import sentences
+    from solution.embedder.model import build_encoder
+    from solution.embedder.train import TrainingData, step_loss
+
+    cfg = EmbedderTrainConfig(corpus=str(patent_corpus), recipe="mqg", model=str(tiny_model), train_max_length=64,
+                              query_max_length=32, roles=["ict", "keyword"])
+    patents = read_patents(patent_corpus)[:20]
+    data = TrainingData(cfg, patents, tmp_path, corpus=patents)
+    assert set(data.queries) == {"keyword"}
+    assert {json.loads(line)["role"] for line in (tmp_path / "queries.jsonl").read_text().splitlines()} == {"keyword"}
+    model, tokenizer = build_encoder(cfg.embedder_config())
+    texts = []
+    real_tokenizer = tokenizer
+
+    def spy(batch, **kwargs):
+        texts.append(list(batch))
+        return real_tokenizer(batch, **kwargs)
+
+    monkeypatch.setattr(losses, "mnrl_loss", lambda q, d, *a, **k: (q * d).sum())
+    idx = np.arange(12)
+    step_loss(model, data, idx, cfg, cfg.loss_weights(), random.Random(0), spy, "cpu", "fp32")
+    queries, docs = texts[0], texts[1]
+    drawn = random.Random(0)  # step_loss draws every row's role first, from the same seed
+    roles = [drawn.choice(cfg.roles) for _ in idx]
+    assert "ict" in roles and "keyword" in roles
+    for role, i, query, doc in zip(roles, idx, queries, docs):
+        if role == "ict":
+            assert query in sentences(patents[i].abstract) and query not in doc and doc.startswith(patents[i].title)
+        else:
+            assert query == data.queries["keyword"][i] and doc == data.docs[i]

@@ -53,6 +53,7 @@ class TrainingData:
 
     def __init__(self, cfg, patents, run_dir: Path, corpus=None):
         from inference.retrieval.bm25 import Bm25Index
+        from solution.embedder.ict import ROLE as ICT_ROLE
         from solution.embedder.negatives import fill_random_negatives, mine_hard_negatives
 
         self.patents = patents
@@ -77,9 +78,10 @@ class TrainingData:
             # come from one and the same generator
             gen = make_generator(cfg.generator, corpus or patents, seed=cfg.seed, subclass_titles=cfg.cpc_titles,
                                  typo_rate=cfg.typo_rate)
-            qs = cached_queries(gen, patents, run_dir / "queries.jsonl", cfg.roles)
+            generated = [r for r in cfg.roles if r != ICT_ROLE]  # ict queries are drawn per step, not generated
+            qs = cached_queries(gen, patents, run_dir / "queries.jsonl", generated)
             bm25 = Bm25Index.build(self.docs) if n_neg else None
-            for role in cfg.roles:
+            for role in generated:
                 texts = [q.text for q in qs if q.role == role]
                 self.queries[role] = texts
                 if bm25 is not None:
@@ -121,6 +123,8 @@ def step_loss(model, data: TrainingData, idx: np.ndarray, cfg, weights: dict[str
     """The weighted loss of one batch of training patents ``idx`` and its parts (floats)."""
     import torch
 
+    from solution.embedder.ict import ROLE as ICT_ROLE
+    from solution.embedder.ict import inverse_cloze
     from solution.embedder.losses import mnrl_loss, supcon_loss
     from solution.precision import autocast
 
@@ -137,8 +141,10 @@ def step_loss(model, data: TrainingData, idx: np.ndarray, cfg, weights: dict[str
     doc_vecs = None
     if "mqg" in weights:
         roles = [rng.choice(cfg.roles) for _ in idx]
-        q = enc([data.queries[r][i] for r, i in zip(roles, idx)], cfg.query_max_length)
-        doc_vecs = enc([data.docs[i] for i in idx], cfg.train_max_length)
+        pairs = [inverse_cloze(data.patents[i], cfg.doc_view, rng) if r == ICT_ROLE else (data.queries[r][i], data.docs[i])
+                 for r, i in zip(roles, idx)]
+        q = enc([query for query, _ in pairs], cfg.query_max_length)
+        doc_vecs = enc([doc for _, doc in pairs], cfg.train_max_length)
         negs = [n for r, i in zip(roles, idx) for n in (data.query_negs[r][i] if r in data.query_negs else [])]
         neg_vecs = enc([data.docs[n] for n in negs], cfg.train_max_length) if negs else None
         parts["mqg"] = mnrl_loss(q, doc_vecs, neg_vecs, doc_ids=ids, scale=cfg.scale)
