@@ -2,6 +2,8 @@
 
     python -m export --run runs/NAME --out models/NAME          # fp32 + int8 (CPU) + fp16 (GPU) + manifest
     python -m export --run runs/NAME --out models/NAME --fold 0 --no-fp16
+    python -m export --run runs/EMBEDDER --format sentence-transformers --out models/NAME-st
+    python -m export --run runs/PHRASE --format huggingface --out models/NAME-hf
 
 The run's kind is read from its folder (see ``EXPORTERS``) and the matching exporter writes the model
 folder; the export exits non-zero, with the numbers, when a graph fails the parity gate.
@@ -28,6 +30,11 @@ EXPORTERS: dict[str, str] = {
 }
 
 
+# --format -> the run kinds it takes (onnx: every kind, through EXPORTERS)
+FORMATS: dict[str, tuple[str, ...]] = {"onnx": tuple(EXPORTERS), "sentence-transformers": ("embedder",),
+                                       "huggingface": ("phrase",)}
+
+
 def exporter_modules() -> dict[str, ModuleType]:
     found = {}
     for kind, name in EXPORTERS.items():
@@ -46,6 +53,10 @@ def build_parser(modules: dict[str, ModuleType]) -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="training run folder, e.g. runs/NAME")
     p.add_argument("--out", required=True, help="model folder to write, e.g. models/NAME")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--format", default="onnx", choices=FORMATS,
+                   help="onnx: the project's torch-free model folder (default); sentence-transformers: an embedder "
+                        "run as a folder SentenceTransformer(DIR) loads, with onnx/model.onnx for backend='onnx'; "
+                        "huggingface: a phrase run's merged folds as save_pretrained folders (+ heads) to fine-tune on")
     p.add_argument("--exporter", default=DEFAULT_EXPORTER, choices=GRAPH_EXPORTERS,
                    help="torch.onnx exporter: legacy (TorchScript tracer: the graph onnxruntime's optimizer fuses) or "
                         f"dynamo (torch.export: runs unfused) (default: {DEFAULT_EXPORTER})")
@@ -85,7 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     from export.parity import ParityError
 
     kind = run_kind(Path(args.run), modules)
+    if args.format != "onnx" and kind not in FORMATS[args.format]:
+        raise SystemExit(f"--format {args.format} exports {' or '.join(FORMATS[args.format])} runs; {args.run} is a "
+                         f"{kind} run")
     try:
+        if args.format == "sentence-transformers":
+            from export.sentence_transformers_folder import main as export_folder
+
+            return export_folder(args)
+        if args.format == "huggingface":
+            from export.huggingface_folder import main as export_folder
+
+            return export_folder(args)
         return modules[kind].main(args)
     except ParityError as err:
         raise SystemExit(f"error: {err}") from None

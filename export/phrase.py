@@ -88,6 +88,20 @@ def graph_spec(names: list[str]) -> GraphSpec:
     return GraphSpec(inputs=inputs, outputs={"score": per_token if "span_ids" in names else {0: "batch"}})
 
 
+def run_preprocessor(run_dir: Path) -> tuple[Preprocessor, int]:
+    """The inference library's input builder over the run's own tokenizer, template and CPC vocabulary
+    (the files the model folder ships), and the pad id."""
+    from transformers import AutoTokenizer
+
+    hf_tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
+    pad_id = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0
+    max_length = int(json.loads((run_dir / "config.json").read_text())["max_length"])
+    preprocess = Preprocessor(InputTemplate.from_dict(json.loads((run_dir / "template.json").read_text())),
+                              CpcVocab.load(run_dir / "cpc_vocab.json"),
+                              TextEncoder.load(run_dir / "tokenizer" / "tokenizer.json", max_length, pad_id))
+    return preprocess, pad_id
+
+
 def trained_folds(run_dir: Path) -> list[int]:
     folds = sorted(int(p.parent.name[4:]) for p in run_dir.glob("fold*/trainable_state.pt"))
     if not folds:
@@ -247,14 +261,8 @@ def export_run(opts: PhraseExportOptions) -> dict:
     shutil.copy(run_dir / "tokenizer" / "tokenizer.json", stage / "tokenizer.json")
     shutil.copy(run_dir / "template.json", stage / "template.json")
     shutil.copy(run_dir / "cpc_vocab.json", stage / "cpc_vocab.json")
-    from transformers import AutoTokenizer
-
-    hf_tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
-    pad_id = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0
+    preprocess, pad_id = run_preprocessor(run_dir)
     max_length = int(train_cfg["max_length"])
-    preprocess = Preprocessor(InputTemplate.from_dict(json.loads((stage / "template.json").read_text())),
-                              CpcVocab.load(stage / "cpc_vocab.json"),
-                              TextEncoder.load(stage / "tokenizer.json", max_length, pad_id))
 
     torch.set_num_threads(torch.get_num_threads())
     gate = ParityGate(opts.max_abs_diff, opts.max_pearson_loss)

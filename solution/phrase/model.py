@@ -249,6 +249,32 @@ def build_model(config: ModelConfig, backbone=None, **backbone_options) -> Phras
     return PhraseMatcher(config, backbone)
 
 
+HEADS_FILE = "heads.safetensors"  # everything but the backbone: CPC fusion, head, interaction, NT-Xent projection
+
+
+def load_pretrained(folder: str | Path, device: str = "cpu") -> tuple[PhraseMatcher, object]:
+    """A merged model written by ``python -m export --format huggingface`` (one fold's folder): the
+    backbone is a plain Hugging Face model in ``folder`` and the rest is ``heads.safetensors``.
+
+        >>> model, tokenizer = load_pretrained("models/NAME-hf/fold0")   # doctest: +SKIP
+    """
+    import json
+
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    config = ModelConfig(**{**json.loads((folder / "model_config.json").read_text()), "backbone": str(folder)})
+    model = build_model(config)
+    heads = load_file(folder / HEADS_FILE)
+    expected = {k for k in model.state_dict() if not k.startswith("backbone.")}
+    if set(heads) != expected:
+        raise RuntimeError(f"{folder / HEADS_FILE}: holds {sorted(set(heads) ^ expected)[:3]}... that do not fit "
+                           "the model in model_config.json")
+    model.load_state_dict(heads, strict=False)
+    return model.to(device).eval(), AutoTokenizer.from_pretrained(folder)
+
+
 def load_trained(run_dir: str | Path, fold: int, device: str = "cpu", **backbone_options) -> tuple[PhraseMatcher, object]:
     """Rebuild fold ``fold`` of a training run: backbone + trained LoRA/CPC/head weights, eval mode."""
     import json
