@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._results import append_results, markdown_table  # noqa: E402
 
-# name, what it changes, minutes of training, config overrides (on top of configs/embedder-cpu.toml)
+# name, what it changes, minutes of training, config overrides (on top of configs/embedder-cpu.toml, or of the
+# file an override "config" names)
 VARIANTS: list[tuple[str, str, float, dict]] = [
     ("mqg", "mqg, 1 BM25 hard negative (the preset until these rows)", 3, {"recipe": "mqg", "hard_negatives": 1}),
     ("mqg-abs", "mqg, documents = abstract only", 3, {"recipe": "mqg", "hard_negatives": 1, "doc_view": "abstract"}),
@@ -44,6 +45,14 @@ VARIANTS: list[tuple[str, str, float, dict]] = [
      {"recipe": "mqg", "hard_negatives": 0, "lora_dropout": 0.0}),
     ("combined-allviews", "combined, 1 hard negative, CPC loss over every encoded view", 10,
      {"recipe": "combined", "hard_negatives": 1, "cpc_all_views": True}),
+    ("mqg-h0-10min", "mqg, in-batch negatives only (the CPU preset), 10 minutes", 10,
+     {"recipe": "mqg", "hard_negatives": 0}),
+    ("mqg-h0-ict-10min", "mqg + the ict role (inverse cloze), in-batch negatives only, 10 minutes", 10,
+     {"recipe": "mqg", "hard_negatives": 0, "roles": ["concept", "keyword", "question", "colloquial", "misspelled", "ict"]}),
+    ("preset-retrieval", "configs/embedder-retrieval.toml (combined: queries + alignment, no CPC)", 10,
+     {"config": "configs/embedder-retrieval.toml"}),
+    ("preset-classify", "configs/embedder-classify.toml (combined: queries + alignment + CPC)", 10,
+     {"config": "configs/embedder-classify.toml"}),
 ]
 
 
@@ -112,8 +121,10 @@ def main(argv: list[str] | None = None) -> None:
         out = runs_dir / f"probe-{name}"
         state = out / "run_state.json"
         if not (state.exists() and json.loads(state.read_text()).get("complete")):
-            cfg = build_config(args.config, {**overrides, "corpus": args.corpus, "out": str(out), "budget_minutes": minutes,
-                                             "val_patents": 0, "device": args.device}, EmbedderTrainConfig)
+            base = overrides.get("config", args.config)
+            keys = {k: v for k, v in overrides.items() if k != "config"}
+            cfg = build_config(base, {**keys, "corpus": args.corpus, "out": str(out), "budget_minutes": minutes,
+                                      "val_patents": 0, "device": args.device}, EmbedderTrainConfig)
             t0 = time.time()
             run(cfg, resume=state.exists())
             print(f"{name}: trained in {time.time() - t0:.0f} s")

@@ -194,3 +194,37 @@ def test_a_corrupted_or_mismatched_index_is_refused(embedder_exported, patent_co
     monkeypatch.setattr(EmbedderModel, "encode_docs", lambda self, texts, batch_size=32: np.full((len(texts), 32), np.nan))
     with pytest.raises(IndexMismatchError, match="non-finite embedding for patent"):
         build_index(model_dir, patent_corpus, tmp_path / "nan", chunk_size=32, progress=False, bm25=False)
+
+
+def test_cli_index_build_killed_midway_resumes_to_the_same_index(tmp_path, embedder_exported):
+    """SIGKILL of `python -m inference index` after some chunks: the rerun finishes the same index."""
+    import os
+    import signal
+    import time
+
+    from tests.conftest import EMBEDDER_COLUMNS, _rows, write_csv
+
+    rows = _rows(ROOT / "data" / "patents" / "a61_patents.csv")[:1500]
+    corpus = write_csv(tmp_path / "patents.csv", rows, EMBEDDER_COLUMNS)
+    cmd = [sys.executable, "-m", "inference", "index", "--model", str(embedder_exported[0]), "--corpus", str(corpus),
+           "--chunk-size", "4", "--quiet", "--no-bm25", "--ann", "none"]
+    proc = subprocess.Popen(cmd + ["--out", str(tmp_path / "killed")], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    state = tmp_path / "killed" / "index.json"
+    deadline = time.monotonic() + 300  # only a guard against a hang, not a timing assertion
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if json.loads(state.read_text())["chunks_done"] >= 3:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = json.loads(state.read_text())
+    assert not done["complete"] and 3 <= done["chunks_done"] < 375  # killed midway, progress on disk
+    subprocess.run(cmd + ["--out", str(tmp_path / "killed")], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(cmd + ["--out", str(tmp_path / "whole")], cwd=ROOT, check=True, capture_output=True)
+    resumed = json.loads(state.read_text())
+    whole = json.loads((tmp_path / "whole" / "index.json").read_text())
+    assert resumed["complete"] and resumed["files"] == whole["files"]  # byte-identical embeddings, ids, titles

@@ -151,3 +151,17 @@ def test_training_on_cuda_without_cuda_is_a_config_error(tiny_config):
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match="device=cuda was asked for"):
         run(tiny_config(device="cuda"))
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_config_builds(path):
+    """A preset with a misspelt key or an out-of-range value fails here, not in a user's run."""
+    from solution.config import build_config
+    from solution.embedder.config import EmbedderTrainConfig
+    from solution.phrase.config import PhraseTrainConfig
+
+    schema = EmbedderTrainConfig if path.name.startswith("embedder-") else PhraseTrainConfig
+    cfg = build_config(str(path), {}, schema)
+    if path.name in ("embedder-retrieval.toml", "embedder-classify.toml"):
+        weights = cfg.loss_weights()
+        assert ("cpc" in weights) == (path.name == "embedder-classify.toml") and "align" in weights and "mqg" in weights

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inference.retrieval.topk import top_k_indices
-from inference.retrieval.vector_search import ANN_MIN_DOCS, IVF_MIN_DOCS, choose_ann, exact_top_k
+from inference.retrieval.vector_search import ANN_MIN_DOCS, choose_ann, exact_top_k
 
 
 def _clustered(n: int, dim: int, seed: int = 0, centers: int = 50) -> np.ndarray:
@@ -37,8 +37,8 @@ def test_blockwise_exact_scan_equals_one_matmul(tmp_path, dtype):
 
 def test_ann_choice_by_corpus_size():
     assert choose_ann("auto", ANN_MIN_DOCS - 1) == "none"
-    assert choose_ann("auto", ANN_MIN_DOCS) == "hnsw" and choose_ann("auto", IVF_MIN_DOCS) == "ivf"
-    assert choose_ann("ivf", 10) == "ivf"
+    assert choose_ann("auto", ANN_MIN_DOCS) == "ivf" and choose_ann("auto", 10**9) == "ivf"
+    assert choose_ann("hnsw", 10) == "hnsw" and choose_ann("none", 10**9) == "none"
     with pytest.raises(ValueError, match="ann 'flat'"):
         choose_ann("flat", 10)
 

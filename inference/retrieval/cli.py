@@ -13,7 +13,7 @@ import json
 import sys
 
 from inference.backend.session import DEVICES
-from inference.retrieval.vector_search import ANN_KINDS, ANN_MIN_DOCS, IVF_MIN_DOCS
+from inference.retrieval.vector_search import ANN_KINDS, ANN_MIN_DOCS
 from inference.validate import positive_int
 
 
@@ -82,7 +82,8 @@ def add_index_parser(subparsers) -> None:
                    help="BM25 tokens: Snowball English stems (default; needs PyStemmer) or none (unstemmed words)")
     p.add_argument("--ann", default="auto", choices=ANN_KINDS,
                    help=f"approximate-search structure (needs faiss-cpu): auto = none below {ANN_MIN_DOCS:,} patents, "
-                        f"HNSW below {IVF_MIN_DOCS:,}, IVF above; none = exact search only")
+                        "IVF from there (40 s to build at 1M, p95 2 ms); hnsw: 0.9 ms but 10x the build time; "
+                        "none = exact search only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", default="cpu", choices=DEVICES,
                    help="cpu (default), cuda (fail unless CUDA really works) or auto (CUDA when onnxruntime can use it)")
