@@ -76,6 +76,12 @@ def _legend(ax) -> None:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
 
 
+def _hint(ax, text: str) -> None:
+    """An empty panel that says what would fill it."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+    ax.set(xticks=[], yticks=[])
+
+
 def _phrase_panels(axes, run_dir: Path, metrics: dict, steps: list[dict]) -> None:
     _loss_panel(axes[0], steps, "fold")
     ax = axes[1]
@@ -115,10 +121,14 @@ def _embedder_panels(axes, run_dir: Path, metrics: dict, steps: list[dict]) -> N
     _loss_panel(axes[0], steps, None)
     ax = axes[1]
     epochs = [e for e in metrics.get("epochs", []) if "val_title2abstract_ndcg@10" in e]
-    ax.plot([e["epoch"] for e in epochs], [e["val_title2abstract_ndcg@10"] for e in epochs], marker="o",
-            label="held-out title -> abstract")
-    ax.set(title="validation nDCG@10 per epoch", xlabel="epoch", ylabel="nDCG@10")
-    _legend(ax)
+    if epochs:
+        ax.plot([e["epoch"] for e in epochs], [e["val_title2abstract_ndcg@10"] for e in epochs], marker="o",
+                label="held-out title -> abstract")
+        ax.set(xlabel="epoch", ylabel="nDCG@10")
+        _legend(ax)
+    else:
+        _hint(ax, "no per-epoch validation in this run (val_patents = 0)")
+    ax.set_title("validation nDCG@10 per epoch")
     evaluation = run_dir / "eval.json"
     results = json.loads(evaluation.read_text(encoding="utf-8"))["results"] if evaluation.exists() else {}
     _recall_panel(axes[2], results, epochs[-1] if epochs else {})
@@ -138,6 +148,10 @@ def _recall_panel(ax, results: dict, last_epoch: dict) -> None:
         where = "title -> abstract, evaluation (eval.json)"
     else:
         ks, values = _recall_curve(last_epoch, "val_title2abstract_")
+        if not ks:
+            _hint(ax, "no recall@k yet: run\npython -m solution.evaluate embedder --run RUN")
+            ax.set_title("recall@k (title -> abstract)")
+            return
         ax.plot(ks, values, marker="o", label="this run, last epoch")
         where = "title -> abstract, held-out validation sample"
     ax.set(title=f"recall@k ({where})", xlabel="k", ylabel="recall@k", xscale="log")
@@ -147,9 +161,8 @@ def _recall_panel(ax, results: dict, last_epoch: dict) -> None:
 def _roles_panel(ax, results: dict) -> None:
     roles = sorted({task[len("queries:"):] for tasks in results.values() for task in tasks if task.startswith("queries:")})
     if not roles:
-        ax.text(0.5, 0.5, "nDCG@10 per query role: run\npython -m solution.evaluate embedder --run RUN",
-                ha="center", va="center", transform=ax.transAxes)
-        ax.set(title="nDCG@10 per query role", xticks=[], yticks=[])
+        _hint(ax, "nDCG@10 per query role: run\npython -m solution.evaluate embedder --run RUN")
+        ax.set_title("nDCG@10 per query role")
         return
     width = 0.8 / len(results)
     for i, (system, tasks) in enumerate(results.items()):
