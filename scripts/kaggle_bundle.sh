@@ -36,7 +36,11 @@ fi
 
 # The project itself (pure Python) and the inference dependencies as binary wheels for Kaggle's Python.
 # pip download matches --platform tags literally, so every manylinux tag a dependency may use is listed.
-"$python" -m pip wheel -q --no-deps --wheel-dir "$stage/wheels" "$root"
+# built from a copy of the package sources, so the checkout gets no build/ or .egg-info folders
+src_copy=$(mktemp -d)
+trap 'rm -rf "$src_copy"' EXIT
+cp -r "$root/setup.cfg" "$root/pyproject.toml" "$root/README.md" "$root/solution" "$root/export" "$root/inference" "$src_copy/"
+"$python" -m pip wheel -q --no-deps --wheel-dir "$stage/wheels" "$src_copy"
 requirements=$("$python" - "$root/setup.cfg" <<'EOF'
 import configparser, sys
 cfg = configparser.ConfigParser()
