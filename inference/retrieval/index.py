@@ -171,7 +171,7 @@ def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: st
         info["bm25"] = True
         hashed += bm25_files(out)
     if ann_kind != "none":
-        info["ann"] = _build_ann(out, ann_kind)
+        info["ann"] = _build_ann(out, ann_kind, progress)
         hashed.append(ANN_FILE)
     info.update(complete=True, build_s=round(time.time() - t0, 2), providers=model.providers,
                 files={name: sha256_file(out / name) for name in hashed})
@@ -207,18 +207,21 @@ def _ann_available(ann: str, n_docs: int) -> str:
     return kind
 
 
-def _build_ann(out: Path, kind: str) -> dict:
+def _build_ann(out: Path, kind: str, progress: bool) -> dict:
     start = time.time()
-    index, params = build_ann(np.load(out / "embeddings.npy", mmap_mode="r"), kind)
+    embeddings = np.load(out / "embeddings.npy", mmap_mode="r")
+    log.info("building the %s structure over %d vectors", kind, len(embeddings))
+    index, params = build_ann(embeddings, kind, progress=lambda blocks: _progress(blocks, progress, len(blocks), 0,
+                                                                                  f"{kind} blocks"))
     save_ann(index, out / ANN_FILE)
     return {"kind": kind, "params": params, "build_s": round(time.time() - start, 2)}
 
 
-def _progress(it, enabled: bool, total: int, initial: int):
+def _progress(it, enabled: bool, total: int, initial: int, desc: str = "index chunks"):
     if not enabled:
         return it
     try:
         from tqdm.auto import tqdm
     except ImportError:
         return it
-    return tqdm(it, total=total, initial=initial, desc="index chunks", dynamic_ncols=True)
+    return tqdm(it, total=total, initial=initial, desc=desc, dynamic_ncols=True)

@@ -71,9 +71,9 @@ def choose_ann(kind: str, n_docs: int) -> str:
     return "none" if n_docs < ANN_MIN_DOCS else "ivf"
 
 
-def build_ann(embeddings: np.ndarray, kind: str, block_rows: int = BLOCK_ROWS, seed: int = 0):
-    """A FAISS inner-product index of ``kind`` ("hnsw" or "ivf") over ``embeddings``, added block by block;
-    returns (index, search params)."""
+def build_ann(embeddings: np.ndarray, kind: str, block_rows: int = BLOCK_ROWS, seed: int = 0, progress=None):
+    """A FAISS inner-product index of ``kind`` ("hnsw" or "ivf") over ``embeddings``, added block by block
+    (``progress`` wraps the block starts, e.g. in a progress bar); returns (index, search params)."""
     faiss = faiss_module()
     if faiss is None:
         raise ImportError("approximate search needs FAISS: pip install faiss-cpu (or build with --ann none)")
@@ -91,7 +91,8 @@ def build_ann(embeddings: np.ndarray, kind: str, block_rows: int = BLOCK_ROWS, s
         params = {"nprobe": min(IVF_NPROBE, nlist)}
     else:
         raise ValueError(f"ann {kind!r}: hnsw or ivf")
-    for start in range(0, n, block_rows):
+    starts = range(0, n, block_rows)
+    for start in progress(starts) if progress else starts:
         index.add(np.ascontiguousarray(embeddings[start:start + block_rows], dtype=np.float32))
     return index, params
 
