@@ -218,7 +218,10 @@ def test_cli_index_build_killed_midway_resumes_to_the_same_index(tmp_path, embed
                 break
         except (OSError, ValueError, KeyError):
             pass
-        time.sleep(0.005)
+        try:
+            proc.wait(timeout=0.005)  # poll the progress file every few ms until the build has some chunks
+        except subprocess.TimeoutExpired:
+            pass
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = json.loads(state.read_text())
