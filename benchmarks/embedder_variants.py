@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._results import append_results, markdown_table  # noqa: E402
 
+WITH_ICT = ["concept", "keyword", "question", "colloquial", "misspelled", "ict"]  # the default roles + ict
+
 # name, what it changes, minutes of training, config overrides (on top of configs/embedder-cpu.toml, or of the
 # file an override "config" names)
 VARIANTS: list[tuple[str, str, float, dict]] = [
@@ -48,16 +50,20 @@ VARIANTS: list[tuple[str, str, float, dict]] = [
     ("mqg-h0-10min", "mqg, in-batch negatives only (the CPU preset), 10 minutes", 10,
      {"recipe": "mqg", "hard_negatives": 0}),
     ("mqg-h0-ict-10min", "mqg + the ict role (inverse cloze), in-batch negatives only, 10 minutes", 10,
-     {"recipe": "mqg", "hard_negatives": 0, "roles": ["concept", "keyword", "question", "colloquial", "misspelled", "ict"]}),
+     {"recipe": "mqg", "hard_negatives": 0, "roles": WITH_ICT}),
     ("mqg-h0-10min-s7", "as mqg-h0-10min, seed 7 (another split, queries and init)", 10,
      {"recipe": "mqg", "hard_negatives": 0, "seed": 7}),
     ("mqg-h0-ict-10min-s7", "as mqg-h0-ict-10min, seed 7", 10,
      {"recipe": "mqg", "hard_negatives": 0, "seed": 7,
-      "roles": ["concept", "keyword", "question", "colloquial", "misspelled", "ict"]}),
+      "roles": WITH_ICT}),
     ("preset-retrieval", "configs/embedder-retrieval.toml (combined: queries + alignment, no CPC)", 10,
      {"config": "configs/embedder-retrieval.toml"}),
     ("preset-classify", "configs/embedder-classify.toml (combined: queries + alignment + CPC)", 10,
      {"config": "configs/embedder-classify.toml"}),
+    ("preset-retrieval-ict", "configs/embedder-retrieval.toml + the ict role", 10,
+     {"config": "configs/embedder-retrieval.toml", "roles": WITH_ICT}),
+    ("preset-classify-ict", "configs/embedder-classify.toml + the ict role", 10,
+     {"config": "configs/embedder-classify.toml", "roles": WITH_ICT}),
 ]
 
 
