@@ -30,7 +30,8 @@ class DataError(ValueError):
 
 
 class OutputError(ValueError):
-    """An output path that cannot be written, or that would overwrite an input; raised before any work."""
+    """An output path that cannot be written, or that would overwrite an input: raised before any work,
+    or (disk full, folder gone read-only meanwhile) by the write itself, with the old file intact."""
 
 
 @dataclass
@@ -185,9 +186,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError):  # disk full, quota, read-only: one line naming the file, not a traceback
+            raise OutputError(f"{path}: could not be written ({err.strerror or err}); "
+                              f"{'the previous file is unchanged' if path.exists() else 'nothing was written'}") from err
         raise
 
 

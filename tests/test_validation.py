@@ -165,3 +165,34 @@ def test_every_shipped_config_builds(path):
     if path.name in ("embedder-retrieval.toml", "embedder-classify.toml"):
         weights = cfg.loss_weights()
         assert ("cpc" in weights) == (path.name == "embedder-classify.toml") and "align" in weights and "mqg" in weights
+
+
+def test_a_read_only_folder_and_a_full_disk_are_one_line_errors(phrase_exported, small_data, tmp_path, monkeypatch):
+    """As root a folder cannot be made read-only and no disk fills up here, so both are injected."""
+    import errno
+
+    import inference.io
+    from inference.__main__ import main as inference_main
+
+    model_dir = phrase_exported[1]
+    test_csv = small_data / "uspppm" / "test.csv"
+    out = tmp_path / "scores.csv"
+    out.write_text("old\n")
+    score = ["score", "--model", str(model_dir), "--input", str(test_csv), "--output", str(out)]
+
+    with monkeypatch.context() as m:
+        m.setattr(inference.io.os, "access", lambda path, mode: False)
+        with pytest.raises(SystemExit, match=f"error: {out}: cannot write into {tmp_path}"):
+            inference_main(score)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(inference.io.os, "fsync", full)
+        with pytest.raises(SystemExit, match=r"scores.csv: could not be written \(No space left on device\); "
+                                             "the previous file is unchanged"):
+            inference_main(score)
+    assert out.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]
+    inference_main(score)  # and with room again it writes
+    assert out.read_text().startswith("id,score\n")

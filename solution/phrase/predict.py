@@ -81,11 +81,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         check_output_path(args.output, [args.input])
         ids, scores = predict_file(args.run, args.input, args.device, args.batch_size)
+        write_scores(args.output, ids, scores)
     except DataError as err:
         raise SystemExit(f"data error: {err}") from None
-    except (OutputError, ConfigError) as err:  # ConfigError: --device cuda without CUDA
+    except (OutputError, ConfigError) as err:  # ConfigError: --device cuda without CUDA; OutputError: disk full too
         raise SystemExit(f"error: {err}") from None
-    write_scores(args.output, ids, scores)
     print(f"wrote {len(ids)} scores to {args.output}")
 
 
