@@ -43,8 +43,8 @@ def faiss_module():
     return faiss
 
 
-def exact_top_k(embeddings: np.ndarray, queries: np.ndarray, k: int, block_rows: int = BLOCK_ROWS,
-                ) -> tuple[np.ndarray, np.ndarray]:
+def exact_top_k(embeddings: np.ndarray, queries: np.ndarray, k: int,
+                block_rows: int = BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
     """(indices, scores), best first, of the ``k`` largest inner products per query; ``embeddings`` may
     be a memmap of any float dtype and is read ``block_rows`` rows at a time."""
     queries = np.asarray(queries, dtype=np.float32)
@@ -115,6 +115,7 @@ def load_ann(path: Path, params: dict):
 
 
 def ann_top_k(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, scores) from a FAISS index; rows it could not fill (index -1) are cut off."""
+    """(indices, scores) from a FAISS index; an index of -1 marks a slot it could not fill (the caller
+    drops those)."""
     scores, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
     return idx, scores
