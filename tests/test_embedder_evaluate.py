@@ -19,3 +19,13 @@ def test_evaluate_table(embedder_run, small_data, patent_corpus):
         assert key in run_row
     assert 0.0 <= run_row["title2abstract"]["ndcg@10"] <= 1.0
     assert "| bm25 |" in report["table"]
+
+
+def test_phrase_groups_can_be_drawn_from_one_cpc_section(small_data):
+    from solution.embedder.evaluators.phrases import load_phrase_groups
+
+    path = str(small_data / "uspppm" / "train.csv")
+    every = load_phrase_groups(path, max_groups=10_000)
+    in_a = load_phrase_groups(path, max_groups=10_000, context_filter=lambda c: c.startswith("A"))
+    others = load_phrase_groups(path, max_groups=10_000, context_filter=lambda c: not c.startswith("A"))
+    assert in_a and others and len(in_a) + len(others) == len(every)

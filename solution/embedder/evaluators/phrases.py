@@ -21,14 +21,18 @@ from solution.embedder.metrics import ndcg_at_k
 Group = tuple[str, list[str], list[float]]
 
 
-def load_phrase_groups(path: str, max_groups: int = 300, seed: int = 0) -> list[Group]:
-    """Groups of (anchor, targets, scores) keyed by anchor + context; a fixed random sample."""
+def load_phrase_groups(path: str, max_groups: int = 300, seed: int = 0,
+                       context_filter: Callable[[str], bool] | None = None) -> list[Group]:
+    """Groups of (anchor, targets, scores) keyed by anchor + context; a fixed random sample, of the
+    contexts ``context_filter`` keeps (e.g. one CPC section) when given."""
     from inference.io import read_pairs
 
     table = read_pairs(path, require_score=True)
     cols = table.columns
     groups: dict[tuple[str, str], tuple[list[str], list[float]]] = {}
     for a, t, c, s in zip(cols["anchor"], cols["target"], cols["context"], cols["score"]):
+        if context_filter is not None and not context_filter(c):
+            continue
         targets, scores = groups.setdefault((a, c), ([], []))
         targets.append(t)
         scores.append(s)
