@@ -145,11 +145,11 @@ def main(argv: list[str] | None = None) -> None:
 
     table = format_table(results)
     best = max(runs, key=lambda r: results[r]["title2abstract"]["ndcg@10"]) if runs else None
-    from export.embedder import export_embedder
+    from export.embedder import EmbedderExportOptions, export_embedder
 
     model_dir = Path(args.runs_dir) / f"model-{best or 'zero-shot'}"
-    export_embedder(model_dir, run=str(runs[best]) if best else None, model=None if best else args.model, force=True,
-                    int8=False)
+    export_embedder(EmbedderExportOptions(model_dir, run=str(runs[best]) if best else None,
+                                          model=None if best else args.model, force=True, int8=False))
     speed_rows = speed(args, model_dir)
     speed_md = markdown_table(["measure (CPU, onnxruntime)", "value"], speed_rows)
     notes = (f"{meta['n_queries']} held-out patents (never trained on) as queries, searched among {meta['n_searched']} "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,8 @@ import torch
 
 from export.fusion import fuse_transformer
 from export.onnx_graph import DEFAULT_EXPORTER, EXPORTERS, GraphSpec, default_opset, export_graph
-from export.parity import ParityError
-from export.staging import open_stage, publish
-
-log = logging.getLogger(__name__)
+from export.parity import ParityError, ParityGate
+from export.staging import apply_gate, open_stage, publish
 
 MARKER = "embedder_config.json"
 KIND = "embedder"
@@ -70,8 +69,10 @@ def onnx_embed(path: Path, tokenizer_json: Path, texts: list[str], max_length: i
     return OnnxEmbedder.load(path, tokenizer_json, max_length, device="cpu", variant=variant).encode(texts, batch_size)
 
 
-def ndcg_gate(fp32: Path, int8: Path, tokenizer_json: Path, cfg, corpus: str, split: dict | None, n: int) -> dict:
-    """title -> abstract nDCG@10 of both graphs on held-out (or, without a split, the first) patents."""
+def ndcg_pair(fp32: Path, int8: Path, tokenizer_json: Path, cfg, corpus: str, split: dict | None,
+              n: int) -> tuple[float, float, int]:
+    """title -> abstract nDCG@10 of both graphs on held-out (or, without a split, the first) patents:
+    (fp32's, int8's, patents)."""
     from inference.retrieval.corpus import read_patents
     from solution.embedder.metrics import ir_metrics
 
@@ -81,82 +82,97 @@ def ndcg_gate(fp32: Path, int8: Path, tokenizer_json: Path, cfg, corpus: str, sp
         patents = [p for p in patents if p.patent_id in held]
     patents = patents[:n]
     qrels = [{i: 1.0} for i in range(len(patents))]
-    out = {}
+    ndcg = []
     for name, path in (("fp32", fp32), ("int8", int8)):
         q = onnx_embed(path, tokenizer_json, [p.title for p in patents], cfg.query_max_length, variant=name)
         d = onnx_embed(path, tokenizer_json, [p.abstract for p in patents], cfg.max_length, variant=name)
-        out[name] = ir_metrics(q @ d.T, qrels, ks=(1,))["ndcg@10"]
-    out["loss"] = out["fp32"] - out["int8"]
-    out["patents"] = len(patents)
-    return out
+        ndcg.append(ir_metrics(q @ d.T, qrels, ks=(1,))["ndcg@10"])
+    return ndcg[0], ndcg[1], len(patents)
 
 
-def export_embedder(out: str | Path, run: str | None = None, model: str | None = None, *, force: bool = False,
-                    exporter: str = DEFAULT_EXPORTER, opset: int | None = None, fuse: bool = True, int8: bool = True,
-                    int8_isa: str = "avx512_vnni",
-                    max_abs_diff: float = 1e-4, max_ndcg_loss: float = 0.005, corpus: str = "data/patents/a61_patents.csv",
-                    gate_patents: int = 200) -> dict:
+@dataclass
+class EmbedderExportOptions:
+    """What ``python -m export`` takes for an embedder run (or, with ``model``, a zero-shot backbone)."""
+
+    out: str
+    run: str | None = None
+    model: str | None = None  # a backbone id or folder instead of a run
+    exporter: str = DEFAULT_EXPORTER
+    opset: int | None = None  # None: the exporter's default
+    fuse: bool = True  # onnxruntime's transformer fusions (export/fusion.py)
+    int8: bool = True
+    int8_isa: str = "avx512_vnni"
+    max_abs_diff: float = 1e-4
+    max_ndcg_loss: float = 0.005
+    corpus: str = "data/patents/a61_patents.csv"  # the int8 gate's patents (the run's held-out ones)
+    gate_patents: int = 200
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        self.out = str(self.out)  # a Path is welcome; the manifest records the options as JSON
+        if (self.run is None) == (self.model is None):
+            raise ValueError("export one of: a run (run=...) or a backbone (model=...)")
+
+
+def export_embedder(opts: EmbedderExportOptions) -> dict:
     """Write the model folder; returns its manifest. Raises ParityError when the fp32 graph is off."""
     from inference.backend.manifest import write_manifest
 
-    out = Path(out)
-    stage = open_stage(out, force)  # an old --out stays until the new folder passed its gates
-    enc, tok, cfg, split = load_source(run, model)
+    out = Path(opts.out)
+    stage = open_stage(out, opts.force)  # an old --out stays until the new folder passed its gates
+    enc, tok, cfg, split = load_source(opts.run, opts.model)
     enc = enc.merge_lora().float().eval()
     t0 = time.time()
     example = tok(PARITY_TEXTS[:2], padding=True, return_tensors="pt")
-    export_graph(enc, (example["input_ids"], example["attention_mask"]), SPEC, stage / "model.onnx", exporter, opset)
+    export_graph(enc, (example["input_ids"], example["attention_mask"]), SPEC, stage / "model.onnx", opts.exporter,
+                 opts.opset)
     arch = enc.backbone.config
     fused = fuse_transformer(stage / "model.onnx", arch.num_attention_heads, arch.hidden_size,
-                             arch.num_hidden_layers) if fuse else {}
+                             arch.num_hidden_layers) if opts.fuse else {}
     tok.backend_tokenizer.save(str(stage / "tokenizer.json"))
     export_s = time.time() - t0
 
     # parity: PyTorch vs the fp32 graph, on text of several lengths, through our own tokenisation path
+    gate = ParityGate("ndcg@10", opts.max_abs_diff, opts.max_ndcg_loss)
     with torch.no_grad():
         batch = tok(PARITY_TEXTS, padding=True, truncation=True, max_length=cfg.max_length, return_tensors="pt")
         ref = enc(batch["input_ids"], batch["attention_mask"]).numpy()
     got = onnx_embed(stage / "model.onnx", stage / "tokenizer.json", PARITY_TEXTS, cfg.max_length)
-    diff = float(np.abs(ref - got).max())
-    if diff > max_abs_diff:
-        raise ParityError(f"fp32 graph differs from PyTorch by {diff:.2e} > {max_abs_diff:.0e} (max |diff| of embeddings)")
-    files = ["model.onnx", "tokenizer.json"]
-    gates: dict = {"fp32_max_abs_diff": diff}
-    if int8:
+    gate.check_fp32("fp32", ref, got)
+    variants = {"fp32": ["model.onnx"]}
+    if opts.int8:
         from export.variants import quantize_int8
 
-        quantize_int8(stage / "model.onnx", stage / "model.int8.onnx", int8_isa)
-        gate = ndcg_gate(stage / "model.onnx", stage / "model.int8.onnx", stage / "tokenizer.json", cfg, corpus, split,
-                         gate_patents)
-        gate["kept"] = gate["loss"] <= max_ndcg_loss
-        gates["int8_ndcg@10"] = gate
-        if gate["kept"]:
-            files.append("model.int8.onnx")
-        else:
-            (stage / "model.int8.onnx").unlink()
-            log.warning("int8 dropped: nDCG@10 %.4f vs fp32 %.4f (loss %.4f > %.4f)", gate["int8"], gate["fp32"],
-                        gate["loss"], max_ndcg_loss)
-    body = {"source_run": str(run) if run else None, "backbone": cfg.backbone, "dim": int(got.shape[1]),
+        quantize_int8(stage / "model.onnx", stage / "model.int8.onnx", opts.int8_isa)
+        variants["int8"] = ["model.int8.onnx"]
+        ndcg32, ndcg8, n = ndcg_pair(stage / "model.onnx", stage / "model.int8.onnx", stage / "tokenizer.json", cfg,
+                                     opts.corpus, split, opts.gate_patents)
+        gate.check_metric("int8", ndcg32, ndcg8, n)
+    apply_gate(gate, stage, variants, f"export of {opts.run or opts.model}")
+    body = {"source_run": str(opts.run) if opts.run else None, "backbone": cfg.backbone, "dim": int(got.shape[1]),
             "max_length": cfg.max_length, "query_max_length": cfg.query_max_length, "doc_view": cfg.doc_view,
             "pad_id": tok.pad_token_id if tok.pad_token_id is not None else 0,
             "pooling": "mean", "normalized": True, "inputs": list(SPEC.inputs), "output": "embeddings",
-            "exporter": exporter, "opset": opset or default_opset(exporter), "fused_operators": fused,
-            "export_s": export_s, "gates": gates}
-    manifest = write_manifest(stage, KIND, body, files)
+            "variants": variants, "exporter": opts.exporter, "opset": opts.opset or default_opset(opts.exporter),
+            "options": asdict(opts), "fused_operators": fused, "export_s": export_s, "parity": gate.to_dict()}
+    manifest = write_manifest(stage, KIND, body, ["tokenizer.json", *(f for fs in variants.values() for f in fs)])
     publish(stage, out)
     return manifest
 
 
 def main(args) -> int:
     """Export from parsed options (``python -m export`` and ``python -m export.embedder`` both land here)."""
+    opts = EmbedderExportOptions(out=args.out, run=args.run, model=getattr(args, "model", None), force=args.force,
+                                 exporter=args.exporter, opset=args.opset, fuse=not args.no_fuse,
+                                 int8=not args.no_int8, int8_isa=args.int8_isa, max_abs_diff=args.max_abs_diff,
+                                 max_ndcg_loss=args.max_ndcg_loss, corpus=args.corpus, gate_patents=args.gate_patents)
     try:
-        manifest = export_embedder(args.out, run=args.run, model=getattr(args, "model", None), force=args.force,
-                                   exporter=args.exporter, opset=args.opset, fuse=not args.no_fuse, int8=not args.no_int8,
-                                   int8_isa=args.int8_isa, max_abs_diff=args.max_abs_diff,
-                                   max_ndcg_loss=args.max_ndcg_loss, corpus=args.corpus, gate_patents=args.gate_patents)
+        manifest = export_embedder(opts)
     except ParityError as err:
         raise SystemExit(f"error: {err}") from None
-    print(json.dumps({"out": args.out, "files": sorted(manifest["files"]), "gates": manifest["gates"]}, indent=2))
+    print(json.dumps({"out": args.out, "files": sorted(manifest["files"]), "variants": manifest["variants"],
+                      "parity": [c["name"] + (": ok" if c["passed"] else ": failed, dropped")
+                                 for c in manifest["parity"]["checks"]]}, indent=2))
     return 0
 
 

@@ -8,7 +8,8 @@ class_ids; output score, one per row in the pair layout and one per target slot 
 the multi layout; dynamic batch and sequence), derive int8 and fp16 graphs, and pass the parity gate on
 the fold's validation rows (from the run's oof.csv). The scorer averages the folds, as training's
 submission does. Files are written to ``.NAME.partial`` beside the target and moved into place only
-when every check passed, with ``manifest.json`` written last.
+when the fp32 graphs passed, with ``manifest.json`` written last; an int8 or fp16 variant that loses
+more Pearson than the gate allows in any fold is left out, and the manifest's ``parity`` says why.
 
 Example:
     >>> manifest = export_run(PhraseExportOptions(run="runs/NAME", out="models/NAME"))   # doctest: +SKIP
@@ -34,7 +35,7 @@ from torch import nn
 from export.fusion import fuse_transformer
 from export.onnx_graph import DEFAULT_EXPORTER, GraphSpec, default_opset, export_graph, graph_inputs
 from export.parity import ParityGate
-from export.staging import open_stage, publish
+from export.staging import apply_gate, open_stage, publish
 from export.variants import convert_fp16, quantize_int8
 from inference.backend.manifest import write_manifest
 from inference.backend.session import OnnxRunner, sequences_per_pass
@@ -244,7 +245,8 @@ def export_fold(opts: PhraseExportOptions, run_dir: Path, stage: Path, fold: int
 
 
 def export_run(opts: PhraseExportOptions) -> dict:
-    """Export the run; returns the manifest. Raises ParityError (files kept in the .partial folder) on a failed gate."""
+    """Export the run; returns the manifest. Raises ParityError (files kept in the .partial folder) when an
+    fp32 graph fails its parity check; drops an int8/fp16 variant that fails."""
     run_dir, out = Path(opts.run), Path(opts.out)
     for name in (MARKER, "config.json", "template.json", "cpc_vocab.json", "tokenizer/tokenizer.json"):
         if not (run_dir / name).is_file():
@@ -265,7 +267,7 @@ def export_run(opts: PhraseExportOptions) -> dict:
     max_length = int(train_cfg["max_length"])
 
     torch.set_num_threads(torch.get_num_threads())
-    gate = ParityGate(opts.max_abs_diff, opts.max_pearson_loss)
+    gate = ParityGate("pearson", opts.max_abs_diff, opts.max_pearson_loss)
     variants: dict[str, list[str]] = {"fp32": []} | ({"int8": []} if opts.int8 else {}) | ({"fp16": []} if opts.fp16 else {})
     per_fold, inputs_used = {}, []
     for fold in folds:
@@ -273,7 +275,7 @@ def export_run(opts: PhraseExportOptions) -> dict:
         inputs_used, per_fold[str(fold)] = export_fold(opts, run_dir, stage, fold, names, preprocess, pad_id, gate)
         for variant in variants:
             variants[variant].append(names[variant])
-    gate.raise_if_failed(f"export of {run_dir} (files kept in {stage} for inspection)")
+    apply_gate(gate, stage, variants, f"export of {run_dir}")
 
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     body = {

@@ -15,8 +15,11 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def open_stage(out: Path, force: bool) -> Path:
@@ -39,3 +42,15 @@ def publish(stage: Path, out: Path) -> None:
         out.rename(old)
     stage.rename(out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def apply_gate(gate, stage: Path, variants: dict[str, list[str]], where: str) -> None:
+    """Drop every variant (int8, fp16) that failed its parity check in any fold: its graphs are deleted
+    from ``stage`` and its entry from ``variants``, with a warning and the numbers. A failed fp32 graph
+    raises ``ParityError`` (``stage`` is kept for inspection)."""
+    for variant in gate.drop_failed_variants():
+        for name in variants.pop(variant, []):
+            (stage / name).unlink(missing_ok=True)
+        lines = "; ".join(c.line() for c in gate.checks if c.variant == variant)
+        log.warning("%s: the %s graph is not shipped, it failed the parity gate: %s", where, variant, lines)
+    gate.raise_if_failed(f"{where} (files kept in {stage} for inspection)")

@@ -151,10 +151,10 @@ def embedder_run(tmp_path_factory, tiny_model, patent_corpus):
 @pytest.fixture(scope="session")
 def embedder_exported(tmp_path_factory, embedder_run):
     """(model folder, manifest) of that run, exported fp32 with the legacy exporter."""
-    from export.embedder import export_embedder
+    from export.embedder import EmbedderExportOptions, export_embedder
 
     out = tmp_path_factory.mktemp("models") / "combined"
-    manifest = export_embedder(out, run=str(embedder_run[0]), exporter="legacy", int8=False)
+    manifest = export_embedder(EmbedderExportOptions(out, run=str(embedder_run[0]), exporter="legacy", int8=False))
     return out, manifest
 
 

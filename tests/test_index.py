@@ -60,13 +60,14 @@ def test_index_resume_and_fp16(tmp_path, embedder_exported, patent_corpus):
 
 
 def test_mismatched_index_refused(tmp_path, embedder_exported, patent_corpus, tiny_model):
-    from export.embedder import export_embedder
+    from export.embedder import EmbedderExportOptions, export_embedder
     from inference.retrieval import PatentRanker
     from inference.retrieval.index import IndexMismatchError, build_index
 
     model_dir, _ = embedder_exported
     build_index(model_dir, patent_corpus, tmp_path / "idx", chunk_size=32, progress=False, bm25=False)
-    other = export_embedder(tmp_path / "zero-shot", model=str(tiny_model), exporter="legacy", int8=False)
+    other = export_embedder(EmbedderExportOptions(tmp_path / "zero-shot", model=str(tiny_model), exporter="legacy",
+                                                  int8=False))
     assert other["files"]["model.onnx"]["sha256"] != json.loads((tmp_path / "idx" / "index.json").read_text())["model_sha256"]
     with pytest.raises(IndexMismatchError, match="embeddings of different models are not comparable"):
         PatentRanker.load(tmp_path / "idx", model=tmp_path / "zero-shot")

@@ -332,6 +332,7 @@ def test_int8_embeddings_do_not_depend_on_batch_mates(embedder_exported, patent_
     shutil.copytree(model_dir, folder)
     quantize_int8(folder / "model.onnx", folder / "model.int8.onnx")
     body = {k: v for k, v in manifest.items() if k not in ("format_version", "kind", "files", "manifest_sha256")}
+    body["variants"] = {**manifest["variants"], "int8": ["model.int8.onnx"]}
     write_manifest(folder, manifest["kind"], body, [*manifest["files"], "model.int8.onnx"])
     model = EmbedderModel.load(folder, variant="int8")
     texts = [p.abstract for p in read_patents(patent_corpus)[:8]]
@@ -345,7 +346,9 @@ def test_int8_embeddings_do_not_depend_on_batch_mates(embedder_exported, patent_
 def test_auto_variant_per_layout_and_device(tmp_path, layout, cuda, expected):
     """int8 runs one sequence per pass: the CPU default only where that is cheap (multi layout)."""
     from inference.backend.manifest import Manifest
-    from inference.phrase.scorer import pick_variant
+    from inference.backend.variants import pick_variant
+    from inference.phrase.scorer import cpu_variant
 
     graphs = {v: [f"model.{v}.onnx"] for v in ("fp32", "int8", "fp16")}
-    assert pick_variant(Manifest(tmp_path, {"variants": graphs, "layout": layout}), "auto", cuda) == expected
+    manifest = Manifest(tmp_path, {"variants": graphs, "layout": layout})
+    assert pick_variant(manifest, "auto", cuda, cpu_variant(manifest)) == expected

@@ -30,6 +30,7 @@ import numpy as np
 from inference.backend.manifest import MANIFEST, Manifest, ModelFolderError, is_count, read_manifest
 from inference.backend.session import DEVICES, DeviceError, OnnxRunner, sequences_per_pass, wants_cuda
 from inference.backend.tokens import TextEncoder
+from inference.backend.variants import VARIANTS, VARIANTS_RULE, pick_variant
 from inference.cpc import CpcVocab
 from inference.io import (
     DataError,
@@ -49,7 +50,6 @@ from inference.validate import check_positive, positive_int
 log = logging.getLogger(__name__)
 
 KIND = "phrase-scorer"
-VARIANTS = ("auto", "fp32", "int8", "fp16")
 
 
 def table_from_pairs(pairs: Sequence[Sequence[str]], path: str = "<pairs>") -> PairTable:
@@ -79,18 +79,12 @@ def table_from_pairs(pairs: Sequence[Sequence[str]], path: str = "<pairs>") -> P
     return PairTable(path, columns, list(range(1, len(columns["id"]) + 1)))
 
 
-def _graph_lists(value) -> bool:
-    return (isinstance(value, dict) and "fp32" in value
-            and all(isinstance(g, list) and g and all(isinstance(f, str) for f in g) for g in value.values())
-            and len({len(g) for g in value.values()}) == 1)
-
-
 # What the loader reads from the manifest, with what each must be (checked before any file is opened)
 MANIFEST_RULES = {
     "max_length": (f"an integer >= {MIN_LENGTH}", lambda v: is_count(v, MIN_LENGTH)),
     "pad_id": ("an integer >= 0", lambda v: is_count(v, 0)),
     "folds": ("a non-empty list of fold numbers", lambda v: isinstance(v, list) and v and all(is_count(f) for f in v)),
-    "variants": ("a map of variant -> one graph file per fold, with fp32", _graph_lists),
+    "variants": VARIANTS_RULE,
     "tokenizer": ("a file name", lambda v: isinstance(v, str) and v),
     "template": ("a file name", lambda v: isinstance(v, str) and v),
     "cpc_vocab": ("a file name", lambda v: isinstance(v, str) and v),
@@ -108,24 +102,11 @@ def forward_batch(variant: str, batch_size: int | None, cuda: bool, layout: str)
     return sequences_per_pass(variant, batch_size or default)
 
 
-def pick_variant(manifest: Manifest, variant: str, cuda: bool) -> str:
-    """fp16 on CUDA; on CPU int8 for multi-layout models and fp32 for pair-layout ones, unless asked
-    otherwise; fp32 when the preferred one was not exported. int8 runs one sequence per pass (per-row
-    deterministic): cheap for the multi layout's ~100-token sequences, but for ~20-token pairs 2.6x
-    slower than batched and slower than batched fp32 (benchmarks/RESULTS.md, "int8 schemes")."""
-    available = manifest["variants"]
-    if variant not in VARIANTS:
-        raise ValueError(f"variant {variant!r}: expected one of {', '.join(VARIANTS)}")
-    if variant != "auto":
-        if variant not in available:
-            raise ModelFolderError(f"{manifest.folder}: variant {variant!r} was not exported "
-                                   f"(has: {', '.join(available)}); re-export without --no-{variant}")
-        return variant
-    preferred = "fp16" if cuda else ("int8" if manifest.get("layout", "pair") == "multi" else "fp32")
-    if preferred not in available:
-        log.info("%s: no %s variant exported; using fp32", manifest.folder, preferred)
-        return "fp32"
-    return preferred
+def cpu_variant(manifest: Manifest) -> str:
+    """The CPU default: int8 for multi-layout models, fp32 for pair-layout ones. int8 runs one sequence
+    per pass (per-row deterministic): cheap for the multi layout's ~100-token sequences, but for ~20-token
+    pairs 2.6x slower than batched and slower than batched fp32 (benchmarks/RESULTS.md, "int8 schemes")."""
+    return "int8" if manifest.get("layout", "pair") == "multi" else "fp32"
 
 
 @dataclass
@@ -156,13 +137,14 @@ class PhraseScorer:
             raise ModelFolderError(f"{manifest.folder}: {len(manifest['folds'])} folds but "
                                    f"{len(manifest['variants']['fp32'])} fp32 graphs in {MANIFEST}; re-export the model")
         cuda = wants_cuda(device)
-        chosen = pick_variant(manifest, variant, cuda)
+        chosen = pick_variant(manifest, variant, cuda, cpu_variant(manifest))
         shared = [manifest["tokenizer"], manifest["template"], manifest["cpc_vocab"]]
         manifest.verify(shared + manifest["variants"][chosen])
         first = OnnxRunner.create(manifest.path(manifest["variants"][chosen][0]), device, threads)
-        if cuda and not first.on_cuda and variant == "auto" and pick_variant(manifest, "auto", False) != chosen:
+        cpu_pick = pick_variant(manifest, "auto", False, cpu_variant(manifest)) if cuda and variant == "auto" else chosen
+        if cuda and not first.on_cuda and cpu_pick != chosen:
             # "auto" fell back to CPU (warned once): take the CPU variant instead of fp16 on CPU
-            chosen = pick_variant(manifest, "auto", False)
+            chosen = cpu_pick
             manifest.verify(manifest["variants"][chosen])
             first = OnnxRunner.create(manifest.path(manifest["variants"][chosen][0]), "cpu", threads)
         # the other folds go where the first one went (no second fallback warning, same providers)

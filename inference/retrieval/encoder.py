@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.backend.manifest import ModelFolderError, is_count, read_manifest
-from inference.backend.session import OnnxRunner, sequences_per_pass
+from inference.backend.manifest import MANIFEST, ModelFolderError, check_fields, is_count, read_manifest
+from inference.backend.session import OnnxRunner, sequences_per_pass, wants_cuda
 from inference.backend.tokens import TextEncoder, length_buckets, pad_batch
+from inference.backend.variants import VARIANTS_RULE, pick_variant
 
 KIND = "embedder"
-VARIANTS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+LEGACY_GRAPHS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}  # folders exported before the variants map
 # What the loader reads from the manifest, with what each must be (checked before any file is opened)
 MANIFEST_RULES = {
     "max_length": ("an integer >= 2", lambda v: is_count(v, 2)),
@@ -101,17 +102,16 @@ class EmbedderModel:
     @classmethod
     def load(cls, folder: str | os.PathLike, variant: str = "fp32", threads: int | None = None,
              device: str = "cpu") -> EmbedderModel:
-        """``device``: "cpu" (default: an index is CPU-sized work), "cuda", or "auto" (CUDA where it works)."""
+        """``device``: "cpu" (default: an index is CPU-sized work), "cuda", or "auto" (CUDA where it works).
+        ``variant``: "fp32" (default) | "int8" | "fp16" | "auto" (fp16 on CUDA, int8 on CPU, where exported)."""
         folder = Path(folder)
         manifest = read_manifest(folder, KIND, MANIFEST_RULES)
         files = manifest.get("files", {})
-        if variant == "auto":
-            variant = "int8" if VARIANTS["int8"] in files else "fp32"
-        if variant not in VARIANTS:
-            raise ValueError(f"variant {variant!r}: expected one of {', '.join(VARIANTS)} or auto")
-        graph = VARIANTS[variant]
-        if graph not in files:
-            raise ModelFolderError(f"{folder}: has no {variant} graph ({graph}); available: {sorted(files)}")
+        if "variants" not in manifest.data:
+            manifest.data["variants"] = {v: [f] for v, f in LEGACY_GRAPHS.items() if f in files}
+        check_fields(manifest.folder / MANIFEST, manifest.data, {"variants": VARIANTS_RULE})
+        variant = pick_variant(manifest, variant, wants_cuda(device), cpu_preferred="int8")
+        graph = manifest["variants"][variant][0]
         manifest.verify([graph, "tokenizer.json"])
         tok, pad_id = manifest.path("tokenizer.json"), manifest.get("pad_id")
         if pad_id is not None and not is_count(pad_id):
