@@ -13,6 +13,7 @@ import json
 import sys
 
 from inference.backend.session import DEVICES
+from inference.backend.variants import VARIANTS
 from inference.retrieval.vector_search import ANN_KINDS, ANN_MIN_DOCS
 from inference.validate import positive_int
 
@@ -75,7 +76,8 @@ def add_index_parser(subparsers) -> None:
     p.add_argument("--corpus", required=True, help="patent CSV: patent_id,patent_title,patent_abstract[,cpc_subclasses]")
     p.add_argument("--out", required=True, help="index folder, e.g. indexes/NAME")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="embedding storage")
-    p.add_argument("--variant", default="fp32", choices=["fp32", "int8", "auto"], help="graph to embed with")
+    p.add_argument("--variant", default="fp32", choices=VARIANTS,
+                   help="graph to embed with (auto: fp16 on CUDA, int8 on CPU, where the export shipped them)")
     p.add_argument("--chunk-size", type=positive_int, default=256, help="patents per resumable chunk")
     p.add_argument("--no-bm25", action="store_true", help="skip the BM25 state (no hybrid search)")
     p.add_argument("--bm25-stemmer", default="english", choices=["english", "none"],
