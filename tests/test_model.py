@@ -87,3 +87,29 @@ def test_pair_pooling_averages_only_anchor_and_target_tokens(tiny_model):
     keep = torch.tensor([[t in ("abatement", "act", "of", "abating") for t in tokens]])
     assert torch.allclose(pooled, masked_mean(hidden, keep))
     assert not torch.allclose(pooled, masked_mean(hidden, enc["attention_mask"].bool()))  # unlike "mean"
+
+
+def test_dropout_option_sets_every_backbone_and_head_dropout_but_not_loras(tiny_model):
+    """dropout=0 switches off the backbone's hidden and attention dropout and the head's (the collapse
+    fix for larger backbones, see README); None keeps the backbone's config; LoRA keeps lora_dropout."""
+    from solution.phrase.config import PhraseTrainConfig
+
+    def rates(model, part):
+        return {m.p for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout) and part(name)}
+
+    def not_lora(name):
+        return "lora" not in name
+
+    own, _ = make_phrase_model(tiny_model, lora=False)
+    assert rates(own, lambda n: n.startswith("backbone.")) == {0.1} and own.head.dropout.p == 0.1
+    off, tokenizer = make_phrase_model(tiny_model, lora=True, dropout=0.0, lora_dropout=0.2)
+    assert rates(off, lambda n: n.startswith("backbone.") and not_lora(n)) == {0.0} and off.head.dropout.p == 0.0
+    assert rates(off, lambda n: "lora_dropout" in n) == {0.2}
+    ids, mask = batch(tokenizer)
+    sections = classes = torch.ones(3, dtype=torch.long)
+    for dropout, deterministic in ((0.0, True), (None, False)):  # training mode: dropout draws masks
+        model = make_phrase_model(tiny_model, lora=False, dropout=dropout)[0].train()
+        assert torch.equal(model(ids, mask, sections, classes), model(ids, mask, sections, classes)) is deterministic
+    cfg = PhraseTrainConfig(dropout=-1.0)
+    assert cfg.model_config((10, 8), 102, 101).dropout is None
+    assert PhraseTrainConfig(dropout=0.0).model_config((10, 8), 102, 101).dropout == 0.0

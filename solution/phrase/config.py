@@ -48,6 +48,8 @@ class PhraseTrainConfig(BaseTrainConfig):
     cpc_dim: int = config_field(64, "CPC embedding size before the projection", min=1)
     cpc_max_norm_ratio: float = config_field(0.25, "cap of the CPC vector's norm relative to the mean token-embedding norm",
                                              above=0)
+    dropout: float = config_field(-1.0, "dropout of every backbone layer and the head (-1 = the backbone's own, e.g. "
+                                        "0.1; 0 = none)", min=-1, max=0.99)
     context_dropout: float = config_field(0.1, "probability of hiding the class id (trains the unknown-class fallback)",
                                           min=0, max=1)
     lora: bool = redefault(BaseTrainConfig, "lora", False,
@@ -84,6 +86,7 @@ class PhraseTrainConfig(BaseTrainConfig):
         return ModelConfig(
             backbone=self.model, head=self.head, pooling=self.pooling, cpc_fusion=self.cpc_fusion,
             cpc_dim=self.cpc_dim, cpc_max_norm_ratio=self.cpc_max_norm_ratio,
+            dropout=None if self.dropout < 0 else self.dropout,
             num_sections=vocab_sizes[0], num_classes=vocab_sizes[1], lora=self.lora,
             lora_r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
             lora_target_modules=self.lora_target_modules, sep_token_id=sep_id,

@@ -40,6 +40,7 @@ class ModelConfig(LoraSpec):
     head: str = "ordinal"  # "ordinal" (cumulative link, score = expected level) | "linear" (plain regression)
     pooling: str = "pair"  # "pair" (anchor+target tokens) | "interaction" ([t, a, t*a]) | "mean" | "cls"
     head_dropout: float = 0.1
+    dropout: float | None = None  # every dropout of the backbone and the head's; None = the backbone's own
     cpc_fusion: bool = True
     cpc_dim: int = 64
     cpc_max_norm_ratio: float = 0.25  # cap of the CPC vector's norm, relative to a token embedding's
@@ -133,6 +134,8 @@ class PhraseMatcher(nn.Module):
         self.uses_token_type_ids = getattr(backbone.config, "type_vocab_size", 0) > 0
         num_layers = backbone.config.num_hidden_layers
         self.contrastive_layer = config.contrastive_layer if config.contrastive_layer >= 0 else num_layers // 2
+        if config.dropout is not None:  # before LoRA wraps it: its adapters keep their own lora_dropout
+            set_dropout(backbone, config.dropout)
         # the pooler never reaches the loss (the hidden states are pooled here)
         backbone = wrap_lora(backbone, config, exclude_modules=r".*pooler.*")
         self.backbone = backbone
@@ -143,7 +146,8 @@ class PhraseMatcher(nn.Module):
         # [target, anchor, target * anchor] -> hidden: an explicit interaction feature for the head
         self.interaction = (nn.Sequential(nn.Linear(3 * hidden, hidden), nn.GELU())
                             if config.pooling == "interaction" else None)
-        self.head = (OrdinalHead if config.head == "ordinal" else LinearHead)(hidden, config.head_dropout)
+        head_dropout = config.head_dropout if config.dropout is None else config.dropout
+        self.head = (OrdinalHead if config.head == "ordinal" else LinearHead)(hidden, head_dropout)
         # SimCLR-style projection for the NT-Xent spans (training only, never exported): without it
         # the contrastive term reshaped the shared representation and the score collapsed to the mean
         # (Pearson 0.06-0.11 vs 0.36 without NT-Xent in a 1-epoch probe).
@@ -232,6 +236,13 @@ class PhraseMatcher(nn.Module):
         """Fold the LoRA weights into the base weights (same outputs, plain transformer inside)."""
         self.backbone = merge_lora(self.backbone)
         return self
+
+
+def set_dropout(module: nn.Module, p: float) -> None:
+    """Set every dropout layer of ``module`` to ``p`` (whatever its config calls them: hidden, attention...)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Dropout):
+            layer.p = p
 
 
 def span_masks(input_ids, attention_mask, sep_id: int, cls_id: int) -> tuple[torch.Tensor, torch.Tensor]:
