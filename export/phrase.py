@@ -290,6 +290,7 @@ def export_run(opts: PhraseExportOptions) -> dict:
         "inputs": inputs_used,
         "output": "score",
         "layout": preprocess.template.layout,
+        "sibling_orders": int(train_cfg.get("sibling_orders", 1)),  # the scorer's default, as the run scored
         "max_length": max_length,
         "pad_id": pad_id,
         "tokenizer": "tokenizer.json",

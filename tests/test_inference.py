@@ -352,3 +352,24 @@ def test_auto_variant_per_layout_and_device(tmp_path, layout, cuda, expected):
     graphs = {v: [f"model.{v}.onnx"] for v in ("fp32", "int8", "fp16")}
     manifest = Manifest(tmp_path, {"variants": graphs, "layout": layout})
     assert pick_variant(manifest, "auto", cuda, cpu_variant(manifest)) == expected
+
+
+def test_scorer_averages_the_runs_sibling_orders_by_default(phrase_exported, small_data):
+    """The manifest carries the run's sibling_orders; the scorer averages that many orders unless told
+    otherwise, and orders=1 is plain file order."""
+    from inference.io import read_pairs
+    from inference.phrase.inputs import TableContexts
+
+    run_dir, model_dir = phrase_exported
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["sibling_orders"] == json.loads((run_dir / "config.json").read_text())["sibling_orders"] > 1
+    table = read_pairs(small_data / "uspppm" / "train.csv")  # anchors with many targets (test.csv has few)
+    default = PhraseScorer.load(model_dir, device="cpu", variant="fp32")
+    assert default.orders == manifest["sibling_orders"]
+    two = PhraseScorer.load(model_dir, device="cpu", variant="fp32", orders=2)
+    by_hand = np.mean([two.score_inputs(i) for i in two.preprocess.build_orders(table, TableContexts.of(
+        table, two.preprocess.vocab), 2)], axis=0)
+    assert np.array_equal(two.score_table(table), by_hand)
+    one = PhraseScorer.load(model_dir, device="cpu", variant="fp32", orders=1)
+    assert np.array_equal(one.score_table(table), one.score_inputs(one.preprocess(table)))
+    assert np.abs(one.score_table(table) - by_hand).max() > 0  # the second order moved some score

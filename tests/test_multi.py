@@ -141,3 +141,58 @@ def test_precision_auto_keeps_fp32_where_bf16_is_slower():
     assert resolve_precision("auto", "cpu", timer=lambda bf16: 0.126 if bf16 else 0.066) == "fp32"
     assert resolve_precision("auto", "cpu", timer=lambda bf16: 0.030 if bf16 else 0.066) == "bf16"
     assert resolve_precision("fp32", "cpu", timer=lambda bf16: 1 / 0) == "fp32"  # a fixed choice times nothing
+
+
+def test_sibling_orders_are_file_order_then_fixed_shuffles_covering_every_row(tiny_model, small_data):
+    pre = multi_preprocessor(tiny_model, small_data, max_targets=3)
+    table = read_pairs(small_data / "uspppm" / "train.csv", require_score=True)
+    contexts = TableContexts.of(table, pre.vocab)
+    orders = pre.build_orders(table, contexts, 3)
+    again = pre.build_orders(table, contexts, 3)
+    assert len(orders) == 3 and orders[0].ids == pre(table).ids  # the first order is file order
+    assert [o.ids for o in orders] == [o.ids for o in again]  # the same table, the same inputs: deterministic
+    assert orders[1].rows != orders[0].rows and orders[2].rows != orders[1].rows  # siblings really move
+    for inputs in orders:
+        assert sorted(r for rows in inputs.rows for r in rows) == list(range(len(table)))
+    with pytest.raises(ValueError, match="orders must be >= 1"):
+        pre.build_orders(table, contexts, 0)
+
+
+def test_bare_pairs_have_one_sibling_order(tiny_model, small_data):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    template = InputTemplate(sep_token=tokenizer.sep_token, cls_token=tokenizer.cls_token, layout="pair",
+                             group_targets=False)
+    pre = preprocessor(tokenizer, template, CpcVocab.from_data_dir(small_data / "cpc"), 48)
+    table = read_pairs(small_data / "uspppm" / "train.csv", require_score=True)
+    assert len(pre.build_orders(table, TableContexts.of(table, pre.vocab), 4)) == 1
+    grouped = preprocessor(tokenizer, InputTemplate(sep_token=tokenizer.sep_token, cls_token=tokenizer.cls_token,
+                                                    layout="pair", group_targets=True), pre.vocab, 48)
+    assert len(grouped.build_orders(table, TableContexts.of(table, pre.vocab), 4)) == 4  # other targets appended
+
+
+def test_validation_and_predict_average_the_same_sibling_orders(tiny_config, tmp_path):
+    """With sibling_orders=3 the fold's out-of-fold scores are the mean over 3 orders (its file-order
+    Pearson kept beside), and solution.predict on the same rows reproduces them."""
+    import json
+
+    from solution.phrase.predict import predict_file
+    from solution.phrase.train import run
+
+    cfg = tiny_config(epochs=1, layout="multi", max_targets=3, sibling_orders=3, folds=1, lora=False,
+                      contrastive_weight=0.0)
+    metrics = run(cfg)
+    fold = metrics["folds"]["0"]
+    assert "val_pearson_file_order" in fold and fold["val_pearson"] != fold["val_pearson_file_order"]
+    with open(Path(cfg.out) / "oof.csv", newline="") as f:
+        oof = list(csv.DictReader(f))
+    path = tmp_path / "val.csv"
+    with open(path, "w", newline="") as f:  # the fold's rows in file order: the same groups and shuffles
+        writer = csv.writer(f)
+        writer.writerow(["id", "anchor", "target", "context"])
+        writer.writerows([r["id"], r["anchor"], r["target"], r["context"]] for r in oof)
+    ids, scores = predict_file(cfg.out, path, device="cpu")
+    assert ids == [r["id"] for r in oof]
+    assert np.abs(scores - np.array([float(r["pred"]) for r in oof])).max() < 1e-5
+    _, one_order = predict_file(cfg.out, path, device="cpu", orders=1)
+    assert np.abs(one_order - scores).max() > 1e-4  # the orders really were averaged
+    assert json.loads((Path(cfg.out) / "config.json").read_text())["sibling_orders"] == 3

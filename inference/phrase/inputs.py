@@ -140,9 +140,26 @@ class Preprocessor:
             groups = [[] for _ in range(len(table))]
         return self.template.build_all(cols["anchor"], cols["target"], titles, groups)
 
+    @property
+    def has_siblings(self) -> bool:
+        """Whether a row's input holds the other targets of its anchor+context (so their order matters)."""
+        return self.multi is not None or self.template.group_targets
+
+    def build_orders(self, table: PairTable, contexts: TableContexts, orders: int) -> list[PhraseInputs]:
+        """The inputs in ``orders`` orders of each row's siblings: file order first, then the targets of
+        every anchor+context shuffled (and re-chunked) with the fixed seeds 1, 2, ... so the same table
+        always gives the same inputs. Averaging a row's scores over them is test-time augmentation: a
+        target's score moves a little with which siblings share its sequence, and where (README,
+        "sibling orders"). Bare pairs have no siblings: one order."""
+        if orders < 1:
+            raise ValueError(f"orders must be >= 1, got {orders}")
+        orders = orders if self.has_siblings else 1
+        return [self.build(table, contexts, random.Random(k) if k else None, warn=k == 0) for k in range(orders)]
+
     def build(self, table: PairTable, contexts: TableContexts, rng: random.Random | None = None,
-              small_chunk_prob: float = 0.0) -> PhraseInputs:
-        """The inputs; ``rng`` (training) shuffles groups and, in the multi layout, redraws the chunks."""
+              small_chunk_prob: float = 0.0, warn: bool = True) -> PhraseInputs:
+        """The inputs; ``rng`` (training) shuffles groups and, in the multi layout, redraws the chunks.
+        ``warn``: log the count of cut inputs (once per table, not once per sibling order)."""
         cols = table.columns
         group_of = np.zeros(len(table), dtype=np.int64)
         for g, rows in enumerate(anchor_groups(cols["anchor"], cols["context"])):
@@ -150,7 +167,7 @@ class Preprocessor:
         if self.multi is not None:
             chunks, n_cut = self.multi.encode(cols["anchor"], cols["target"], cols["context"], contexts.titles, rng,
                                               small_chunk_prob)
-            if n_cut:
+            if n_cut and warn:
                 log.warning("%s: %d of %d target(s) are longer than the room max_length=%d leaves beside the anchor "
                             "and title, and were cut", table.path, n_cut, len(table), self.encoder.max_length)
             firsts = [c.rows[0] for c in chunks]
@@ -158,7 +175,7 @@ class Preprocessor:
                                 [c.rows for c in chunks], [contexts.section_ids[r] for r in firsts],
                                 [contexts.class_ids[r] for r in firsts], [int(group_of[r]) for r in firsts], n_cut)
         encoded = self.encoder.encode(self.pair_texts(table, contexts.titles, rng))
-        if encoded.n_truncated:
+        if encoded.n_truncated and warn:
             log.warning("%s: %d of %d input(s) are longer than max_length=%d tokens and were truncated (their "
                         "end, the grouped other targets, is cut; training did the same)", table.path,
                         encoded.n_truncated, len(table), self.encoder.max_length)

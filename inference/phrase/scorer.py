@@ -42,7 +42,7 @@ from inference.io import (
     read_pairs,
     write_scores,
 )
-from inference.phrase.inputs import PhraseInputs, Preprocessor
+from inference.phrase.inputs import PhraseInputs, Preprocessor, TableContexts
 from inference.phrase.multi import MIN_LENGTH
 from inference.template import InputTemplate
 from inference.validate import check_positive, positive_int
@@ -118,20 +118,24 @@ class PhraseScorer:
     runners: list[OnnxRunner]  # one per exported fold; scores are averaged
     variant: str
     batch_size: int
+    orders: int = 1  # sibling orders each row is scored in, averaged (Preprocessor.build_orders)
 
     @classmethod
     def load(cls, folder: str | os.PathLike, device: str = "auto", variant: str = "auto",
-             batch_size: int | None = None, threads: int | None = None) -> PhraseScorer:
+             batch_size: int | None = None, threads: int | None = None, orders: int | None = None) -> PhraseScorer:
         """Check the folder (manifest, sha256 of every file used) and open the graphs on ``device``.
 
         ``device``: "auto" (CUDA if onnxruntime can use it, else CPU with one warning) | "cpu" | "cuda".
         ``variant``: "auto" (int8 on CPU, fp16 on CUDA) | "fp32" | "int8" | "fp16".
         ``threads``: intra-op threads on CPU (default: the cores this process may use).
+        ``orders``: sibling orders each row is scored in and averaged over (default: the training run's
+        ``sibling_orders``, as recorded in the manifest; 1 = file order only, the fastest).
         """
         if device not in DEVICES:
             raise ValueError(f"device {device!r}: expected one of {', '.join(DEVICES)}")
         check_positive("batch_size", batch_size, allow_none=True)
         check_positive("threads", threads, allow_none=True)
+        check_positive("orders", orders, allow_none=True)
         manifest = read_manifest(folder, KIND, MANIFEST_RULES)
         if len(manifest["variants"]["fp32"]) != len(manifest["folds"]):
             raise ModelFolderError(f"{manifest.folder}: {len(manifest['folds'])} folds but "
@@ -154,8 +158,12 @@ class PhraseScorer:
         encoder = TextEncoder.load(manifest.path(manifest["tokenizer"]), manifest["max_length"], manifest["pad_id"])
         template = InputTemplate.from_dict(json.loads(manifest.path(manifest["template"]).read_text(encoding="utf-8")))
         vocab = CpcVocab.load(manifest.path(manifest["cpc_vocab"]))
+        trained_orders = manifest.get("sibling_orders", 1)  # models exported before it: file order only
+        if not is_count(trained_orders, 1):
+            raise ModelFolderError(f"{manifest.folder}: field 'sibling_orders' is {trained_orders!r}, expected an "
+                                   "integer >= 1; re-export the model")
         return cls(manifest, Preprocessor(template, vocab, encoder), runners, chosen,
-                   forward_batch(chosen, batch_size, runners[0].on_cuda, template.layout))
+                   forward_batch(chosen, batch_size, runners[0].on_cuda, template.layout), orders or trained_orders)
 
     @property
     def providers(self) -> list[str]:
@@ -174,7 +182,10 @@ class PhraseScorer:
         return scores
 
     def score_table(self, table: PairTable) -> np.ndarray:
-        return self.score_inputs(self.preprocess(table))
+        """Scores in row order, averaged over the fold graphs and :attr:`orders` sibling orders."""
+        contexts = TableContexts.of(table, self.preprocess.vocab)
+        return np.mean([self.score_inputs(inputs) for inputs in self.preprocess.build_orders(table, contexts, self.orders)],
+                       axis=0)
 
     def score(self, pairs: Sequence[Sequence[str]]) -> np.ndarray:
         """Scores in [0, 1] of ``[(anchor, target, context), ...]``; targets are grouped within this list."""
@@ -217,17 +228,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "batch mates")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU intra-op threads (default: the cores this process may use)")
+    p.add_argument("--orders", type=positive_int, default=None,
+                   help="score each row in this many orders of its sibling targets and average (file order + fixed "
+                        "shuffles; costs that many passes; default: the training run's, from the manifest)")
     p.set_defaults(func=run_score)
     return p
 
 
 def run_score(args: argparse.Namespace) -> None:
     try:
-        scorer = PhraseScorer.load(args.model, args.device, args.variant, args.batch_size, args.threads)
+        scorer = PhraseScorer.load(args.model, args.device, args.variant, args.batch_size, args.threads, args.orders)
         scores = scorer.score_csv(args.input, args.output)
     except DataError as err:
         raise SystemExit(f"data error: {err}") from None
     except (ModelFolderError, DeviceError, OutputError) as err:
         raise SystemExit(f"error: {err}") from None
     print(f"wrote {len(scores)} scores to {args.output} (variant {scorer.variant}, {len(scorer.runners)} fold graph(s), "
-          f"providers {scorer.providers})")
+          f"{scorer.orders} sibling order(s), providers {scorer.providers})")

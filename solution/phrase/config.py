@@ -38,6 +38,8 @@ class PhraseTrainConfig(BaseTrainConfig):
     max_length: int = config_field(256, "tokens per sequence; multi chunks a group to fit, pair cuts the other-targets tail",
                                    min=MIN_LENGTH)
     use_title: bool = config_field(True, "put the CPC class title into the input")
+    sibling_orders: int = config_field(4, "score each validation and test row in this many orders of its siblings and "
+                                          "average (file order + shuffles; 1 = file order only)", min=1)
     group_targets: bool = config_field(False, "pair layout: append the other targets of the same anchor+context (multi has them)")
     # model
     head: str = config_field("ordinal", "ordinal (cumulative link, expected level) | linear", choices=("ordinal", "linear"))

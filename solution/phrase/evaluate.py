@@ -41,3 +41,10 @@ def predict_scores(model, inputs, names: list[str], batch_size: int, device: str
     if only is None and np.isnan(preds).any():  # every row is in exactly one sequence: a NaN is a bug, not data
         raise RuntimeError(f"{int(np.isnan(preds).sum())} row(s) got no score")
     return preds
+
+
+def predict_orders(model, pre, table, contexts, orders: int, names: list[str], batch_size: int, device: str,
+                   precision: str, progress: str = "") -> np.ndarray:
+    """Scores in row order, averaged over ``orders`` sibling orders (``Preprocessor.build_orders``)."""
+    return np.mean([predict_scores(model, inputs, names, batch_size, device, precision, pre.encoder.pad_id, progress)
+                    for inputs in pre.build_orders(table, contexts, orders)], axis=0)

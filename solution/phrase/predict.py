@@ -29,21 +29,23 @@ def trained_folds(run_dir: Path) -> list[int]:
 
 
 def predict_file(
-    run_dir: str | Path, input_csv: str | Path, device: str = "auto", batch_size: int = 32
+    run_dir: str | Path, input_csv: str | Path, device: str = "auto", batch_size: int = 32, orders: int | None = None
 ) -> tuple[list[str], np.ndarray]:
-    """(ids, scores) for a CSV, averaged over the run's folds."""
+    """(ids, scores) for a CSV, averaged over the run's folds and ``orders`` sibling orders (default: the
+    run's ``sibling_orders``, as its own submission was scored)."""
     from inference.cpc import CpcVocab
     from inference.io import read_pairs
     from inference.phrase.inputs import TableContexts
     from inference.template import InputTemplate
     from inference.validate import check_positive
     from solution.phrase.data import model_input_names, preprocessor
-    from solution.phrase.evaluate import predict_scores
+    from solution.phrase.evaluate import predict_orders
     from solution.phrase.model import load_trained
     from solution.precision import resolve_precision
     from solution.runtime import pick_device
 
     check_positive("batch_size", batch_size)
+    check_positive("orders", orders, allow_none=True)
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise SystemExit(f"{run_dir}: not a training run folder (no config.json); pass --run runs/NAME")
@@ -54,13 +56,13 @@ def predict_file(
     vocab = CpcVocab.load(run_dir / "cpc_vocab.json")
     contexts = TableContexts.of(table, vocab)
     template = InputTemplate.from_dict(json.loads((run_dir / "template.json").read_text()))
-    scores, inputs = [], None
+    orders = cfg.get("sibling_orders", 1) if orders is None else orders
+    scores = []
     for fold in trained_folds(run_dir):
         model, tokenizer = load_trained(run_dir, fold, device)
         pre = preprocessor(tokenizer, template, vocab, cfg["max_length"])
-        inputs = inputs or pre.build(table, contexts)  # the same for every fold
-        scores.append(predict_scores(model, inputs, model_input_names(model, template.layout), batch_size, device,
-                                     precision, pre.encoder.pad_id, progress=f"fold {fold}"))
+        scores.append(predict_orders(model, pre, table, contexts, orders, model_input_names(model, template.layout),
+                                     batch_size, device, precision, progress=f"fold {fold}"))
     return table.ids, np.mean(scores, axis=0)
 
 
@@ -73,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the model")
     p.add_argument("--batch-size", type=positive_int, default=32,
                    help="sequences per forward pass (multi layout: a sequence holds a group's targets)")
+    p.add_argument("--orders", type=positive_int, default=None,
+                   help="sibling orders each row is scored in and averaged over (default: the run's sibling_orders)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from inference.io import DataError, OutputError, check_output_path, write_scores
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         check_output_path(args.output, [args.input])
-        ids, scores = predict_file(args.run, args.input, args.device, args.batch_size)
+        ids, scores = predict_file(args.run, args.input, args.device, args.batch_size, args.orders)
         write_scores(args.output, ids, scores)
     except DataError as err:
         raise SystemExit(f"data error: {err}") from None

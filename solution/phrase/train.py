@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from solution.phrase.evaluate import pearson, predict_scores
+from solution.phrase.evaluate import pearson, predict_orders, predict_scores
 from solution.run_folder import (
     Clock,
     RunFolder,
@@ -335,8 +335,8 @@ def train_fold(run: PhraseRun, fold: int, deadline: float, resume: bool) -> tupl
     fold_dir = run.run_dir / state.dir
     fold_dir.mkdir(parents=True, exist_ok=True)
     steps_per_epoch = len(epoch_inputs(run, state, 0)[1])  # this process's share
-    budget = FoldBudget(deadline, len(state.val_idx), len(state.val_idx) + len(run.test), cfg.epochs,
-                        max(1, cfg.epochs * steps_per_epoch))
+    final_rows = (len(state.val_idx) + len(run.test)) * (cfg.sibling_orders if run.pre.has_siblings else 1)
+    budget = FoldBudget(deadline, len(state.val_idx), final_rows, cfg.epochs, max(1, cfg.epochs * steps_per_epoch))
     probe = list(range(min(len(state.val_inputs), cfg.eval_batch_size)))
     budget.eval_rate = evaluate_fold(run, state, only=probe)[1]
     stopped_by = "epochs"
@@ -357,14 +357,22 @@ def train_fold(run: PhraseRun, fold: int, deadline: float, resume: bool) -> tupl
         if stopped_by == "budget":
             break
     test_pred = np.zeros(len(run.test), dtype=np.float32)
-    if dist.is_main:
-        test_inputs = run.pre.build(run.test, run.test_contexts)
-        test_pred = predict_scores(state.model, test_inputs, state.names, cfg.eval_batch_size, run.device,
-                                   run.precision, run.pre.encoder.pad_id)
-        atomic_torch_save(state.model.trainable_state_dict(), fold_dir / "trainable_state.pt")
     fold_metrics = {"epochs": state.history, "stopped_by": stopped_by, "n_train": len(state.tr_table),
                     "n_val": len(state.val_idx),
                     "val_pearson": state.history[-1]["val_pearson"] if state.history else float("nan")}
+    if dist.is_main:
+        val_table = run.train.subset(state.val_idx)
+        if cfg.sibling_orders > 1 and run.pre.has_siblings and state.history:
+            state.val_pred = predict_orders(state.model, run.pre, val_table, run.train_contexts.subset(state.val_idx),
+                                            cfg.sibling_orders, state.names, cfg.eval_batch_size, run.device,
+                                            run.precision)
+            fold_metrics.update(val_pearson_file_order=fold_metrics["val_pearson"],
+                                val_pearson=pearson(state.val_pred, val_table.columns["score"]))
+            log.info("fold %d: val Pearson %.4f over %d sibling orders (file order alone %.4f)", fold,
+                     fold_metrics["val_pearson"], cfg.sibling_orders, fold_metrics["val_pearson_file_order"])
+        test_pred = predict_orders(state.model, run.pre, run.test, run.test_contexts, cfg.sibling_orders, state.names,
+                                   cfg.eval_batch_size, run.device, run.precision)
+        atomic_torch_save(state.model.trainable_state_dict(), fold_dir / "trainable_state.pt")
     return state.val_pred, test_pred, fold_metrics
 
 
