@@ -51,6 +51,11 @@ def main() -> None:
     table += (f"\n\n**Out-of-fold Pearson {metrics['oof_pearson']:.4f}**, whole run {metrics['wall_s'] / 60:.1f} min "
               f"(budget {metrics['budget_minutes']} min) on {metrics['device']} with {metrics['precision']}{chosen}, "
               f"{metrics.get('layout', 'pair')} layout.")
+    orders = {k: v for k, v in metrics["folds"].items() if "val_pearson_file_order" in v}
+    if orders:
+        table += (" Validation averaged over the sibling orders (the last epoch's model): "
+                  + "; ".join(f"fold {k} {v['val_pearson']:.4f} (file order alone {v['val_pearson_file_order']:.4f})"
+                              for k, v in sorted(orders.items())) + ".")
     append_results(args.title, table, command=command)
 
 
