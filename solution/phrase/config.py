@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inference.phrase.multi import MIN_LENGTH
+from solution.backbone import PHRASE_MODEL
 from solution.config import BaseTrainConfig, config_field, redefault
 from solution.phrase.model import ModelConfig
 
@@ -18,12 +19,15 @@ from solution.phrase.model import ModelConfig
 @dataclass
 class PhraseTrainConfig(BaseTrainConfig):
     # what and where
+    model: str = redefault(BaseTrainConfig, "model", PHRASE_MODEL,
+                           "backbone: Hugging Face id or local folder (default: all-mpnet-base-v2 from models/, which "
+                           "scripts/setup.sh fetches; the packaged MiniLM: --config configs/minilm.toml)")
     out: str = redefault(BaseTrainConfig, "out", "", "run folder (default runs/phrase-<timestamp>)")
     data: str = config_field("data", "folder with uspppm/{train,test}.csv and cpc/*.csv")
     submission: str = config_field("", "submission CSV (default submissions/<run name>/submission.csv)")
     test_csv: str = config_field("", "CSV to predict for the submission (default DATA/uspppm/test.csv)")
     # budgets and validation
-    epochs: int = redefault(BaseTrainConfig, "epochs", 6, "epoch budget (per fold)")
+    epochs: int = redefault(BaseTrainConfig, "epochs", 3, "epoch budget (per fold)")
     budget_minutes: float = redefault(BaseTrainConfig, "budget_minutes", 30.0,
                                       "wall-clock budget for the whole run (all folds, eval and submission included)")
     n_splits: int = config_field(5, "folds the data is split into (grouped by anchor, stratified by score)", min=2)
@@ -46,12 +50,13 @@ class PhraseTrainConfig(BaseTrainConfig):
     pooling: str = config_field("pair", "pair (mean over anchor+target tokens) | interaction ([t, a, t*a] of the "
                                         "target and anchor means, Linear + GELU) | mean (all tokens) | cls",
                                 choices=("pair", "interaction", "mean", "cls"))
-    cpc_fusion: bool = config_field(True, "add the learnable CPC section+class embedding to the token embeddings")
+    cpc_fusion: bool = config_field(False, "add the learnable CPC section+class embedding to the token embeddings "
+                                           "(helps MiniLM +0.004, destabilises mpnet)")
     cpc_dim: int = config_field(64, "CPC embedding size before the projection", min=1)
     cpc_max_norm_ratio: float = config_field(0.25, "cap of the CPC vector's norm relative to the mean token-embedding norm",
                                              above=0)
-    dropout: float = config_field(-1.0, "dropout of every backbone layer and the head (-1 = the backbone's own, e.g. "
-                                        "0.1; 0 = none)", min=-1, max=0.99)
+    dropout: float = config_field(0.0, "dropout of every backbone layer and the head (-1 = the backbone's own, e.g. "
+                                       "0.1; 0 = none: mpnet collapses to a constant score with it)", min=-1, max=0.99)
     context_dropout: float = config_field(0.1, "probability of hiding the class id (trains the unknown-class fallback)",
                                           min=0, max=1)
     lora: bool = redefault(BaseTrainConfig, "lora", False,

@@ -483,6 +483,8 @@ def run(cfg, resume: bool = False) -> dict:
         if dist.is_main:
             np.savez(fold_dir / "predictions.npz", val=val_pred, test=test_pred)
             atomic_json(fold_dir / "done.json", fold_metrics)
+            # a finished fold is never resumed: its optimizer state (2x the weights: 0.9 GB for mpnet) goes
+            (fold_dir / "checkpoint.pt").unlink(missing_ok=True)
         run_.save_state()
     if dist.is_main:
         finish_run(run_, oof, test_preds)
