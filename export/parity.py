@@ -58,7 +58,8 @@ class Check:
         if self.variant == "fp32" and self.max_abs_diff is not None:
             parts.append(f"max |diff| vs PyTorch {self.max_abs_diff:.2e}")
         if self.value is not None:
-            parts.append(f"{self.metric} {self.value:.4f} (fp32 graph {self.reference:.4f}, loss {self.loss:+.4f})")
+            versus = "PyTorch" if self.variant == "fp32" else "fp32 graph"
+            parts.append(f"{self.metric} {self.value:.4f} ({versus} {self.reference:.4f}, loss {self.loss:+.4f})")
         if self.note:
             parts.append(self.note)
         return ", ".join(parts)
