@@ -1,0 +1,87 @@
+"""Training steps per minute on this CPU, per precision: the phrase matcher's default and the retrieval preset.
+
+    python benchmarks/train_steps.py                  # 2 minutes of each (job, precision), ~10 minutes
+    python benchmarks/train_steps.py --minutes 1 --no-append
+
+Each row is a short real run (``python -m solution.train [embedder] --set precision=P``) whose rate
+is the slope of its ``steps.jsonl`` (first to last logged step), so start-up, query generation and
+evaluation are left out. The ``auto`` column says what ``precision=auto`` picks here (the start-up
+probe times one linear layer's step in both precisions and keeps the faster): the default gets
+its full epochs on any CPU only if that pick is the faster row. Appends the table to RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._results import append_results, markdown_table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# (row label, solution.train arguments before the common ones, what one step holds)
+JOBS = {
+    "phrase": ("phrase matcher default (all-mpnet-base-v2, multi layout)", [],
+               "8 sequences (~140 target pairs)"),
+    "embedder": ("embedder retrieval preset (MiniLM, LoRA)", ["embedder", "--config", "configs/embedder-retrieval.toml"],
+                 "32 patents, query + alignment views"),
+}
+
+
+def steps_per_minute(run_dir: Path) -> tuple[float, int]:
+    """(steps per minute between the first and last logged step, steps logged in between)."""
+    rows = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines() if line.strip()]
+    if len(rows) < 2:
+        raise SystemExit(f"{run_dir}: fewer than 2 logged steps; raise --minutes")
+    first, last = rows[0], rows[-1]
+    return (last["step"] - first["step"]) / max(1e-6, last["elapsed_s"] - first["elapsed_s"]) * 60, last["step"] - first["step"]
+
+
+def measure(job: str, precision: str, minutes: float, tmp: Path) -> tuple[float, int, str]:
+    out = tmp / f"{job}-{precision}"
+    extra = ["--folds", "1"] if job == "phrase" else []
+    cmd = [sys.executable, "-m", "solution.train", *JOBS[job][1], "--out", str(out), "--budget-minutes", str(minutes),
+           *extra, "--set", f"precision={precision}", "--set", "log_every=5"]
+    if job == "phrase":
+        cmd += ["--set", f"submission={out / 'submission.csv'}", "--set", "sibling_orders=1"]
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rate, steps = steps_per_minute(out)
+    return rate, steps, json.loads((out / "metrics.json").read_text()).get("precision", precision)
+
+
+def auto_choice() -> str:
+    from solution.precision import resolve_precision_with_probe
+
+    precision, probe = resolve_precision_with_probe("auto", "cpu")
+    return f"{precision} (its probe: linear step fp32 {probe['fp32_ms']:.2f} ms, bf16 {probe['bf16_ms']:.2f} ms)"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=2.0, help="wall-clock budget of each run (default 2)")
+    p.add_argument("--jobs", nargs="*", default=list(JOBS), choices=list(JOBS))
+    p.add_argument("--no-append", action="store_true")
+    args = p.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for job in args.jobs:
+            rates = {precision: measure(job, precision, args.minutes, Path(tmp)) for precision in ("fp32", "bf16")}
+            label, _, step = JOBS[job]
+            rows.append([label, step, f"{rates['fp32'][0]:.1f}", f"{rates['bf16'][0]:.1f}",
+                         f"{rates['bf16'][0] / rates['fp32'][0]:.2f}x",
+                         " / ".join(str(rates[p][1]) for p in ("fp32", "bf16"))])
+            print(rows[-1], flush=True)
+    auto = auto_choice()
+    table = markdown_table(["job", "one step", "fp32 steps/min", "bf16 steps/min", "bf16 / fp32", "steps timed"], rows)
+    append_results("Training steps per minute by precision", table, append=not args.no_append,
+                   notes=f"{args.minutes:g}-minute runs, one at a time, rate = slope of steps.jsonl (start-up and "
+                         f"evaluation excluded); precision=auto picks here: {auto}")
+
+
+if __name__ == "__main__":
+    main()
