@@ -43,8 +43,8 @@ def predict_scores(model, inputs, names: list[str], batch_size: int, device: str
     return preds
 
 
-def predict_orders(model, pre, table, contexts, orders: int, names: list[str], batch_size: int, device: str,
-                   precision: str, progress: str = "") -> np.ndarray:
-    """Scores in row order, averaged over ``orders`` sibling orders (``Preprocessor.build_orders``)."""
-    return np.mean([predict_scores(model, inputs, names, batch_size, device, precision, pre.encoder.pad_id, progress)
-                    for inputs in pre.build_orders(table, contexts, orders)], axis=0)
+def predict_orders(model, orders: list, names: list[str], batch_size: int, device: str, precision: str, pad_id: int,
+                   progress: str = "") -> np.ndarray:
+    """Scores in row order, averaged over the sibling orders' inputs (``Preprocessor.build_orders``)."""
+    return np.mean([predict_scores(model, inputs, names, batch_size, device, precision, pad_id, progress)
+                    for inputs in orders], axis=0)

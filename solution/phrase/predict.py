@@ -57,12 +57,13 @@ def predict_file(
     contexts = TableContexts.of(table, vocab)
     template = InputTemplate.from_dict(json.loads((run_dir / "template.json").read_text()))
     orders = cfg.get("sibling_orders", 1) if orders is None else orders
-    scores = []
+    scores, inputs = [], None
     for fold in trained_folds(run_dir):
         model, tokenizer = load_trained(run_dir, fold, device)
         pre = preprocessor(tokenizer, template, vocab, cfg["max_length"])
-        scores.append(predict_orders(model, pre, table, contexts, orders, model_input_names(model, template.layout),
-                                     batch_size, device, precision, progress=f"fold {fold}"))
+        inputs = inputs or pre.build_orders(table, contexts, orders)  # the same for every fold
+        scores.append(predict_orders(model, inputs, model_input_names(model, template.layout), batch_size, device,
+                                     precision, pre.encoder.pad_id, progress=f"fold {fold}"))
     return table.ids, np.mean(scores, axis=0)
 
 

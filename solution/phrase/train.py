@@ -363,15 +363,16 @@ def train_fold(run: PhraseRun, fold: int, deadline: float, resume: bool) -> tupl
     if dist.is_main:
         val_table = run.train.subset(state.val_idx)
         if cfg.sibling_orders > 1 and run.pre.has_siblings and state.history:
-            state.val_pred = predict_orders(state.model, run.pre, val_table, run.train_contexts.subset(state.val_idx),
-                                            cfg.sibling_orders, state.names, cfg.eval_batch_size, run.device,
-                                            run.precision)
+            val_orders = run.pre.build_orders(val_table, run.train_contexts.subset(state.val_idx), cfg.sibling_orders)
+            state.val_pred = predict_orders(state.model, val_orders, state.names, cfg.eval_batch_size, run.device,
+                                            run.precision, run.pre.encoder.pad_id)
             fold_metrics.update(val_pearson_file_order=fold_metrics["val_pearson"],
                                 val_pearson=pearson(state.val_pred, val_table.columns["score"]))
             log.info("fold %d: val Pearson %.4f over %d sibling orders (file order alone %.4f)", fold,
                      fold_metrics["val_pearson"], cfg.sibling_orders, fold_metrics["val_pearson_file_order"])
-        test_pred = predict_orders(state.model, run.pre, run.test, run.test_contexts, cfg.sibling_orders, state.names,
-                                   cfg.eval_batch_size, run.device, run.precision)
+        test_orders = run.pre.build_orders(run.test, run.test_contexts, cfg.sibling_orders)
+        test_pred = predict_orders(state.model, test_orders, state.names, cfg.eval_batch_size, run.device,
+                                   run.precision, run.pre.encoder.pad_id)
         atomic_torch_save(state.model.trainable_state_dict(), fold_dir / "trainable_state.pt")
     return state.val_pred, test_pred, fold_metrics
 
