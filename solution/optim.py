@@ -4,6 +4,10 @@ The head (with its interaction layer) and the NT-Xent projection are new and sma
 ``head_lr``. The CPC fusion feeds the token embeddings directly: it gets the backbone's ``lr``,
 because Adam moves every weight by about ``lr`` per step whatever the gradient, and at ``head_lr``
 the added vector soon outweighs the tokens themselves.
+
+The fused kernel runs on CPU too: one pass over each parameter instead of a dozen ``foreach`` ops
+over all of them. On 2 cores it cut mpnet's AdamW step from ~290 to ~70 ms against ~1,060 ms of
+forward and backward (RESULTS.md "AdamW step: fused vs foreach"), ~1.2x more steps in the budget.
 """
 
 from __future__ import annotations
@@ -21,5 +25,4 @@ def build_optimizer(model: torch.nn.Module, lr: float, head_lr: float, weight_de
         key = (head_lr if fresh else lr, 0.0 if no_decay else weight_decay)
         groups.setdefault(key, []).append(param)
     param_groups = [{"params": p, "lr": lr_, "base_lr": lr_, "weight_decay": wd} for (lr_, wd), p in groups.items()]
-    fused = {"fused": True} if next(model.parameters()).is_cuda else {}
-    return torch.optim.AdamW(param_groups, **fused)
+    return torch.optim.AdamW(param_groups, fused=True)
