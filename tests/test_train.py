@@ -238,3 +238,42 @@ def test_flush_denormals_zeroes_denormal_arithmetic():
         assert denormal.mul(1.0).item() == 0.0
     finally:
         torch.set_flush_denormal(False)
+
+
+def test_a_fold_near_chance_after_its_first_epoch_restarts_once_at_half_the_lr(tiny_config, monkeypatch):
+    import solution.optim
+
+    backbone_lrs = []
+    real_build = solution.optim.build_optimizer
+
+    def recording_build(model, lr, head_lr, weight_decay):
+        backbone_lrs.append(lr)
+        return real_build(model, lr, head_lr, weight_decay)
+
+    monkeypatch.setattr(solution.optim, "build_optimizer", recording_build)
+    cfg = tiny_config(folds=1, epochs=2, restart_below=1.0)  # every first epoch counts as collapsed
+    metrics = run(cfg)
+    fold = metrics["folds"]["0"]
+    assert backbone_lrs == [cfg.lr, cfg.lr / 2]
+    assert [r["epoch"] for r in fold["restarts"]] == [1] and fold["restarts"][0]["next_lr"] == cfg.lr / 2
+    assert [e["epoch"] for e in fold["epochs"]] == [1, 2]  # the restarted fold trains all its epochs
+    assert np.isfinite(metrics["oof_pearson"])
+
+
+@pytest.mark.parametrize("case, expected", [
+    (dict(), True),
+    (dict(val_pearson=float("nan")), True),  # a constant score
+    (dict(val_pearson=0.5), False),
+    (dict(epochs=1), False),  # no epoch left to use a restart
+    (dict(epoch=1), False),
+    (dict(restarted=True), False),  # once only
+    (dict(stopped_by="budget"), False),
+    (dict(restart_below=-1.0, val_pearson=-0.3), False),
+])
+def test_needs_restart_only_after_a_first_epoch_near_chance(case, expected):
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(epochs=case.get("epochs", 3), restart_below=case.get("restart_below", 0.2))
+    state = SimpleNamespace(restarts=[{"epoch": 1}] if case.get("restarted") else [])
+    record = {"val_pearson": case.get("val_pearson", 0.03), "stopped_by": case.get("stopped_by", "epochs")}
+    assert train_module.needs_restart(cfg, state, case.get("epoch", 0), record) is expected

@@ -173,6 +173,7 @@ class FoldState:
     step: int = 0
     train_time: float = 0.0
     val_pred: np.ndarray | None = None
+    restarts: list[dict] = field(default_factory=list)  # first epochs thrown away (see needs_restart)
 
     @property
     def dir(self) -> Path:
@@ -187,7 +188,7 @@ class FoldState:
                 "train_time_s": self.train_time, "history": self.history,
                 "val_pred": torch.from_numpy(self.val_pred), "model": self.model.trainable_state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_states(),
-                "ctx_dropout": self.ctx_dropout.get_state()}
+                "ctx_dropout": self.ctx_dropout.get_state(), "restarts": self.restarts}
 
     def restore(self, ckpt: dict) -> None:
         from solution.runtime import restore_rng_states
@@ -197,13 +198,15 @@ class FoldState:
         self.scaler.load_state_dict(ckpt["scaler"])
         self.start_epoch, self.step, self.train_time = ckpt["epoch"], ckpt["step"], ckpt["train_time_s"]
         self.history, self.val_pred = ckpt["history"], ckpt["val_pred"].numpy()
+        self.restarts = ckpt.get("restarts", [])
         restore_rng_states(ckpt.get("rng"))
         if "ctx_dropout" in ckpt:
             self.ctx_dropout.set_state(ckpt["ctx_dropout"])
 
 
-def setup_fold(run: PhraseRun, fold: int, resume: bool) -> FoldState:
-    """The fold's model (head initialised from the label prior), optimizer and, on resume, its checkpoint."""
+def setup_fold(run: PhraseRun, fold: int, resume: bool, lr_scale: float = 1.0) -> FoldState:
+    """The fold's model (head initialised from the label prior), optimizer (backbone lr x ``lr_scale``)
+    and, on resume, its checkpoint."""
     import torch
 
     from solution.optim import build_optimizer
@@ -219,7 +222,7 @@ def setup_fold(run: PhraseRun, fold: int, resume: bool) -> FoldState:
         model.span_projection.requires_grad_(False)
     model.head.init_from_prior(level_counts(tr_table.columns["score"]))
     state = FoldState(fold=fold, model=model, train_model=model, names=model_input_names(model, cfg.layout),
-                      optimizer=build_optimizer(model, cfg.lr, cfg.head_lr, cfg.weight_decay),
+                      optimizer=build_optimizer(model, cfg.lr * lr_scale, cfg.head_lr, cfg.weight_decay),
                       scaler=grad_scaler(run.precision, run.device),
                       ctx_dropout=torch.Generator().manual_seed(cfg.seed + fold), tr_table=tr_table,
                       tr_contexts=run.train_contexts.subset(train_idx), val_idx=val_idx,
@@ -316,6 +319,31 @@ def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBu
             "sequences_per_s": seen_seqs * dist.world_size / max(1e-6, train_s), "train_s": train_s}, stopped_by
 
 
+def needs_restart(cfg, state: FoldState, epoch: int, record: dict) -> bool:
+    """True when the fold's first epoch ended near chance (validation Pearson below ``restart_below``).
+
+    Full fine-tuning of a base-size backbone at lr 1e-4 sometimes never leaves the label prior:
+    all-mpnet-base-v2 did so in one of the six runs of its default made so far (bf16, 2-core Xeon): train loss flat at
+    the constant-score value and validation Pearson ~0.0 where healthy first epochs reach ~0.7. The
+    rounding of a step decides it (the same command and seed did both), so such a fold is started
+    again, once, at half the backbone lr; the lost epoch costs less than a useless fold. Not on a
+    fold's last epoch (there is no time left to use a restart) nor when the clock stopped it.
+    """
+    if state.restarts or epoch != 0 or epoch + 1 >= cfg.epochs or record.get("stopped_by") != "epochs":
+        return False
+    value = record.get("val_pearson", float("nan"))
+    return not value >= cfg.restart_below  # NaN (a constant score) counts as collapsed
+
+
+def logged_restart(cfg, state: FoldState, record: dict) -> list[dict]:
+    """The fold's restarts with this one added (its first epoch's record and the lr it restarts at)."""
+    next_lr = cfg.lr * 0.5 ** (len(state.restarts) + 1)
+    log.warning("fold %d: validation Pearson %.4f after the first epoch: the model collapsed to a near-constant "
+                "score; restarting the fold at backbone lr %.1e", state.fold, record.get("val_pearson", float("nan")),
+                next_lr)
+    return [*state.restarts, {**record, "next_lr": next_lr}]
+
+
 def evaluate_fold(run: PhraseRun, state: FoldState, only: list[int] | None = None) -> tuple[np.ndarray, float]:
     """(validation scores, rows scored per second); ``only`` scores just those sequences (a timing probe)."""
     t0 = time.time()
@@ -327,7 +355,7 @@ def evaluate_fold(run: PhraseRun, state: FoldState, only: list[int] | None = Non
 
 def train_fold(run: PhraseRun, fold: int, deadline: float, resume: bool) -> tuple[np.ndarray, np.ndarray, dict]:
     """Train one fold; returns (validation predictions, test predictions, fold metrics)."""
-    from solution.distributed import barrier
+    from solution.distributed import any_true, barrier
     from solution.runtime import peak_memory_mb
 
     cfg, dist = run.cfg, run.dist
@@ -339,25 +367,34 @@ def train_fold(run: PhraseRun, fold: int, deadline: float, resume: bool) -> tupl
     budget = FoldBudget(deadline, len(state.val_idx), final_rows, cfg.epochs, max(1, cfg.epochs * steps_per_epoch))
     probe = list(range(min(len(state.val_inputs), cfg.eval_batch_size)))
     budget.eval_rate = evaluate_fold(run, state, only=probe)[1]
-    stopped_by = "epochs"
-    for epoch in range(state.start_epoch, cfg.epochs):
+    stopped_by, epoch = "epochs", state.start_epoch
+    while epoch < cfg.epochs:
         record, stopped_by = train_one_epoch(run, state, epoch, budget)
         if dist.is_main:
             state.val_pred, budget.eval_rate = evaluate_fold(run, state)
             record.update(val_pearson=pearson(state.val_pred, run.train.subset(state.val_idx).columns["score"]),
                           eval_pairs_per_s=budget.eval_rate, wall_s=run.clock.elapsed(), stopped_by=stopped_by,
                           **peak_memory_mb(run.device))
+        if any_true(dist.is_main and needs_restart(cfg, state, epoch, record), dist, run.device):
+            restarts = logged_restart(cfg, state, record)
+            state = None  # frees the collapsed model and its optimizer before the fresh ones are built
+            state = setup_fold(run, fold, resume=False, lr_scale=0.5 ** len(restarts))
+            state.restarts, epoch = restarts, 0
+            continue
+        if dist.is_main:
             state.history.append(record)
             log.info("fold %d epoch %d: loss %.4f  val Pearson %.4f  %.0f pairs/s", fold, epoch + 1,
                      record["train_loss"], record["val_pearson"], record["pairs_per_s"])
             atomic_torch_save(state.checkpoint(), fold_dir / "checkpoint.pt")
-            run.metrics["folds"][str(fold)] = {"epochs": state.history}
+            run.metrics["folds"][str(fold)] = {"epochs": state.history, "restarts": state.restarts}
             run.save_state()
         barrier(dist)
         if stopped_by == "budget":
             break
+        epoch += 1
     test_pred = np.zeros(len(run.test), dtype=np.float32)
-    fold_metrics = {"epochs": state.history, "stopped_by": stopped_by, "n_train": len(state.tr_table),
+    fold_metrics = {"epochs": state.history, "restarts": state.restarts, "stopped_by": stopped_by,
+                    "n_train": len(state.tr_table),
                     "n_val": len(state.val_idx),
                     "val_pearson": state.history[-1]["val_pearson"] if state.history else float("nan")}
     if dist.is_main:
