@@ -27,7 +27,7 @@ class PhraseTrainConfig(BaseTrainConfig):
     submission: str = config_field("", "submission CSV (default submissions/<run name>/submission.csv)")
     test_csv: str = config_field("", "CSV to predict for the submission (default DATA/uspppm/test.csv)")
     # budgets and validation
-    epochs: int = redefault(BaseTrainConfig, "epochs", 3, "epoch budget (per fold)")
+    epochs: int = redefault(BaseTrainConfig, "epochs", 4, "epoch budget (per fold)")
     budget_minutes: float = redefault(BaseTrainConfig, "budget_minutes", 30.0,
                                       "wall-clock budget for the whole run (all folds, eval and submission included)")
     n_splits: int = config_field(5, "folds the data is split into (grouped by anchor, stratified by score)", min=2)
