@@ -175,11 +175,17 @@ class PhraseScorer:
         return self.runners[0].input_names
 
     def score_inputs(self, inputs: PhraseInputs) -> np.ndarray:
-        """Scores of prepared inputs, in row order (averaged over the fold graphs)."""
-        scores = np.full(inputs.n_rows, np.nan, dtype=np.float32)
-        for idx, feeds in inputs.batches(self.batch_size, self.preprocess.encoder.pad_id, self.input_names):
-            inputs.scatter(idx, np.mean([runner.run(feeds) for runner in self.runners], axis=0), scores)
-        return scores
+        """Scores of prepared inputs, in row order (averaged over the fold graphs).
+
+        One graph at a time over all the sequences: alternating the folds' graphs sequence by
+        sequence evicted each one's weights from the CPU caches, and two int8 mpnet folds scored at
+        half the pairs/s of one (RESULTS.md "End to end: ...").
+        """
+        per_fold = np.full((len(self.runners), inputs.n_rows), np.nan, dtype=np.float32)
+        for runner, scores in zip(self.runners, per_fold):
+            for idx, feeds in inputs.batches(self.batch_size, self.preprocess.encoder.pad_id, self.input_names):
+                inputs.scatter(idx, runner.run(feeds), scores)
+        return per_fold.mean(axis=0)
 
     def score_table(self, table: PairTable) -> np.ndarray:
         """Scores in row order, averaged over the fold graphs and :attr:`orders` sibling orders."""
