@@ -7,7 +7,9 @@ Both commands score the same Kaggle-format CSV (``id,anchor,target,context``; ``
 train.csv: whole anchor+context groups drawn at random, rows shuffled as in a test file) in a fresh
 process each, so every second a user waits is counted: interpreter start, imports, model load,
 tokenising, every fold and every sibling order (each side's default), writing the CSV.
-``solution.predict`` runs in this interpreter's environment (torch, precision auto), ``inference
+``solution.predict`` runs in this interpreter's environment (torch), once in the run's precision
+(auto: bf16 where this CPU runs it faster) and once in fp32 (what a CPU without AVX512-BF16/AMX
+trains and predicts in, since its probe keeps fp32 there), ``inference
 score`` in a venv that has only the inference library's own dependencies (numpy, tokenizers,
 onnxruntime: built in ``--venv`` on first use, checked to have no torch). The table gives wall
 seconds, rows/s, the speed ratio and how far the two outputs are apart.
@@ -103,25 +105,30 @@ def main(argv: list[str] | None = None) -> None:
 
     python = torch_free_python(Path(args.venv))
     with tempfile.TemporaryDirectory() as tmp:
-        source, torch_out, ort_out = Path(tmp) / "test.csv", Path(tmp) / "predict.csv", Path(tmp) / "score.csv"
+        source, ort_out = Path(tmp) / "test.csv", Path(tmp) / "score.csv"
+        torch_out, fp32_out = Path(tmp) / "predict.csv", Path(tmp) / "predict-fp32.csv"
         labels = kaggle_csv(source, args.rows, args.seed)
-        predict_s = timed([sys.executable, "-m", "solution.predict", "--run", args.run, "--input", str(source),
-                           "--output", str(torch_out)], {**os.environ, "PYTHONPATH": str(ROOT)})
-        score_s = timed([str(python), "-m", "inference", "score", "--model", args.model, "--input", str(source),
-                         "--output", str(ort_out)], CLEAN_ENV)
-        torch_scores, ort_scores = read_scores(torch_out), read_scores(ort_out)
+        predict = [sys.executable, "-m", "solution.predict", "--run", args.run, "--input", str(source)]
+        torch_env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        seconds = {"predict": timed([*predict, "--output", str(torch_out)], torch_env),
+                   "predict fp32": timed([*predict, "--output", str(fp32_out), "--precision", "fp32"], torch_env),
+                   "score": timed([str(python), "-m", "inference", "score", "--model", args.model, "--input",
+                                   str(source), "--output", str(ort_out)], CLEAN_ENV)}
+        written = {"predict": read_scores(torch_out), "predict fp32": read_scores(fp32_out),
+                   "score": read_scores(ort_out)}
     ids = list(labels)
     truth = np.array([labels[i] for i in ids])
-    got = {name: np.array([scores[i] for i in ids]) for name, scores in
-           (("predict", torch_scores), ("score", ort_scores))}
+    got = {name: np.array([scores[i] for i in ids]) for name, scores in written.items()}
     manifest = json.loads((Path(args.model) / "manifest.json").read_text())
-    rows = [["`python -m solution.predict` (PyTorch, precision auto)", f"{predict_s:.1f}", f"{len(ids) / predict_s:.0f}",
-             "1.00x", f"{pearson(got['predict'], truth):.4f}", "-"],
-            ["`python -m inference score` (onnxruntime, torch-free venv)", f"{score_s:.1f}", f"{len(ids) / score_s:.0f}",
-             f"{predict_s / score_s:.2f}x", f"{pearson(got['score'], truth):.4f}",
-             f"{np.abs(got['score'] - got['predict']).max():.4f}"]]
-    table = markdown_table(["command", "wall s", "rows/s", "speed vs predict", "Pearson vs labels",
-                            "max abs diff vs predict"], rows)
+    precision = json.loads((Path(args.run) / "metrics.json").read_text()).get("precision", "the run's")
+    labels_of = {"predict": f"`python -m solution.predict` (PyTorch, the run's precision: {precision})",
+                 "predict fp32": "`python -m solution.predict --precision fp32` (PyTorch fp32)",
+                 "score": "`python -m inference score` (onnxruntime, torch-free venv)"}
+    rows = [[labels_of[name], f"{s:.1f}", f"{len(ids) / s:.0f}", f"{seconds['predict'] / s:.2f}x",
+             f"{seconds['predict fp32'] / s:.2f}x", f"{pearson(got[name], truth):.4f}",
+             f"{np.abs(got[name] - got['predict fp32']).max():.4f}"] for name, s in seconds.items()]
+    table = markdown_table(["command", "wall s", "rows/s", "speed vs predict", "speed vs predict fp32",
+                            "Pearson vs labels", "max abs diff vs fp32"], rows)
     append_results("End to end: inference score vs solution.predict on a Kaggle-format CSV", table,
                    append=not args.no_append,
                    notes=f"{len(ids)} rows of train.csv (whole anchor+context groups, shuffled; the run trained on "

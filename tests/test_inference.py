@@ -43,6 +43,13 @@ def torch_reference(phrase_exported, shuffled_test) -> np.ndarray:
     return scores
 
 
+def test_predict_precision_overrides_the_runs(phrase_exported, shuffled_test, torch_reference):
+    from solution.phrase.predict import predict_file
+
+    _, bf16 = predict_file(phrase_exported[0], shuffled_test[0], device="cpu", precision="bf16")  # the run's: fp32
+    assert 0 < np.abs(bf16 - torch_reference).max() < 0.05
+
+
 def read_scores(path: Path) -> tuple[list[str], np.ndarray]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))

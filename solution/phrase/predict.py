@@ -29,10 +29,11 @@ def trained_folds(run_dir: Path) -> list[int]:
 
 
 def predict_file(
-    run_dir: str | Path, input_csv: str | Path, device: str = "auto", batch_size: int = 32, orders: int | None = None
+    run_dir: str | Path, input_csv: str | Path, device: str = "auto", batch_size: int = 32, orders: int | None = None,
+    precision: str | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """(ids, scores) for a CSV, averaged over the run's folds and ``orders`` sibling orders (default: the
-    run's ``sibling_orders``, as its own submission was scored)."""
+    run's ``sibling_orders``, as its own submission was scored), in ``precision`` (default: the run's)."""
     from inference.cpc import CpcVocab
     from inference.io import read_pairs
     from inference.phrase.inputs import TableContexts
@@ -51,7 +52,7 @@ def predict_file(
         raise SystemExit(f"{run_dir}: not a training run folder (no config.json); pass --run runs/NAME")
     cfg = json.loads((run_dir / "config.json").read_text())
     device = pick_device(device)
-    precision = resolve_precision(cfg["precision"], device)
+    precision = resolve_precision(precision or cfg["precision"], device)
     table = read_pairs(input_csv)
     vocab = CpcVocab.load(run_dir / "cpc_vocab.json")
     contexts = TableContexts.of(table, vocab)
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="sequences per forward pass (multi layout: a sequence holds a group's targets)")
     p.add_argument("--orders", type=positive_int, default=None,
                    help="sibling orders each row is scored in and averaged over (default: the run's sibling_orders)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default=None,
+                   help="autocast precision (default: the run's; auto = bf16 where this CPU runs it faster)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from inference.io import DataError, OutputError, check_output_path, write_scores
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         check_output_path(args.output, [args.input])
-        ids, scores = predict_file(args.run, args.input, args.device, args.batch_size, args.orders)
+        ids, scores = predict_file(args.run, args.input, args.device, args.batch_size, args.orders, args.precision)
         write_scores(args.output, ids, scores)
     except DataError as err:
         raise SystemExit(f"data error: {err}") from None
