@@ -131,6 +131,7 @@ def _embedder_panels(axes, run_dir: Path, metrics: dict, steps: list[dict]) -> N
     ax.set_title("validation nDCG@10 per epoch")
     evaluation = run_dir / "eval.json"
     results = json.loads(evaluation.read_text(encoding="utf-8"))["results"] if evaluation.exists() else {}
+    results = {system: tasks for system, tasks in results.items() if "title2abstract" in tasks}  # not TF-IDF's F1 row
     _recall_panel(axes[2], results, epochs[-1] if epochs else {})
     _roles_panel(axes[3], results)
 

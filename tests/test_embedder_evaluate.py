@@ -19,6 +19,19 @@ def test_evaluate_table(embedder_run, small_data, patent_corpus):
         assert key in run_row
     assert 0.0 <= run_row["title2abstract"]["ndcg@10"] <= 1.0
     assert "| bm25 |" in report["table"]
+    tfidf = report["results"]["tfidf"]  # the lexical baseline of the label metrics: no retrieval columns
+    assert set(tfidf) == {"classification_macro_f1", "clustering_v_measure"} and "| tfidf | - |" in report["table"]
+
+
+def test_tfidf_vectors_separate_topics_for_the_label_evaluators():
+    from solution.embedder.evaluators.classification import classification_macro_f1
+    from solution.embedder.evaluators.clustering import clustering_v_measure
+    from solution.embedder.evaluators.tfidf import tfidf_vectors
+
+    texts = [f"absorbent diaper pad layer {i}" for i in range(6)] + [f"engine piston cylinder ring {i}" for i in range(6)]
+    labels = ["A61F"] * 6 + ["F02B"] * 6
+    x = tfidf_vectors(texts)
+    assert classification_macro_f1(x, labels, folds=3) == 1.0 and clustering_v_measure(x, labels) == 1.0
 
 
 def test_phrase_groups_can_be_drawn_from_one_cpc_section(small_data):

@@ -139,6 +139,7 @@ def evaluate_systems(systems: dict, patents, heldout, opts: EvalOptions, hybrid_
     """All metrics for every dense system (name -> (query encode, doc encode)), plus BM25 and hybrids."""
     from solution.embedder.evaluators.ir import evaluate_task
     from solution.embedder.evaluators.phrases import load_phrase_groups, phrase_ndcg
+    from solution.embedder.evaluators.tfidf import tfidf_vectors
 
     doc_view = run_cfg.get("doc_view", "title+abstract")
     tasks = build_tasks(patents, query_patents(heldout, opts), opts, run_cfg.get("generator", "offline"), doc_view,
@@ -157,6 +158,7 @@ def evaluate_systems(systems: dict, patents, heldout, opts: EvalOptions, hybrid_
         results[system].update(label_metrics(enc_d, heldout, doc_view, opts.seed))
         if groups:
             results[system]["phrase_ndcg@10"] = phrase_ndcg(groups, systems[system][0])
+    results["tfidf"] = label_metrics(tfidf_vectors, heldout, doc_view, opts.seed)  # the lexical baseline
     return results
 
 
