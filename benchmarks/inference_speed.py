@@ -4,11 +4,12 @@
     python benchmarks/inference_speed.py --run runs/NAME --model models/NAME --max-rows 2000 --no-append
 
 Backends (CPU, ``--threads`` threads, ``--batch-size`` pairs per batch): PyTorch eager fp32, PyTorch
-bf16 autocast, ORT fp32, ORT int8 (and ORT fp16 when exported); with a CUDA GPU also PyTorch fp16 vs
-ORT fp16 with IO binding at ``--gpu-batch-size``. Every backend scores the same pre-tokenised,
-length-bucketed inputs of one fold's validation rows (from the run's oof.csv), so pairs/s is model time
-only; cold start (process start, imports, load, first score) is measured in a fresh subprocess. The
-markdown table is printed and appended to benchmarks/RESULTS.md.
+bf16 autocast (with ``--compile`` also torch.compile in both), ORT fp32, ORT int8 (and ORT fp16 when
+exported); with a CUDA GPU also PyTorch fp16 vs ORT fp16 with IO binding at ``--gpu-batch-size``.
+Every backend scores the same pre-tokenised, length-bucketed inputs of one fold's validation rows
+(from the run's oof.csv), so pairs/s is model time only; cold start (process start, imports, load,
+first score) is measured in a fresh subprocess. The markdown table is printed and appended to
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpu-batch-size", type=int, default=None, help="GPU sequences per batch (default: the scorer's)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch and onnxruntime (default 2)")
     p.add_argument("--max-rows", type=int, default=0, help="validation rows to use, whole anchors (0 = all)")
+    p.add_argument("--compile", action="store_true", help="add torch.compile rows (fp32, bf16; minutes of compiling)")
     p.add_argument("--title", default="Phrase scorer inference speed", help="section title in RESULTS.md")
     p.add_argument("--no-append", action="store_true", help="print the table only")
     return p.parse_args(argv)
@@ -180,6 +182,23 @@ def torch_cold_start_code(run_dir: Path, fold: int, threads: int) -> str:
         "    m(**{k: torch.from_numpy(v) for k, v in feeds.items()})")
 
 
+def measure_compiled(bench: Bench, size_torch: float) -> None:
+    """torch.compile (inductor, dynamic shapes) in fp32 and bf16 autocast. Compilation happens on the
+    warm-up batch and on the first batch of each new shape class; the rate counts what is left."""
+    import torch
+
+    for precision in ("fp32", "bf16"):
+        compiled = torch.compile(bench.model, dynamic=True)
+        try:
+            scores, rate = timed_scores(bench.batches, bench.inputs, torch_runner(compiled, precision))
+        except Exception as err:  # a missing compiler or an unsupported op: say so, keep the other rows
+            print(f"  torch.compile {precision} failed: {type(err).__name__}: {str(err).splitlines()[0]}", flush=True)
+            continue
+        bench.add(f"PyTorch torch.compile {precision}" + (" autocast" if precision == "bf16" else ""),
+                  bench.args.batch_size, scores, rate, size_torch, None)
+        torch._dynamo.reset()
+
+
 def measure_cpu(bench: Bench) -> None:
     """PyTorch eager fp32 and bf16 autocast, then every exported ONNX variant on onnxruntime's CPU provider."""
     args = bench.args
@@ -189,6 +208,8 @@ def measure_cpu(bench: Bench) -> None:
         scores, rate = timed_scores(bench.batches, bench.inputs, torch_runner(bench.model, precision))
         bench.add(f"PyTorch eager {precision}" + (" autocast" if precision == "bf16" else ""), args.batch_size, scores,
                   rate, size_torch, cold_torch if precision == "fp32" else None)
+    if args.compile:
+        measure_compiled(bench, size_torch)
     for variant in [v for v in ("fp32", "int8", "fp16") if v in bench.manifest["variants"]]:
         scorer = bench.scorer(variant, "cpu", args.batch_size)  # int8 runs one sequence per pass, as it scores
         batches = bench.batches if scorer.batch_size == args.batch_size else \
