@@ -323,11 +323,11 @@ def needs_restart(cfg, state: FoldState, epoch: int, record: dict) -> bool:
     """True when the fold's first epoch ended near chance (validation Pearson below ``restart_below``).
 
     Full fine-tuning of a base-size backbone at lr 1e-4 sometimes never leaves the label prior:
-    all-mpnet-base-v2 did so in one of the six runs of its default made so far (bf16, 2-core Xeon),
-    train loss flat at the constant-score value where healthy first epochs reach validation Pearson
-    ~0.7. The rounding of a step decides it (the same command and seed did both), so such a fold is
-    started again, once, at half the backbone lr; the lost epoch costs less than a useless fold. Not
-    on a fold's last epoch (no time left to use a restart) nor when the clock stopped it.
+    all-mpnet-base-v2 did so in two of the seven runs of its default made so far (one bf16, one
+    fp32; 2-core Xeon), train loss flat at the constant-score value where healthy first epochs reach
+    validation Pearson ~0.7. Rounding decides it (the same command and seed did both), so such a
+    fold is started again, once, at half the backbone lr; the lost epoch costs less than a useless
+    fold. Not on a fold's last epoch (no time left to use a restart) nor when the clock stopped it.
     """
     if state.restarts or epoch != 0 or epoch + 1 >= cfg.epochs or record.get("stopped_by") != "epochs":
         return False
