@@ -378,7 +378,7 @@ def train_fold(run: PhraseRun, fold: int, deadline: float, resume: bool) -> tupl
         if any_true(dist.is_main and needs_restart(cfg, state, epoch, record), dist, run.device):
             restarts = logged_restart(cfg, state, record)
             state = None  # frees the collapsed model and its optimizer before the fresh ones are built
-            state = setup_fold(run, fold, resume=False, lr_scale=0.5 ** len(restarts))
+            state = setup_fold(run, fold, resume=False, lr_scale=restarts[-1]["next_lr"] / cfg.lr)
             state.restarts, epoch = restarts, 0
             continue
         if dist.is_main:
