@@ -277,3 +277,19 @@ def test_needs_restart_only_after_a_first_epoch_near_chance(case, expected):
     state = SimpleNamespace(restarts=[{"epoch": 1}] if case.get("restarted") else [])
     record = {"val_pearson": case.get("val_pearson", 0.03), "stopped_by": case.get("stopped_by", "epochs")}
     assert train_module.needs_restart(cfg, state, case.get("epoch", 0), record) is expected
+
+
+def test_fold_budget_stops_in_time_for_the_interrupted_epochs_validation():
+    import time
+
+    # 100 s of final scoring + 50 s for the validation of the epoch being stopped + saving
+    budget = train_module.FoldBudget(deadline=0.0, n_val=500, n_eval=1000, epochs=4, total_steps=100, eval_rate=10.0)
+    budget.deadline = time.time() + 100 + budget.save_s + 40  # room for the final scoring, not for the validation
+    assert budget.exhausted()
+    budget.deadline += 3600
+    assert not budget.exhausted()
+    # the cosine schedule's clock counts every validation pass still owed, this epoch's included:
+    # 1000 s to the deadline less 4 x 50 + 100 + save_s owed leaves as much as was already trained
+    budget.deadline = time.time() + 1000
+    trained_s = 1000 - 4 * 50 - 100 - budget.save_s
+    assert budget.progress(step=0, train_s=trained_s, epoch=0) == pytest.approx(0.5, abs=0.01)

@@ -128,6 +128,12 @@ class FoldBudget:
 
     Scoring speed (rows/s) is timed on one validation batch before training (the first training
     steps are too slow and noisy to extrapolate from) and re-measured at every epoch's evaluation.
+    Stopping mid-epoch still owes that epoch's validation pass and checkpoint before the final
+    scoring: leaving them out made an fp32 run overrun its 30 minutes by half a minute.
+
+    >>> budget = FoldBudget(deadline=1000.0, n_val=100, n_eval=400, epochs=4, total_steps=40, eval_rate=10.0)
+    >>> budget.reserve_s(epochs_left=1)   # this epoch's validation + the final scoring + saving
+    65.0
     """
 
     deadline: float
@@ -136,21 +142,22 @@ class FoldBudget:
     epochs: int
     total_steps: int  # epochs x the first epoch's steps (the multi layout's chunk count varies a little)
     eval_rate: float = 1.0
+    save_s: float = 15.0  # checkpoints and outputs (an mpnet checkpoint with its AdamW state is ~1.3 GB)
 
-    def final_eval_s(self) -> float:
-        return self.n_eval / self.eval_rate
+    def reserve_s(self, epochs_left: int) -> float:
+        """Seconds owed after training stops: ``epochs_left`` validation passes, the final scoring, saving."""
+        return (epochs_left * self.n_val + self.n_eval) / self.eval_rate + self.save_s
 
     def progress(self, step: int, train_s: float, epoch: int) -> float:
         """Share of the fold's training done, by steps or by time, whichever is further: the cosine
         schedule then anneals before the clock stops a run."""
         from solution.scheduler import budget_progress
 
-        future_evals = (self.epochs - epoch - 1) * self.n_val / self.eval_rate
-        time_left = self.deadline - time.time() - self.final_eval_s() - future_evals - 5.0
+        time_left = self.deadline - time.time() - self.reserve_s(self.epochs - epoch)
         return budget_progress(step, self.total_steps, train_s, time_left)
 
     def exhausted(self) -> bool:
-        return time.time() >= self.deadline - self.final_eval_s() - 5.0
+        return time.time() >= self.deadline - self.reserve_s(epochs_left=1)
 
 
 @dataclass
@@ -222,7 +229,8 @@ def setup_fold(run: PhraseRun, fold: int, resume: bool, lr_scale: float = 1.0) -
         model.span_projection.requires_grad_(False)
     model.head.init_from_prior(level_counts(tr_table.columns["score"]))
     state = FoldState(fold=fold, model=model, train_model=model, names=model_input_names(model, cfg.layout),
-                      optimizer=build_optimizer(model, cfg.lr * lr_scale, cfg.head_lr, cfg.weight_decay),
+                      optimizer=build_optimizer(model, cfg.lr * lr_scale, cfg.head_lr, cfg.weight_decay,
+                                                cfg.layer_decay),
                       scaler=grad_scaler(run.precision, run.device),
                       ctx_dropout=torch.Generator().manual_seed(cfg.seed + fold), tr_table=tr_table,
                       tr_contexts=run.train_contexts.subset(train_idx), val_idx=val_idx,
