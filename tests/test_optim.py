@@ -52,3 +52,22 @@ def test_fused_cpu_steps_match_plain_adamw():
     for (name, got), want in zip(model.named_parameters(), reference.parameters()):
         assert not torch.equal(got, start[name]), f"{name} did not move"
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_layer_decay_scales_each_layer_and_leaves_the_head_alone():
+    from transformers import BertConfig, BertModel
+
+    from solution.phrase.model import ModelConfig, PhraseMatcher
+
+    backbone = BertModel(BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=3, num_attention_heads=2,
+                                    intermediate_size=16))
+    model = PhraseMatcher(ModelConfig(backbone="tiny", num_classes=5, lora=False, cpc_fusion=True), backbone)
+    optimizer = build_optimizer(model, lr=1.0, head_lr=0.3, weight_decay=0.01, layer_decay=0.5)
+    lr_of = {name: group_of(optimizer, p)["lr"] for name, p in model.named_parameters()}
+    assert lr_of["backbone.embeddings.word_embeddings.weight"] == 0.5**4
+    assert lr_of["backbone.encoder.layer.0.attention.self.query.weight"] == 0.5**3
+    assert lr_of["backbone.encoder.layer.2.output.dense.bias"] == 0.5
+    assert lr_of["head.latent.weight"] == 0.3
+    assert lr_of["cpc.proj.weight"] == 1.0  # outside the layer stack: the backbone's lr
+    without = build_optimizer(model, lr=1.0, head_lr=0.3, weight_decay=0.01)
+    assert group_of(without, model.backbone.embeddings.word_embeddings.weight)["lr"] == 1.0
