@@ -78,7 +78,7 @@ class PhraseTrainConfig(BaseTrainConfig):
                                 "training sequences per step and process (multi: a sequence holds a group's targets)")
     eval_batch_size: int = redefault(BaseTrainConfig, "eval_batch_size", 32,
                                      "sequences per forward pass for validation and prediction")
-    lr: float = redefault(BaseTrainConfig, "lr", 1e-4, "peak learning rate of the backbone (LoRA adapters: use ~1e-3)")
+    lr: float = redefault(BaseTrainConfig, "lr", 5e-5, "peak learning rate of the backbone (LoRA adapters: use ~1e-3)")
     head_lr: float = config_field(2e-3, "peak learning rate of the new head and NT-Xent projection (CPC fusion uses lr)",
                                   above=0)
     layer_decay: float = config_field(1.0, "layer-wise lr decay: transformer layer i of L trains at lr x decay^(L-i), "

@@ -330,9 +330,9 @@ def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBu
 def needs_restart(cfg, state: FoldState, epoch: int, record: dict) -> bool:
     """True when the fold's first epoch ended near chance (validation Pearson below ``restart_below``).
 
-    Full fine-tuning of a base-size backbone at lr 1e-4 sometimes never leaves the label prior:
-    all-mpnet-base-v2 did so in two of the seven runs of its default made so far (one bf16, one
-    fp32; 2-core Xeon), train loss flat at the constant-score value where healthy first epochs reach
+    Full fine-tuning of a base-size backbone sometimes never leaves the label prior:
+    all-mpnet-base-v2 did so in two of the seven runs of its default at lr 1e-4 (one bf16, one
+    fp32; 2-core Xeon) and in a 1-epoch probe at 5e-5, train loss flat at the constant-score value where healthy first epochs reach
     validation Pearson ~0.7. Rounding decides it (the same command and seed did both), so such a
     fold is started again, once, at half the backbone lr; the lost epoch costs less than a useless
     fold. Not on a fold's last epoch (no time left to use a restart) nor when the clock stopped it.
