@@ -246,9 +246,9 @@ def test_a_fold_near_chance_after_its_first_epoch_restarts_once_at_half_the_lr(t
     backbone_lrs = []
     real_build = solution.optim.build_optimizer
 
-    def recording_build(model, lr, head_lr, weight_decay):
+    def recording_build(model, lr, *args):
         backbone_lrs.append(lr)
-        return real_build(model, lr, head_lr, weight_decay)
+        return real_build(model, lr, *args)
 
     monkeypatch.setattr(solution.optim, "build_optimizer", recording_build)
     cfg = tiny_config(folds=1, epochs=2, restart_below=1.0)  # every first epoch counts as collapsed
@@ -269,6 +269,9 @@ def test_a_fold_near_chance_after_its_first_epoch_restarts_once_at_half_the_lr(t
     (dict(restarted=True), False),  # once only
     (dict(stopped_by="budget"), False),
     (dict(restart_below=-1.0, val_pearson=-0.3), False),
+    (dict(restart_below=-1.0, val_pearson=float("nan")), False),  # -1 = never, whatever the score
+    (dict(stopped_by="collapsed", val_pearson=0.5), True),  # halfway check already saw it (sample of val)
+    (dict(stopped_by="collapsed", epochs=1), False),
 ])
 def test_needs_restart_only_after_a_first_epoch_near_chance(case, expected):
     from types import SimpleNamespace
@@ -293,3 +296,34 @@ def test_fold_budget_stops_in_time_for_the_interrupted_epochs_validation():
     budget.deadline = time.time() + 1000
     trained_s = 1000 - 4 * 50 - 100 - budget.save_s
     assert budget.progress(step=0, train_s=trained_s, epoch=0) == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("losses, expected", [
+    ([0.66] * 100, True),  # flat at the constant-score loss: the collapse seen with mpnet
+    (list(np.linspace(0.665, 0.60, 100)), False),  # a healthy first half-epoch
+    (list(0.66 + 0.03 * np.random.default_rng(0).standard_normal(100)), True),  # noisy, still flat
+    ([0.68] * 20 + [0.665] * 80, True),  # 2% below its start: under the 3% drop it needs
+])
+def test_loss_stalled_tells_a_flat_loss_from_a_falling_one(losses, expected):
+    assert train_module.loss_stalled(losses) is expected
+
+
+def test_a_collapse_seen_halfway_through_the_first_epoch_restarts_the_fold_there(tiny_config, monkeypatch):
+    monkeypatch.setattr(train_module, "MIN_STEPS_FOR_EARLY_CHECK", 2)
+    monkeypatch.setattr(train_module, "loss_stalled", lambda losses: True)
+    # batches of 2 sequences: enough steps in an epoch for a halfway point
+    cfg = tiny_config(folds=1, epochs=2, restart_below=1.0, batch_size=2)  # any sample Pearson counts as near chance
+    metrics = run(cfg)
+    fold = metrics["folds"]["0"]
+    (restart,) = fold["restarts"]
+    assert restart["stopped_by"] == "collapsed" and restart["next_lr"] == cfg.lr / 2
+    assert 0 < restart["steps"] < fold["epochs"][0]["steps"]  # stopped halfway, then a whole first epoch
+    assert [e["epoch"] for e in fold["epochs"]] == [1, 2]
+
+
+def test_a_falling_loss_is_not_cut_short_halfway(tiny_config, monkeypatch):
+    monkeypatch.setattr(train_module, "MIN_STEPS_FOR_EARLY_CHECK", 2)
+    monkeypatch.setattr(train_module, "loss_stalled", lambda losses: False)
+    cfg = tiny_config(folds=1, epochs=2, restart_below=1.0, batch_size=2)  # any validation counts as near chance
+    (restart,) = run(cfg)["folds"]["0"]["restarts"]
+    assert restart["stopped_by"] == "epochs"  # only the end-of-epoch check fired: the loss was moving

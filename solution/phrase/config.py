@@ -61,9 +61,10 @@ class PhraseTrainConfig(BaseTrainConfig):
                                           min=0, max=1)
     lora: bool = redefault(BaseTrainConfig, "lora", False,
                            "LoRA adapters (false = full fine-tuning: +0.02 Pearson at equal epochs, see README)")
-    restart_below: float = config_field(0.2, "a fold whose validation Pearson after its first epoch is below this "
-                                             "(collapsed to a near-constant score) is restarted once at half the "
-                                             "backbone lr; needs epochs >= 2 (-1 = never)", min=-1, max=1)
+    restart_below: float = config_field(0.2, "a fold whose validation Pearson is below this after its first epoch, or "
+                                             "halfway through it with a stalled loss (collapsed to a near-constant "
+                                             "score), restarts once at half the backbone lr; needs epochs >= 2 "
+                                             "(-1 = never)", min=-1, max=1)
     # loss
     loss: str = config_field("bce", "bce (binary cross-entropy, the score as a soft label) | smooth_k2 | mse",
                              choices=("bce", "smooth_k2", "mse"))

@@ -302,12 +302,14 @@ def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBu
     inputs, batches = epoch_inputs(run, state, epoch)
     state.train_model.train()
     start, seen, seen_seqs, loss_sum, loss_n, stopped_by = time.time(), 0, 0, 0.0, 0, "epochs"
+    losses: list[float] = []
     bar = tqdm(batches, desc=f"fold {state.fold} epoch {epoch + 1}/{cfg.epochs}", disable=not dist.is_main,
                mininterval=1 if sys.stderr.isatty() else 30, dynamic_ncols=True)
     for idx in bar:
         progress = budget.progress(state.step, state.train_time + time.time() - start, epoch)
         set_lr(state.optimizer, cosine_factor(progress, cfg.warmup_ratio))
         loss, slots = train_step(run, state, inputs, idx)
+        losses.append(loss)
         seen, seen_seqs, loss_sum, loss_n = seen + slots, seen_seqs + len(idx), loss_sum + loss, loss_n + 1
         pairs_s = seen * dist.world_size / max(1e-6, time.time() - start)
         lr_now = state.optimizer.param_groups[0]["lr"]
@@ -319,6 +321,11 @@ def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBu
         if any_true(budget.exhausted(), dist, run.device):
             stopped_by = "budget"
             break
+        if loss_n == len(batches) // 2 and len(batches) >= MIN_STEPS_FOR_EARLY_CHECK and may_restart(cfg, state, epoch):
+            if any_true(dist.is_main and collapsed_early(run, state, losses), dist, run.device):
+                stopped_by = "collapsed"
+                break
+            state.train_model.train()
     bar.close()
     train_s = time.time() - start
     state.train_time += train_s
@@ -327,28 +334,69 @@ def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBu
             "sequences_per_s": seen_seqs * dist.world_size / max(1e-6, train_s), "train_s": train_s}, stopped_by
 
 
+MIN_STEPS_FOR_EARLY_CHECK = 40  # fewer steps in an epoch give too noisy a loss trend to judge
+STALL_DROP = 0.03  # a healthy first half-epoch lowers the loss ~9% (0.665 -> 0.605); a collapsed one ~0%
+
+
+def may_restart(cfg, state: FoldState, epoch: int) -> bool:
+    """A fold restarts at most once, only from its first epoch, and only if an epoch is left to use it."""
+    return cfg.restart_below > -1 and not state.restarts and epoch == 0 and epoch + 1 < cfg.epochs
+
+
+def loss_stalled(losses: list[float]) -> bool:
+    """True when the mean loss of the later half of ``losses`` is not ``STALL_DROP`` below the first fifth's.
+
+    >>> loss_stalled([0.66] * 50), loss_stalled([0.66] * 25 + [0.60] * 25)
+    (True, False)
+    """
+    first = float(np.mean(losses[: max(1, len(losses) // 5)]))
+    return float(np.mean(losses[len(losses) // 2 :])) > first * (1 - STALL_DROP)
+
+
+def collapsed_early(run: PhraseRun, state: FoldState, losses: list[float]) -> bool:
+    """Halfway through the first epoch: has the fold collapsed to the label prior already?
+
+    Both signals must say so: the training loss has stalled (:func:`loss_stalled`) and the validation
+    Pearson of a sample (the first 4 scoring batches) is below ``restart_below``. Caught here, a
+    collapse costs half an epoch instead of a whole one plus its validation (~4 of a fold's ~14
+    minutes with mpnet on 2 cores).
+    """
+    if not loss_stalled(losses):
+        return False
+    sample = list(range(min(len(state.val_inputs), 4 * run.cfg.eval_batch_size)))
+    preds = evaluate_fold(run, state, only=sample)[0]
+    scored = ~np.isnan(preds)
+    value = pearson(preds[scored], np.asarray(run.train.subset(state.val_idx).columns["score"])[scored])
+    log.info("fold %d: training loss stalled at %.4f halfway through the first epoch; sample validation Pearson %.4f",
+             state.fold, float(np.mean(losses[len(losses) // 2 :])), value)
+    return not value >= run.cfg.restart_below  # NaN (a constant score) counts as collapsed
+
+
 def needs_restart(cfg, state: FoldState, epoch: int, record: dict) -> bool:
-    """True when the fold's first epoch ended near chance (validation Pearson below ``restart_below``).
+    """True when the fold's first epoch collapsed: stopped halfway by :func:`collapsed_early`, or ended
+    near chance (validation Pearson below ``restart_below``).
 
     Full fine-tuning of a base-size backbone sometimes never leaves the label prior:
     all-mpnet-base-v2 did so in two of the seven runs of its default at lr 1e-4 (one bf16, one
-    fp32; 2-core Xeon) and in a 1-epoch probe at 5e-5, train loss flat at the constant-score value where healthy first epochs reach
-    validation Pearson ~0.7. Rounding decides it (the same command and seed did both), so such a
-    fold is started again, once, at half the backbone lr; the lost epoch costs less than a useless
-    fold. Not on a fold's last epoch (no time left to use a restart) nor when the clock stopped it.
+    fp32; 2-core Xeon), in a 1-epoch probe at 5e-5 and in one of the first four folds at 5e-5,
+    train loss flat at the constant-score value where healthy first epochs reach validation Pearson
+    ~0.7. Rounding decides it (the same command and seed did both), so such a fold is started
+    again, once, at half the backbone lr; the lost half-epoch costs less than a useless fold. Not on
+    a fold's last epoch (no time left to use a restart) nor when the clock stopped it.
     """
-    if state.restarts or epoch != 0 or epoch + 1 >= cfg.epochs or record.get("stopped_by") != "epochs":
+    if not may_restart(cfg, state, epoch) or record.get("stopped_by") not in ("epochs", "collapsed"):
         return False
     value = record.get("val_pearson", float("nan"))
-    return not value >= cfg.restart_below  # NaN (a constant score) counts as collapsed
+    return record["stopped_by"] == "collapsed" or not value >= cfg.restart_below  # NaN counts as collapsed
 
 
 def logged_restart(cfg, state: FoldState, record: dict) -> list[dict]:
     """The fold's restarts with this one added (its first epoch's record and the lr it restarts at)."""
     next_lr = cfg.lr * 0.5 ** (len(state.restarts) + 1)
-    log.warning("fold %d: validation Pearson %.4f after the first epoch: the model collapsed to a near-constant "
+    when = "halfway through" if record.get("stopped_by") == "collapsed" else "after"
+    log.warning("fold %d: validation Pearson %.4f %s the first epoch: the model collapsed to a near-constant "
                 "score; restarting the fold at backbone lr %.1e", state.fold, record.get("val_pearson", float("nan")),
-                next_lr)
+                when, next_lr)
     return [*state.restarts, {**record, "next_lr": next_lr}]
 
 
