@@ -84,6 +84,8 @@ class BaseTrainConfig:
     eval_batch_size: int = config_field(64, "examples per forward pass when evaluating and predicting", min=1)
     lr: float = config_field(1e-4, "peak learning rate", above=0)
     weight_decay: float = config_field(0.01, "AdamW weight decay (not on biases and norms)", min=0)
+    adam_eps: float = config_field(1e-8, "AdamW epsilon, the floor of its per-weight step normaliser (1e-6, BERT's, "
+                                         "damps the noise-sized steps that can collapse a backbone's features)", above=0)
     warmup_ratio: float = config_field(0.06, "share of training spent warming up", min=0, max=0.99)
     grad_clip: float = config_field(1.0, "max gradient norm", above=0)
     log_every: int = config_field(10, "steps between lines of steps.jsonl", min=1)

@@ -10,6 +10,12 @@ Layer-wise lr decay (``layer_decay`` < 1): transformer layer ``i`` of ``L`` trai
 hold the general language knowledge and move least. Parameters outside the layer stack (the CPC
 fusion, shared relative-position tables, poolers) keep ``lr``.
 
+``eps`` is the floor of Adam's per-weight normaliser ``sqrt(v)``. Where gradients are near zero (a
+new head on pretrained features, the first steps), a tiny ``eps`` still gives every weight a full
+``lr``-sized step in whatever direction the noise points; with 1e-8 that collapsed mpnet's pooled
+features to one vector within ~50 steps at lr 5e-5 (their spread over rows 0.08 -> 0.001), 1e-6
+(BERT's own value) trained the same seed normally.
+
 The fused kernel runs on CPU too: one pass over each parameter instead of a dozen ``foreach`` ops
 over all of them. On 2 cores it cut mpnet's AdamW step from ~290 to ~70 ms against ~1,060 ms of
 forward and backward (RESULTS.md "AdamW step: fused vs foreach"), ~1.2x more steps in the budget.
@@ -41,7 +47,7 @@ def layer_depth(name: str) -> int | None:
 
 
 def build_optimizer(model: torch.nn.Module, lr: float, head_lr: float, weight_decay: float,
-                    layer_decay: float = 1.0) -> torch.optim.AdamW:
+                    layer_decay: float = 1.0, eps: float = 1e-8) -> torch.optim.AdamW:
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     top = max((d for n, _ in named if (d := layer_depth(n)) is not None), default=0)
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
@@ -53,4 +59,4 @@ def build_optimizer(model: torch.nn.Module, lr: float, head_lr: float, weight_de
         key = (head_lr if fresh else lr * scale, 0.0 if no_decay else weight_decay)
         groups.setdefault(key, []).append(param)
     param_groups = [{"params": p, "lr": lr_, "base_lr": lr_, "weight_decay": wd} for (lr_, wd), p in groups.items()]
-    return torch.optim.AdamW(param_groups, fused=True)
+    return torch.optim.AdamW(param_groups, eps=eps, fused=True)

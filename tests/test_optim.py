@@ -71,3 +71,18 @@ def test_layer_decay_scales_each_layer_and_leaves_the_head_alone():
     assert lr_of["cpc.proj.weight"] == 1.0  # outside the layer stack: the backbone's lr
     without = build_optimizer(model, lr=1.0, head_lr=0.3, weight_decay=0.01)
     assert group_of(without, model.backbone.embeddings.word_embeddings.weight)["lr"] == 1.0
+
+
+def test_eps_reaches_the_optimizer_and_damps_near_zero_gradients():
+    def first_step(eps: float) -> float:
+        torch.manual_seed(0)
+        model = TinyHeadModel()
+        before = model.encoder.weight.detach().clone()
+        optimizer = build_optimizer(model, lr=1e-3, head_lr=1e-3, weight_decay=0.0, eps=eps)
+        assert all(g["eps"] == eps for g in optimizer.param_groups)
+        (1e-8 * model(torch.randn(8, 6)).sum()).backward()  # gradients <1e-7: noise-sized
+        optimizer.step()
+        return float((model.encoder.weight.detach() - before).abs().max())
+
+    assert first_step(1e-8) > 0.3e-3  # nearly a full lr-sized step from a negligible gradient
+    assert first_step(1e-6) < 0.1e-3  # the larger floor keeps it small
