@@ -82,6 +82,9 @@ class PhraseTrainConfig(BaseTrainConfig):
     lr: float = redefault(BaseTrainConfig, "lr", 5e-5, "peak learning rate of the backbone (LoRA adapters: use ~1e-3)")
     head_lr: float = config_field(2e-3, "peak learning rate of the new head and NT-Xent projection (CPC fusion uses lr)",
                                   above=0)
+    adam_eps: float = redefault(BaseTrainConfig, "adam_eps", 1e-6,
+                                "AdamW epsilon: 1e-6 (BERT's) damps the noise-sized steps that collapsed mpnet's pooled "
+                                "features to one vector at 1e-8, at no cost after 4 epochs")
     layer_decay: float = config_field(1.0, "layer-wise lr decay: transformer layer i of L trains at lr x decay^(L-i), "
                                            "the embeddings at lr x decay^(L+1) (1 = every layer at lr)", above=0, max=1)
     log_every: int = redefault(BaseTrainConfig, "log_every", 20)
