@@ -30,12 +30,13 @@ def watch_first_steps(overrides: dict, steps: int, out_dir: Path) -> dict:
     """Train fold 0 of the default config with ``overrides`` for ``steps`` steps; return what was seen."""
     import numpy as np
 
+    from solution.config import build_config
     from solution.phrase import train as T
     from solution.phrase.config import PhraseTrainConfig
     from solution.scheduler import cosine_factor, set_lr
 
-    cfg = PhraseTrainConfig(out=str(out_dir / "run"), submission=str(out_dir / "submission.csv"), folds=1,
-                            **overrides)
+    cfg = build_config(None, {"out": str(out_dir / "run"), "submission": str(out_dir / "submission.csv"), "folds": 1,
+                              **overrides}, PhraseTrainConfig)
     run, _ = T.prepare(cfg, resume=False)
     state = T.setup_fold(run, 0, resume=False)
     inputs, batches = T.epoch_inputs(run, state, 0)
@@ -59,13 +60,12 @@ def watch_first_steps(overrides: dict, steps: int, out_dir: Path) -> dict:
 
 
 def parse_setting(text: str) -> tuple[str, dict]:
-    """``KEY=VALUE`` -> (label, overrides), the value read as a number where it is one."""
-    key, _, value = text.partition("=")
-    try:
-        parsed: object = float(value) if any(c in value for c in ".e") else int(value)
-    except ValueError:
-        parsed = value
-    return text, {key: parsed}
+    """``KEY=VALUE`` -> (label, overrides), the value typed as ``solution.train --set`` types it."""
+    from solution.config import parse_value
+    from solution.phrase.config import PhraseTrainConfig
+
+    key, _, raw = text.partition("=")
+    return text, {key: parse_value(key, raw, PhraseTrainConfig)}
 
 
 def main() -> None:
