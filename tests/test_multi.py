@@ -76,7 +76,7 @@ def test_span_pooling_equals_pooling_each_target_alone(tiny_model):
 
 
 def test_padding_slots_contribute_no_loss(tiny_config, tiny_model):
-    from solution.phrase.train import score_loss
+    from solution.phrase.train import batch_loss
 
     cfg = tiny_config(contrastive_weight=0.3)
     pred = torch.tensor([[0.2, 0.9, 0.5], [0.4, 0.1, 0.7]], requires_grad=True)
@@ -84,12 +84,13 @@ def test_padding_slots_contribute_no_loss(tiny_config, tiny_model):
     mask = torch.tensor([[True, True, False], [True, False, False]])
     vecs = torch.randn(2, 3, 4, requires_grad=True)
     out = {"score": pred, "anchor_vec": torch.randn(2, 4), "target_vec": vecs}
-    loss = score_loss(cfg, out, label, mask, torch.tensor([0, 1]))
+    loss, scoring = batch_loss(cfg, out, label, mask, torch.tensor([0, 1]))
     loss.backward()
     assert torch.all(pred.grad[~mask] == 0) and torch.all(vecs.grad[~mask] == 0)
     changed = label.clone()
     changed[~mask] = 0.77
-    assert score_loss(cfg, out, changed, mask, torch.tensor([0, 1])).item() == pytest.approx(loss.item())
+    again, scoring_again = batch_loss(cfg, out, changed, mask, torch.tensor([0, 1]))
+    assert again.item() == pytest.approx(loss.item()) and scoring_again.item() == pytest.approx(scoring.item())
 
 
 def test_a_lone_target_scores_the_same_batched_with_padding(tiny_model, small_data):

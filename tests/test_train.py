@@ -321,6 +321,23 @@ def test_a_collapse_seen_halfway_through_the_first_epoch_restarts_the_fold_there
     assert [e["epoch"] for e in fold["epochs"]] == [1, 2]
 
 
+def test_the_collapse_guard_reads_the_scoring_loss_not_the_nt_xent_term(tiny_config, monkeypatch):
+    # seed design on mpnet: the scores sat at the label prior while NT-Xent kept the total loss falling
+    monkeypatch.setattr(train_module, "MIN_STEPS_FOR_EARLY_CHECK", 2)
+    real_batch_loss, parts, watched = train_module.batch_loss, [], []
+
+    def recording_batch_loss(*args):
+        total, scoring = real_batch_loss(*args)
+        parts.append((total.item(), scoring.item()))
+        return total, scoring
+
+    monkeypatch.setattr(train_module, "batch_loss", recording_batch_loss)
+    monkeypatch.setattr(train_module, "loss_stalled", lambda losses: watched.extend(losses) or False)
+    run(tiny_config(folds=1, epochs=2, batch_size=2, contrastive_weight=0.5, restart_below=1.0))
+    assert watched and watched == pytest.approx([scoring for _, scoring in parts[: len(watched)]])
+    assert watched != pytest.approx([total for total, _ in parts[: len(watched)]])
+
+
 def test_a_falling_loss_is_not_cut_short_halfway(tiny_config, monkeypatch):
     monkeypatch.setattr(train_module, "MIN_STEPS_FOR_EARLY_CHECK", 2)
     monkeypatch.setattr(train_module, "loss_stalled", lambda losses: False)

@@ -43,8 +43,10 @@ from solution.run_folder import (
 log = logging.getLogger("solution.train")
 
 
-def score_loss(cfg, out: dict, target, mask, group_ids):
-    """The training loss of one batch: the score loss over real target slots (+ NT-Xent when on).
+def batch_loss(cfg, out: dict, target, mask, group_ids):
+    """The training loss of one batch, and its scoring part: (score loss + NT-Xent when on, score loss),
+    both over the real target slots. The collapse guard watches the scoring part alone: with NT-Xent on,
+    the total kept falling through a fold whose scores had collapsed to the label prior.
 
     NT-Xent pairs: each real slot's target span with its own sequence's anchor span; positives are
     slots scored >= ``contrastive_min_score``; the negatives are the targets (and anchors) of the other
@@ -63,6 +65,7 @@ def score_loss(cfg, out: dict, target, mask, group_ids):
         loss = F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), label)
     else:
         loss = smooth_k2_loss(pred, label, cfg.k2_k, cfg.k2_thr)
+    scoring = loss
     if cfg.contrastive_weight > 0:
         anchor = out["anchor_vec"][:, None, :].expand(*mask.shape, -1)[mask]
         targets = out["target_vec"].reshape(*mask.shape, -1)[mask]
@@ -71,7 +74,7 @@ def score_loss(cfg, out: dict, target, mask, group_ids):
                                                             cfg.contrastive_min_score)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss is {loss.item()}; lower --set lr=...")
-    return loss
+    return loss, scoring
 
 
 def subset_by_anchor(table, max_rows: int, seed: int, min_anchors: int = 1):
@@ -263,8 +266,8 @@ def epoch_inputs(run: PhraseRun, state: FoldState, epoch: int):
     return inputs, batches
 
 
-def train_step(run: PhraseRun, state: FoldState, inputs, idx: list[int]) -> tuple[float, int]:
-    """One optimizer step on the sequences ``idx``; returns (loss, real target slots in the batch)."""
+def train_step(run: PhraseRun, state: FoldState, inputs, idx: list[int]) -> tuple[float, float, int]:
+    """One optimizer step on the sequences ``idx``; returns (loss, its scoring part, real target slots)."""
     import torch
 
     from solution.phrase.data import collate
@@ -280,7 +283,7 @@ def train_step(run: PhraseRun, state: FoldState, inputs, idx: list[int]) -> tupl
     with autocast(run.precision, device):
         out = state.train_model(**batch, train_outputs=True, with_spans=cfg.contrastive_weight > 0,
                                 num_slots=mask.shape[1])
-    loss = score_loss(cfg, out, target, mask, group_ids)
+    loss, scoring = batch_loss(cfg, out, target, mask, group_ids)
     state.scaler.scale(loss).backward()
     state.scaler.unscale_(state.optimizer)
     torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
@@ -288,7 +291,7 @@ def train_step(run: PhraseRun, state: FoldState, inputs, idx: list[int]) -> tupl
     state.scaler.update()
     state.optimizer.zero_grad(set_to_none=True)
     state.step += 1
-    return loss.item(), int(mask.sum())
+    return loss.item(), scoring.item(), int(mask.sum())
 
 
 def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBudget) -> tuple[dict, str]:
@@ -302,14 +305,14 @@ def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBu
     inputs, batches = epoch_inputs(run, state, epoch)
     state.train_model.train()
     start, seen, seen_seqs, loss_sum, loss_n, stopped_by = time.time(), 0, 0, 0.0, 0, "epochs"
-    losses: list[float] = []
+    scoring_losses: list[float] = []  # what the collapse guard reads (NT-Xent left out)
     bar = tqdm(batches, desc=f"fold {state.fold} epoch {epoch + 1}/{cfg.epochs}", disable=not dist.is_main,
                mininterval=1 if sys.stderr.isatty() else 30, dynamic_ncols=True)
     for idx in bar:
         progress = budget.progress(state.step, state.train_time + time.time() - start, epoch)
         set_lr(state.optimizer, cosine_factor(progress, cfg.warmup_ratio))
-        loss, slots = train_step(run, state, inputs, idx)
-        losses.append(loss)
+        loss, scoring, slots = train_step(run, state, inputs, idx)
+        scoring_losses.append(scoring)
         seen, seen_seqs, loss_sum, loss_n = seen + slots, seen_seqs + len(idx), loss_sum + loss, loss_n + 1
         pairs_s = seen * dist.world_size / max(1e-6, time.time() - start)
         lr_now = state.optimizer.param_groups[0]["lr"]
@@ -322,7 +325,7 @@ def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBu
             stopped_by = "budget"
             break
         if loss_n == len(batches) // 2 and len(batches) >= MIN_STEPS_FOR_EARLY_CHECK and may_restart(cfg, state, epoch):
-            if any_true(dist.is_main and collapsed_early(run, state, losses), dist, run.device):
+            if any_true(dist.is_main and collapsed_early(run, state, scoring_losses), dist, run.device):
                 stopped_by = "collapsed"
                 break
             state.train_model.train()

@@ -1,7 +1,7 @@
 """NT-Xent (normalised temperature-scaled cross entropy) between anchor and target span vectors.
 
 Each row is one scored pair: in the multi layout, one target slot paired with its own sequence's
-anchor span (``solution.phrase.train.score_loss`` flattens the real slots of a batch into rows).
+anchor span (``solution.phrase.train.batch_loss`` flattens the real slots of a batch into rows).
 
 Positives: the anchor span and the target span *of the same row* when the pair is scored a close
 match (``score >= positive_min_score``, 0.75 by default: close synonyms or the same phrase). Those
