@@ -1,12 +1,14 @@
-"""Embedder encoding speed: PyTorch (fp32, bf16 autocast) against the exported ONNX graphs (fp32, fused
-int8), docs/s on the same patents in one process, with title -> abstract nDCG@10 of each.
+"""Embedder encoding speed: PyTorch (fp32, bf16 autocast) against the exported ONNX graphs (unfused fp32,
+fused fp32, fused int8), docs/s on the same patents in one process, with title -> abstract nDCG@10 of each.
 
     python benchmarks/embedder_speed.py [--model sentence-transformers/all-MiniLM-L6-v2] [--docs 256]
 
-The model is exported here (zero-shot: no run needed) with the defaults (fused graph, int8 kept only
-if its nDCG@10 stays within 0.005). Documents are title + abstract at 256 tokens, queries the titles;
-the nDCG@10 is that of the held-out titles searching among their own abstracts. Modes are timed in
-turn, three times, interleaved; the median counts.
+The model is exported here (zero-shot: no run needed) twice: with the defaults (fused graph, int8 kept
+only if its nDCG@10 on the gate's held-out patents stays within 0.005) and unfused. The int8 row is
+timed even when the gate drops the graph (quantised here the way the export does), so the table says
+what the gate gave up. Documents are title + abstract at 256 tokens, queries the titles; the nDCG@10
+is that of the titles searching among their own abstracts. Modes are timed in turn, three times,
+interleaved; the median counts.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from export.embedder import EmbedderExportOptions, export_embedder
+    from export.variants import quantize_int8
     from inference.retrieval.corpus import read_patents
-    from inference.retrieval.encoder import EmbedderModel
+    from inference.retrieval.encoder import OnnxEmbedder
     from solution.backbone import DEFAULT_MODEL
     from solution.embedder.metrics import ir_metrics
     from solution.embedder.model import EmbedderConfig, build_encoder, encode_texts
@@ -49,14 +52,19 @@ def main(argv: list[str] | None = None) -> None:
     encoder, tokenizer = build_encoder(EmbedderConfig(backbone=args.model, lora=False))
     encoder.eval()
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = export_embedder(EmbedderExportOptions(Path(tmp) / "model", model=args.model))
-        onnx = {name: EmbedderModel.load(Path(tmp) / "model", variant=name) for name in ("fp32", "int8")
-                if name == "fp32" or "model.int8.onnx" in manifest["files"]}
+        fused, unfused = Path(tmp) / "fused", Path(tmp) / "unfused"
+        manifest = export_embedder(EmbedderExportOptions(fused, model=args.model))
+        export_embedder(EmbedderExportOptions(unfused, model=args.model, fuse=False, int8=False))
+        int8_kept = "model.int8.onnx" in manifest["files"]
+        int8 = fused / "model.int8.onnx" if int8_kept else quantize_int8(fused / "model.onnx", Path(tmp) / "int8.onnx")
+        graphs = {"onnxruntime fp32 (unfused)": (unfused / "model.onnx", "fp32"),
+                  "onnxruntime fp32 (fused)": (fused / "model.onnx", "fp32"),
+                  "onnxruntime int8 (fused)" + ("" if int8_kept else ", dropped by the gate"): (int8, "int8")}
         modes = {f"PyTorch {precision}": (lambda texts, n, precision=precision: encode_texts(
                     encoder, tokenizer, texts, n, args.batch_size, "cpu", precision)) for precision in ("fp32", "bf16")}
-        modes.update({f"onnxruntime {name}": (lambda texts, n, m=m: m.encode_docs(texts, args.batch_size)
-                                              if n > 64 else m.encode_queries(texts, args.batch_size))
-                      for name, m in onnx.items()})
+        for name, (graph, variant) in graphs.items():
+            by_length = {n: OnnxEmbedder.load(graph, fused / "tokenizer.json", n, variant=variant) for n in (64, 256)}
+            modes[name] = lambda texts, n, m=by_length: m[n].encode(texts, args.batch_size)
         times: dict[str, list[float]] = {name: [] for name in modes}
         ndcg = {}
         for name, encode in modes.items():  # warm-up and quality
@@ -72,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     table = markdown_table(["mode", "docs/s", "vs PyTorch fp32", "t2a nDCG@10"], rows)
     gate = "; ".join(f"nDCG@10 loss {c['loss']:+.4f}" + (" (int8 dropped)" if c["dropped"] else "")
                      for c in manifest["parity"]["checks"] if c["name"] == "int8")
-    append_results("Embedder encoding speed: PyTorch vs onnxruntime (fused fp32, fused int8)", table,
+    append_results("Embedder encoding speed: PyTorch vs onnxruntime (unfused fp32, fused fp32, fused int8)", table,
                    append=not args.no_append,
                    notes=f"{args.model} zero-shot, {len(docs)} title+abstract docs at 256 tokens, batch {args.batch_size} "
                          f"(int8: one text per pass, per-row deterministic), {torch.get_num_threads()} threads, median "
