@@ -64,6 +64,10 @@ VARIANTS: list[tuple[str, str, float, dict]] = [
      {"config": "configs/embedder-retrieval.toml", "roles": WITH_ICT}),
     ("preset-classify-ict", "configs/embedder-classify.toml + the ict role", 10,
      {"config": "configs/embedder-classify.toml", "roles": WITH_ICT}),
+    ("preset-retrieval-nodrop", "configs/embedder-retrieval.toml, LoRA dropout 0", 10,
+     {"config": "configs/embedder-retrieval.toml", "lora_dropout": 0.0}),
+    ("preset-retrieval-fullft", "configs/embedder-retrieval.toml, full fine-tuning at lr 2e-5 (sentence-transformers')", 10,
+     {"config": "configs/embedder-retrieval.toml", "lora": False, "lr": 2e-5}),
 ]
 
 
