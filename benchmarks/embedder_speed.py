@@ -8,7 +8,8 @@ only if its nDCG@10 on the gate's held-out patents stays within 0.005) and unfus
 timed even when the gate drops the graph (quantised here the way the export does), so the table says
 what the gate gave up. Documents are title + abstract at 256 tokens, queries the titles; the nDCG@10
 is that of the titles searching among their own abstracts. Modes are timed in turn, three times,
-interleaved; the median counts.
+interleaved; the median counts. Cold start: a fresh interpreter's seconds to its first embedding
+(imports, load, one text), as in benchmarks/inference_speed.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._results import append_results, markdown_table  # noqa: E402
+from benchmarks.inference_speed import cold_start, mib  # noqa: E402
+
+TEXT = "['A drug-coated balloon catheter for angioplasty.']"  # the cold-start probe
+
+
+def torch_cold_start_code(model: str, threads: int) -> str:
+    return (f"import torch\ntorch.set_num_threads({threads})\n"
+            "from solution.embedder.model import EmbedderConfig, build_encoder, encode_texts\n"
+            f"enc, tok = build_encoder(EmbedderConfig(backbone={model!r}, lora=False))\nenc.eval()\n"
+            f"encode_texts(enc, tok, {TEXT}, 256, 1, 'cpu', 'fp32')")
+
+
+def onnx_cold_start_code(graph: Path, tokenizer: Path, variant: str, threads: int) -> str:
+    return (f"from inference.retrieval.encoder import OnnxEmbedder\n"
+            f"e = OnnxEmbedder.load({str(graph)!r}, {str(tokenizer)!r}, 256, variant={variant!r}, threads={threads})\n"
+            f"e.encode({TEXT})")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     from export.variants import quantize_int8
     from inference.retrieval.corpus import read_patents
     from inference.retrieval.encoder import OnnxEmbedder
-    from solution.backbone import DEFAULT_MODEL
+    from solution.backbone import DEFAULT_MODEL, resolve_model_path
     from solution.embedder.metrics import ir_metrics
     from solution.embedder.model import EmbedderConfig, build_encoder, encode_texts
     from solution.runtime import tune_malloc
@@ -65,6 +82,13 @@ def main(argv: list[str] | None = None) -> None:
         for name, (graph, variant) in graphs.items():
             by_length = {n: OnnxEmbedder.load(graph, fused / "tokenizer.json", n, variant=variant) for n in (64, 256)}
             modes[name] = lambda texts, n, m=by_length: m[n].encode(texts, args.batch_size)
+        threads = torch.get_num_threads()
+        weights = [p for p in Path(resolve_model_path(args.model)).glob("*") if p.suffix in (".safetensors", ".bin")]
+        size = {"PyTorch fp32": mib(*weights), "PyTorch bf16": mib(*weights)} | {
+            name: mib(graph) for name, (graph, _) in graphs.items()}
+        cold = {"PyTorch fp32": cold_start(torch_cold_start_code(args.model, threads))} | {
+            name: cold_start(onnx_cold_start_code(graph, fused / "tokenizer.json", variant, threads))
+            for name, (graph, variant) in graphs.items()}
         times: dict[str, list[float]] = {name: [] for name in modes}
         ndcg = {}
         for name, encode in modes.items():  # warm-up and quality
@@ -75,15 +99,15 @@ def main(argv: list[str] | None = None) -> None:
                 encode(docs, 256)
                 times[name].append(time.perf_counter() - start)
     base = statistics.median(times["PyTorch fp32"])
-    rows = [[name, f"{len(docs) / statistics.median(t):.1f}", f"{base / statistics.median(t):.2f}x", ndcg[name]]
-            for name, t in times.items()]
-    table = markdown_table(["mode", "docs/s", "vs PyTorch fp32", "t2a nDCG@10"], rows)
+    rows = [[name, f"{len(docs) / statistics.median(t):.1f}", f"{base / statistics.median(t):.2f}x", ndcg[name],
+             f"{size[name]:.1f}", f"{cold[name]:.1f}" if name in cold else ""] for name, t in times.items()]
+    table = markdown_table(["mode", "docs/s", "vs PyTorch fp32", "t2a nDCG@10", "size MiB", "cold start s"], rows)
     gate = "; ".join(f"nDCG@10 loss {c['loss']:+.4f}" + (" (int8 dropped)" if c["dropped"] else "")
                      for c in manifest["parity"]["checks"] if c["name"] == "int8")
     append_results("Embedder encoding speed: PyTorch vs onnxruntime (unfused fp32, fused fp32, fused int8)", table,
                    append=not args.no_append,
                    notes=f"{args.model} zero-shot, {len(docs)} title+abstract docs at 256 tokens, batch {args.batch_size} "
-                         f"(int8: one text per pass, per-row deterministic), {torch.get_num_threads()} threads, median "
+                         f"(int8: one text per pass, per-row deterministic), {threads} threads, median "
                          f"of 3 interleaved passes; export int8 gate: {gate}; fused ops: {manifest.get('fused_operators')}")
 
 
