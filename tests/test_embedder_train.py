@@ -187,3 +187,25 @@ def test_ict_role_pairs_a_sentence_with_the_rest_of_its_patent(tmp_path, tiny_mo
             assert query in sentences(patents[i].abstract) and query not in doc and doc.startswith(patents[i].title)
         else:
             assert query == data.queries["keyword"][i] and doc == data.docs[i]
+
+
+def test_mining_gets_the_texts_and_the_near_duplicate_limit(tmp_path, tiny_model, patent_corpus, monkeypatch):
+    import solution.embedder.negatives as negatives
+    from inference.retrieval.corpus import read_patents
+    from solution.embedder.config import EmbedderTrainConfig
+    from solution.embedder.train import TrainingData
+
+    calls, real = [], negatives.mine_hard_negatives
+
+    def spy(bm25, queries, positives, *args, **kwargs):
+        calls.append(kwargs)
+        return real(bm25, queries, positives, *args, **kwargs)
+
+    monkeypatch.setattr(negatives, "mine_hard_negatives", spy)
+    cfg = EmbedderTrainConfig(corpus=str(patent_corpus), recipe="combined", model=str(tiny_model), hard_negatives=1,
+                              negative_top_k=5, negative_max_overlap=0.7)
+    patents = read_patents(patent_corpus)[:20]
+    data = TrainingData(cfg, patents, tmp_path, corpus=patents)
+    searched = [c["docs"] for c in calls]
+    assert all(c["max_overlap"] == 0.7 for c in calls) and len(calls) == len(data.queries) + 1  # each role + align
+    assert all(d == data.docs for d in searched[:-1]) and searched[-1] == data.abstracts

@@ -230,3 +230,15 @@ def test_known_item_qrels_count_duplicate_texts():
 
     docs = ["Balloon catheter", "knee implant", "balloon catheter ", "tooth brush"]
     assert known_item_qrels(docs, 2) == [{0: 1.0, 2: 1.0}, {1: 1.0}]
+
+
+def test_near_duplicates_of_a_positive_are_not_mined(patents):
+    docs = [p.view("title+abstract") for p in patents]
+    twin = docs[0].replace(".", " again.", 1)  # the same filing reworded by one word: a false negative
+    docs.append(twin)
+    bm25 = Bm25Index.build(docs)
+    query, positives = [patents[0].title], [{0}]
+    kept = mine_hard_negatives(bm25, query, positives, top_k=5, per_query=5)
+    assert len(docs) - 1 in kept[0]  # without the texts the twin ranks among the hard negatives
+    denoised = mine_hard_negatives(bm25, query, positives, top_k=5, per_query=5, docs=docs, max_overlap=0.8)
+    assert len(docs) - 1 not in denoised[0] and denoised[0]

@@ -47,6 +47,10 @@ class EmbedderTrainConfig(BaseTrainConfig):
     negative_top_k: int = config_field(30, "BM25 depth the hard negatives are drawn from", min=1)
     negative_skip_top: int = config_field(0, "skip this many top non-positive BM25 hits (likely false negatives)",
                                           min=0)
+    # 128 of the 5,330 top mined negatives (titles -> title+abstract, A61) shared >= 80% of their words with the
+    # positive: the same invention filed again (continuations, siblings), false negatives rather than hard ones
+    negative_max_overlap: float = config_field(0.8, "skip mined negatives whose word set overlaps a positive's by "
+                                                    "this Jaccard or more (near-duplicates; 1 = keep them)", min=0, max=1)
     batch_grouping: str = config_field("random", "random | subclass: batches of one main CPC subclass (harder "
                                                  "in-batch negatives; not for the cpc loss, which needs other subclasses)",
                                   choices=("random", "subclass"))

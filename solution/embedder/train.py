@@ -86,14 +86,16 @@ class TrainingData:
                 self.queries[role] = texts
                 if bm25 is not None:
                     pos = [dup_docs[self.docs[i].strip().lower()] for i in range(len(patents))]
-                    negs = mine_hard_negatives(bm25, texts, pos, cfg.negative_top_k, n_neg, cfg.negative_skip_top)
+                    negs = mine_hard_negatives(bm25, texts, pos, cfg.negative_top_k, n_neg, cfg.negative_skip_top,
+                                               docs=self.docs, max_overlap=cfg.negative_max_overlap)
                     self.query_negs[role] = fill_random_negatives(negs, pos, len(patents), n_neg, cfg.seed)
         self.align_negs: list[list[int]] = []
         if "align" in weights and n_neg:
             bm25 = Bm25Index.build(self.abstracts)
             dup_abs = _positives_by_text(self.abstracts)
             pos = [dup_abs[a.strip().lower()] for a in self.abstracts]
-            negs = mine_hard_negatives(bm25, self.titles, pos, cfg.negative_top_k, n_neg, cfg.negative_skip_top)
+            negs = mine_hard_negatives(bm25, self.titles, pos, cfg.negative_top_k, n_neg, cfg.negative_skip_top,
+                                       docs=self.abstracts, max_overlap=cfg.negative_max_overlap)
             self.align_negs = fill_random_negatives(negs, pos, len(patents), n_neg, cfg.seed)
 
 
