@@ -52,11 +52,7 @@ def watch_first_steps(overrides: dict, steps: int, out_dir: Path) -> dict:
         if step % 10 == 0 or step == min(steps, len(batches)):
             pooled = seen["x"].reshape(-1, seen["x"].shape[-1])
             trace.append((step, float(np.mean(losses[-10:])), float(pooled.std(0).mean()), float(seen["f"].std())))
-    sample = list(range(min(len(state.val_inputs), 4 * cfg.eval_batch_size)))
-    preds = T.evaluate_fold(run, state, only=sample)[0]
-    scored = ~np.isnan(preds)
-    labels = np.asarray(run.train.subset(state.val_idx).columns["score"])[scored]
-    return {"trace": trace, "sample_pearson": T.pearson(preds[scored], labels), "precision": run.precision}
+    return {"trace": trace, "sample_pearson": T.sample_pearson(run, state), "precision": run.precision}
 
 
 def parse_setting(text: str) -> tuple[str, dict]:

@@ -359,20 +359,25 @@ def loss_stalled(losses: list[float]) -> bool:
 def collapsed_early(run: PhraseRun, state: FoldState, losses: list[float]) -> bool:
     """Halfway through the first epoch: has the fold collapsed to the label prior already?
 
-    Both signals must say so: the training loss has stalled (:func:`loss_stalled`) and the validation
-    Pearson of a sample (the first 4 scoring batches) is below ``restart_below``. Caught here, a
-    collapse costs half an epoch instead of a whole one plus its validation (~4 of a fold's ~14
-    minutes with mpnet on 2 cores).
+    Both signals must say so: the scoring loss has stalled (:func:`loss_stalled`) and the validation
+    Pearson of a sample (:func:`sample_pearson`) is below ``restart_below``. Caught here, a collapse
+    costs half an epoch instead of a whole one plus its validation (~4 of a fold's ~14 minutes with
+    mpnet on 2 cores).
     """
     if not loss_stalled(losses):
         return False
-    sample = list(range(min(len(state.val_inputs), 4 * run.cfg.eval_batch_size)))
-    preds = evaluate_fold(run, state, only=sample)[0]
-    scored = ~np.isnan(preds)
-    value = pearson(preds[scored], np.asarray(run.train.subset(state.val_idx).columns["score"])[scored])
+    value = sample_pearson(run, state)
     log.info("fold %d: training loss stalled at %.4f halfway through the first epoch; sample validation Pearson %.4f",
              state.fold, float(np.mean(losses[len(losses) // 2 :])), value)
     return not value >= run.cfg.restart_below  # NaN (a constant score) counts as collapsed
+
+
+def sample_pearson(run: PhraseRun, state: FoldState, batches: int = 4) -> float:
+    """Validation Pearson of the fold's first ``batches`` scoring batches: a quick look, not the metric."""
+    sample = list(range(min(len(state.val_inputs), batches * run.cfg.eval_batch_size)))
+    preds = evaluate_fold(run, state, only=sample)[0]
+    scored = ~np.isnan(preds)
+    return pearson(preds[scored], np.asarray(run.train.subset(state.val_idx).columns["score"])[scored])
 
 
 def needs_restart(cfg, state: FoldState, epoch: int, record: dict) -> bool:
