@@ -189,6 +189,50 @@ def test_ict_role_pairs_a_sentence_with_the_rest_of_its_patent(tmp_path, tiny_mo
             assert query == data.queries["keyword"][i] and doc == data.docs[i]
 
 
+def test_each_text_list_is_encoded_once_per_step(tmp_path, tiny_model, patent_corpus, monkeypatch):
+    """With ``queries_per_patent`` 2 every patent gets two distinct roles, both scored against one
+    encoding of its document; with documents that are the abstracts, the alignment loss reuses that
+    encoding too (one document pass per step, not three), and the CPC term sees each encoding once."""
+    import random
+
+    import solution.embedder.losses as losses
+    from inference.retrieval.corpus import read_patents
+    from solution.embedder.config import EmbedderTrainConfig
+    from solution.embedder.model import build_encoder
+    from solution.embedder.train import TrainingData, check_config, step_loss
+
+    cfg = EmbedderTrainConfig(corpus=str(patent_corpus), recipe="combined", model=str(tiny_model), doc_view="abstract",
+                              train_max_length=32, query_max_length=16, queries_per_patent=2)
+    patents = read_patents(patent_corpus)[:20]
+    data = TrainingData(cfg, patents, tmp_path, corpus=patents)
+    model, tokenizer = build_encoder(cfg.embedder_config())
+    texts, pairs, cpc_rows = [], [], []
+
+    def spy_tokenizer(batch, **kwargs):
+        texts.append(list(batch))
+        return tokenizer(batch, **kwargs)
+
+    def spy_mnrl(q, d, *args, **kwargs):
+        pairs.append((q, d))
+        return (q * d).sum()
+
+    monkeypatch.setattr(losses, "mnrl_loss", spy_mnrl)
+    monkeypatch.setattr(losses, "supcon_loss", lambda e, labels, tau: cpc_rows.append(len(e)) or e.sum())
+    idx = np.arange(8)
+    step_loss(model, data, idx, cfg, cfg.loss_weights(), random.Random(0), spy_tokenizer, "cpu", "fp32")
+    abstracts = [patents[i].abstract for i in idx]
+    assert texts.count(abstracts) == 1 and len(texts) == 4  # queries x 2, abstracts, titles
+    first, second = texts[0], texts[2]
+    by_role = {r: data.queries[r] for r in cfg.roles}
+    for i, q1, q2 in zip(idx, first, second):  # two different roles' queries of the same patent
+        roles = [{r for r in cfg.roles if by_role[r][i] == q} for q in (q1, q2)]
+        assert roles[0] and roles[1] and roles[0] != roles[1]
+    assert len(pairs) == 3 and pairs[0][1] is pairs[1][1] is pairs[2][1]  # one document tensor for all three losses
+    assert cpc_rows == [4 * len(idx)]  # queries x 2, abstracts, titles: no encoding counted twice
+    with pytest.raises(ValueError, match="queries_per_patent 6"):
+        check_config(EmbedderTrainConfig(recipe="mqg", queries_per_patent=6))
+
+
 def test_mining_gets_the_texts_and_the_near_duplicate_limit(tmp_path, tiny_model, patent_corpus, monkeypatch):
     import solution.embedder.negatives as negatives
     from inference.retrieval.corpus import read_patents

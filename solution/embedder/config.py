@@ -40,6 +40,8 @@ class EmbedderTrainConfig(BaseTrainConfig):
     generator: str = config_field("offline", "query generator: offline | openai[:MODEL] | hf:PATH")
     roles: list = config_field(["concept", "keyword", "question", "colloquial", "misspelled"],
                                "query roles to train on; add \"ict\" for inverse-cloze sentences of the abstract")
+    queries_per_patent: int = config_field(1, "distinct query roles per patent in each step, all scored against one "
+                                              "encoding of its document (queries are short, documents dear)", min=1)
     typo_rate: float = config_field(0.15, "share of words the misspelled role edits", min=0, max=1)
     # On 2 CPU cores one mined negative made a step 2.4x slower: it lost in 3-minute runs and tied over a full
     # epoch, at twice the time (benchmarks/RESULTS.md); the GPU preset, with compute to spare, uses 2.

@@ -130,44 +130,52 @@ def step_loss(model, data: TrainingData, idx: np.ndarray, cfg, weights: dict[str
     from solution.embedder.losses import mnrl_loss, supcon_loss
     from solution.precision import autocast
 
-    def enc(texts: list[str], max_length: int):
-        batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        with autocast(precision, device):
-            return model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-
-    ids = torch.as_tensor(idx, device=device)
-    parts: dict[str, torch.Tensor] = {}
     # every batch of vectors this step encodes, with the training patent each row belongs to: the CPC
     # loss can span them all (a query carries its patent's subclasses) at no extra encoding cost
     encoded: list[tuple[torch.Tensor, list[int]]] = []
+    # a list of texts is encoded once per step: with doc_view "abstract" the alignment loss reuses the
+    # query loss's documents, the expensive half of a step on CPU
+    cache: dict[tuple, torch.Tensor] = {}
+
+    def enc(texts: list[str], max_length: int, owners: list[int]):
+        key = (max_length, *texts)
+        if key not in cache:
+            batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            with autocast(precision, device):
+                cache[key] = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            encoded.append((cache[key], owners))
+        return cache[key]
+
+    ids = torch.as_tensor(idx, device=device)
+    parts: dict[str, torch.Tensor] = {}
     doc_vecs = None
     if "mqg" in weights:
-        roles = [rng.choice(cfg.roles) for _ in idx]
-        pairs = [inverse_cloze(data.patents[i], cfg.doc_view, rng) if r == ICT_ROLE else (data.queries[r][i], data.docs[i])
-                 for r, i in zip(roles, idx)]
-        q = enc([query for query, _ in pairs], cfg.query_max_length)
-        doc_vecs = enc([doc for _, doc in pairs], cfg.train_max_length)
-        negs = [n for r, i in zip(roles, idx) for n in (data.query_negs[r][i] if r in data.query_negs else [])]
-        neg_vecs = enc([data.docs[n] for n in negs], cfg.train_max_length) if negs else None
-        parts["mqg"] = mnrl_loss(q, doc_vecs, neg_vecs, doc_ids=ids, scale=cfg.scale)
-        encoded += [(q, list(idx)), (doc_vecs, list(idx))] + ([(neg_vecs, negs)] if negs else [])
+        losses = []
+        # distinct roles per patent: more query signal for each (expensive) document encoding
+        for roles in zip(*(rng.sample(cfg.roles, cfg.queries_per_patent) for _ in idx)):
+            pairs = [inverse_cloze(data.patents[i], cfg.doc_view, rng) if r == ICT_ROLE else (data.queries[r][i], data.docs[i])
+                     for r, i in zip(roles, idx)]
+            q = enc([query for query, _ in pairs], cfg.query_max_length, list(idx))
+            doc_vecs = enc([doc for _, doc in pairs], cfg.train_max_length, list(idx))
+            negs = [n for r, i in zip(roles, idx) for n in (data.query_negs[r][i] if r in data.query_negs else [])]
+            neg_vecs = enc([data.docs[n] for n in negs], cfg.train_max_length, negs) if negs else None
+            losses.append(mnrl_loss(q, doc_vecs, neg_vecs, doc_ids=ids, scale=cfg.scale))
+        parts["mqg"] = sum(losses) / len(losses)
     if "align" in weights:
-        t = enc([data.titles[i] for i in idx], cfg.query_max_length)
-        a = enc([data.abstracts[i] for i in idx], cfg.train_max_length)
+        t = enc([data.titles[i] for i in idx], cfg.query_max_length, list(idx))
+        a = enc([data.abstracts[i] for i in idx], cfg.train_max_length, list(idx))
         negs = [n for i in idx for n in (data.align_negs[i] if data.align_negs else [])]
-        neg_vecs = enc([data.abstracts[n] for n in negs], cfg.train_max_length) if negs else None
+        neg_vecs = enc([data.abstracts[n] for n in negs], cfg.train_max_length, negs) if negs else None
         loss = mnrl_loss(t, a, neg_vecs, doc_ids=ids, scale=cfg.scale, symmetric=True)
         with_claims = [i for i in idx if data.patents[i].claims]
         if with_claims:  # abstract <-> claims, where the corpus has claims
-            ca = enc([data.abstracts[i] for i in with_claims], cfg.train_max_length)
-            cc = enc([data.patents[i].claims for i in with_claims], cfg.train_max_length)
+            ca = enc([data.abstracts[i] for i in with_claims], cfg.train_max_length, with_claims)
+            cc = enc([data.patents[i].claims for i in with_claims], cfg.train_max_length, with_claims)
             loss = (loss + mnrl_loss(ca, cc, scale=cfg.scale, symmetric=True)) / 2
         parts["align"] = loss
-        encoded += [(t, list(idx)), (a, list(idx))] + ([(neg_vecs, negs)] if negs else [])
     if "cpc" in weights:
         if doc_vecs is None:
-            doc_vecs = enc([data.docs[i] for i in idx], cfg.train_max_length)
-            encoded.append((doc_vecs, list(idx)))
+            doc_vecs = enc([data.docs[i] for i in idx], cfg.train_max_length, list(idx))
         if not cfg.cpc_all_views:
             encoded = [(doc_vecs, list(idx))]
         rows = [i for _, owners in encoded for i in owners]
@@ -243,6 +251,9 @@ def check_config(cfg) -> dict[str, float]:
     weights = cfg.loss_weights()  # the values themselves are checked by solution.config.validate
     if cfg.batch_grouping == "subclass" and "cpc" in weights:
         log.warning("batch_grouping=subclass gives the CPC loss batches of one subclass, with few negatives")
+    if "mqg" in weights and cfg.queries_per_patent > len(cfg.roles):
+        raise ValueError(f"queries_per_patent {cfg.queries_per_patent}: more than the {len(cfg.roles)} roles "
+                         f"({', '.join(cfg.roles)}) a patent has queries for")
     return weights
 
 
