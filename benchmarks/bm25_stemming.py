@@ -28,10 +28,10 @@ from solution.embedder.metrics import ir_metrics  # noqa: E402
 STEMMERS = {"english": "english", "none": None}
 
 
-def task_ndcg(task, stemmer: str | None) -> tuple[float, float]:
-    """(nDCG@10, seconds to index the corpus and score every query)."""
+def task_ndcg(task, stemmer: str | None = "english", **params) -> tuple[float, float]:
+    """(nDCG@10, seconds to index the corpus and score every query); ``params``: BM25's k1 and b."""
     start = time.perf_counter()
-    bm25 = Bm25Index.build(task.corpus, stemmer=stemmer)
+    bm25 = Bm25Index.build(task.corpus, stemmer=stemmer, **params)
     scores = np.stack([bm25.scores(q) for q in task.queries])
     seconds = time.perf_counter() - start
     return ir_metrics(scores, task.qrels)["ndcg@10"], seconds

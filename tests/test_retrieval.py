@@ -203,6 +203,15 @@ def test_bm25_stems_by_default_and_saves_its_stemmer(tmp_path):
         Bm25Index.build(docs, stemmer="porter")
 
 
+def test_bm25_index_keeps_the_k1_it_was_built_with(tmp_path):
+    """The default k1 changed (1.5 -> 0.6): an index saved with the old one still scores as it did."""
+    docs = ["balloon balloon balloon catheter", "balloon stent", "knee implant"]
+    old, new = Bm25Index.build(docs, k1=1.5), Bm25Index.build(docs)
+    assert not np.allclose(old.scores("balloon"), new.scores("balloon"))  # k1 matters for repeated terms
+    old.save(tmp_path / "old")
+    assert np.array_equal(Bm25Index.load(tmp_path / "old").scores("balloon"), old.scores("balloon"))
+
+
 def test_bm25_stemmer_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "Stemmer", None)  # import Stemmer now raises ImportError
     with pytest.raises(ImportError, match="needs PyStemmer.*--bm25-stemmer none"):
