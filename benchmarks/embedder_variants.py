@@ -72,6 +72,10 @@ VARIANTS: list[tuple[str, str, float, dict]] = [
      "up to 3 epochs", 10, {"config": "configs/embedder-retrieval.toml", "doc_view": "abstract", "epochs": 3}),
     ("preset-retrieval-abs-q3-e3", "as preset-retrieval-abs-e3, 3 query roles per patent per step", 10,
      {"config": "configs/embedder-retrieval.toml", "doc_view": "abstract", "epochs": 3, "queries_per_patent": 3}),
+    ("preset-retrieval-s7", "configs/embedder-retrieval.toml, seed 7 (another split, queries and init)", 10,
+     {"config": "configs/embedder-retrieval.toml", "seed": 7}),
+    ("preset-retrieval-s1", "configs/embedder-retrieval.toml, seed 1", 10,
+     {"config": "configs/embedder-retrieval.toml", "seed": 1}),
 ]
 
 
