@@ -76,10 +76,6 @@ VARIANTS: list[tuple[str, str, float, dict]] = [
      {"config": "configs/embedder-retrieval.toml", "seed": 7}),
     ("preset-retrieval-s1", "configs/embedder-retrieval.toml, seed 1", 10,
      {"config": "configs/embedder-retrieval.toml", "seed": 1}),
-    ("preset-retrieval-mem512", "configs/embedder-retrieval.toml, the last 512 documents as extra negatives "
-     "(cross-batch memory)", 10, {"config": "configs/embedder-retrieval.toml", "negative_memory": 512}),
-    ("preset-retrieval-mem2048", "configs/embedder-retrieval.toml, the last 2048 documents as extra negatives", 10,
-     {"config": "configs/embedder-retrieval.toml", "negative_memory": 2048}),
 ]
 
 

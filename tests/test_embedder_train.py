@@ -233,52 +233,6 @@ def test_each_text_list_is_encoded_once_per_step(tmp_path, tiny_model, patent_co
         check_config(EmbedderTrainConfig(recipe="mqg", queries_per_patent=6))
 
 
-def test_mnrl_masks_a_remembered_copy_of_the_rows_own_document():
-    """An extra negative with the row's own id (its document, remembered from an earlier step) must not
-    be trained apart from the query; another patent's remembered document must."""
-    import torch
-
-    from solution.embedder.losses import mnrl_loss
-
-    q, d = torch.eye(3)[:2], torch.eye(3)[:2]
-    ids = torch.tensor([5, 6])
-    near = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1, 0.0]]), dim=1)  # close to row 0's query
-    base = mnrl_loss(q, d, doc_ids=ids)
-    assert torch.allclose(mnrl_loss(q, d, near, doc_ids=ids, negative_ids=torch.tensor([5])), base)  # own: masked
-    assert mnrl_loss(q, d, near, doc_ids=ids, negative_ids=torch.tensor([9])) > base + 0.1  # another patent's
-
-
-def test_memory_feeds_earlier_documents_as_negatives(tmp_path, tiny_model, patent_corpus, monkeypatch):
-    """With a cross-batch memory, step 2's losses see step 1's document vectors (detached) with their
-    patents' ids after any mined negatives, and the memory keeps only the newest ``size``."""
-    import random
-
-    import solution.embedder.losses as losses
-    from inference.retrieval.corpus import read_patents
-    from solution.embedder.config import EmbedderTrainConfig
-    from solution.embedder.memory import DocumentMemory
-    from solution.embedder.model import build_encoder
-    from solution.embedder.train import TrainingData, step_loss
-
-    cfg = EmbedderTrainConfig(corpus=str(patent_corpus), recipe="combined", model=str(tiny_model), weight_cpc=0,
-                              train_max_length=32, query_max_length=16, negative_memory=6)
-    patents = read_patents(patent_corpus)[:20]
-    data = TrainingData(cfg, patents, tmp_path, corpus=patents)
-    model, tokenizer = build_encoder(cfg.embedder_config())
-    seen = []
-    real = losses.mnrl_loss
-    monkeypatch.setattr(losses, "mnrl_loss", lambda q, d, extra=None, **k: seen.append((extra, k)) or real(q, d, extra, **k))
-    memories = {"mqg": DocumentMemory(6), "align": DocumentMemory(6)}
-    for idx in (np.arange(4), np.arange(4, 8)):
-        step_loss(model, data, idx, cfg, cfg.loss_weights(), random.Random(0), tokenizer, "cpu", "fp32", memories)
-    first, second = seen[:2], seen[2:]
-    assert all(extra is None for extra, _ in first)  # nothing remembered before the first step
-    for extra, kwargs in second:
-        assert extra.shape[0] == 4 and not extra.requires_grad
-        assert kwargs["negative_ids"].tolist() == [0, 1, 2, 3]
-    assert memories["align"].ids.tolist() == [4, 5, 6, 7, 0, 1]  # newest first, capped at 6
-
-
 def test_mining_gets_the_texts_and_the_near_duplicate_limit(tmp_path, tiny_model, patent_corpus, monkeypatch):
     import solution.embedder.negatives as negatives
     from inference.retrieval.corpus import read_patents

@@ -53,8 +53,6 @@ class EmbedderTrainConfig(BaseTrainConfig):
     # positive: the same invention filed again (continuations, siblings), false negatives rather than hard ones
     negative_max_overlap: float = config_field(0.8, "skip mined negatives whose word set overlaps a positive's by "
                                                     "this Jaccard or more (near-duplicates; 1 = keep them)", min=0, max=1)
-    negative_memory: int = config_field(0, "earlier steps' document vectors kept as extra negatives for the query and "
-                                           "alignment losses (cross-batch memory; 0 = none); nearly free", min=0)
     batch_grouping: str = config_field("random", "random | subclass: batches of one main CPC subclass (harder "
                                                  "in-batch negatives; not for the cpc loss, which needs other subclasses)",
                                   choices=("random", "subclass"))

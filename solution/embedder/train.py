@@ -21,7 +21,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +121,8 @@ def epoch_batches(n: int, batch_size: int, seed: int, groups: list[str] | None =
 
 
 def step_loss(model, data: TrainingData, idx: np.ndarray, cfg, weights: dict[str, float], rng: random.Random,
-              tokenizer, device: str, precision: str, memories: dict | None = None) -> tuple:
-    """The weighted loss of one batch of training patents ``idx`` and its parts (floats). ``memories``
-    (loss name -> :class:`DocumentMemory`) add earlier steps' documents as negatives and take this step's."""
+              tokenizer, device: str, precision: str) -> tuple:
+    """The weighted loss of one batch of training patents ``idx`` and its parts (floats)."""
     import torch
 
     from solution.embedder.ict import ROLE as ICT_ROLE
@@ -148,15 +147,6 @@ def step_loss(model, data: TrainingData, idx: np.ndarray, cfg, weights: dict[str
         return cache[key]
 
     ids = torch.as_tensor(idx, device=device)
-    memories = memories or {}
-
-    def negatives(loss: str, mined, mined_ids: list[int]):
-        """(vectors, training patent of each) to score against besides the batch: mined, then remembered."""
-        found = [(mined, torch.as_tensor(mined_ids, dtype=ids.dtype, device=device))] if mined is not None else []
-        if loss in memories and memories[loss].vecs is not None:
-            found.append((memories[loss].vecs, memories[loss].ids))
-        return (torch.cat([v for v, _ in found]), torch.cat([i for _, i in found])) if found else (None, None)
-
     parts: dict[str, torch.Tensor] = {}
     doc_vecs = None
     if "mqg" in weights:
@@ -169,20 +159,14 @@ def step_loss(model, data: TrainingData, idx: np.ndarray, cfg, weights: dict[str
             doc_vecs = enc([doc for _, doc in pairs], cfg.train_max_length, list(idx))
             negs = [n for r, i in zip(roles, idx) for n in (data.query_negs[r][i] if r in data.query_negs else [])]
             neg_vecs = enc([data.docs[n] for n in negs], cfg.train_max_length, negs) if negs else None
-            extra, extra_ids = negatives("mqg", neg_vecs, negs)
-            losses.append(mnrl_loss(q, doc_vecs, extra, doc_ids=ids, scale=cfg.scale, negative_ids=extra_ids))
+            losses.append(mnrl_loss(q, doc_vecs, neg_vecs, doc_ids=ids, scale=cfg.scale))
         parts["mqg"] = sum(losses) / len(losses)
-        if "mqg" in memories:
-            memories["mqg"].push(doc_vecs, ids)
     if "align" in weights:
         t = enc([data.titles[i] for i in idx], cfg.query_max_length, list(idx))
         a = enc([data.abstracts[i] for i in idx], cfg.train_max_length, list(idx))
         negs = [n for i in idx for n in (data.align_negs[i] if data.align_negs else [])]
         neg_vecs = enc([data.abstracts[n] for n in negs], cfg.train_max_length, negs) if negs else None
-        extra, extra_ids = negatives("align", neg_vecs, negs)
-        loss = mnrl_loss(t, a, extra, doc_ids=ids, scale=cfg.scale, symmetric=True, negative_ids=extra_ids)
-        if "align" in memories:
-            memories["align"].push(a, ids)
+        loss = mnrl_loss(t, a, neg_vecs, doc_ids=ids, scale=cfg.scale, symmetric=True)
         with_claims = [i for i in idx if data.patents[i].claims]
         if with_claims:  # abstract <-> claims, where the corpus has claims
             ca = enc([data.abstracts[i] for i in with_claims], cfg.train_max_length, with_claims)
@@ -237,7 +221,6 @@ class EmbedderRun:
     start_epoch: int = 0
     start_batch: int = 0
     step: int = 0
-    memories: dict = field(default_factory=dict)  # loss name -> DocumentMemory (not checkpointed: refills in steps)
 
     def save_state(self, complete: bool = False) -> None:
         self.folder.save_state(self.cfg.to_dict(), self.clock.elapsed(), complete, self.metrics)
@@ -329,10 +312,6 @@ def prepare(cfg, resume: bool) -> tuple[EmbedderRun | None, dict | None]:
                "precision": precision, "n_train_patents": len(train_patents), "n_heldout": len(heldout),
                "budget_minutes": cfg.budget_minutes, "epochs": []}
     run = EmbedderRun(cfg, device, precision, folder, clock, model, tokenizer, data, heldout, optimizer, metrics)
-    if cfg.negative_memory:
-        from solution.embedder.memory import DocumentMemory
-
-        run.memories = {loss: DocumentMemory(cfg.negative_memory) for loss in ("mqg", "align") if loss in weights}
     if resume and (folder.path / "checkpoint.pt").exists():
         run.restore()
     return run, None
@@ -364,8 +343,7 @@ def train_one_epoch(run: EmbedderRun, epoch: int, val_cost_s: float) -> tuple[di
         set_lr(run.optimizer, cosine_factor(budget_progress(run.step, total_steps, run.clock.elapsed(), train_left),
                                             cfg.warmup_ratio))
         rng = random.Random(f"{cfg.seed}:{epoch}:{b}")  # role choice: reproducible across resumes
-        loss, parts = step_loss(run.model, data, batches[b], cfg, weights, rng, run.tokenizer, run.device, run.precision,
-                                run.memories)
+        loss, parts = step_loss(run.model, data, batches[b], cfg, weights, rng, run.tokenizer, run.device, run.precision)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"step {run.step}: loss is {loss.item()}; lower --set lr=...")
         loss.backward()

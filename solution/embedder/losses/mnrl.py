@@ -19,10 +19,8 @@ import torch.nn.functional as F
 
 
 def mnrl_loss(queries: torch.Tensor, docs: torch.Tensor, hard_negatives: torch.Tensor | None = None,
-              doc_ids: torch.Tensor | None = None, scale: float = 20.0, symmetric: bool = False,
-              negative_ids: torch.Tensor | None = None) -> torch.Tensor:
-    """``queries`` (B, d) and ``docs`` (B, d) unit vectors, row i a positive pair; negatives (M, d).
-    With ``negative_ids`` (M,) a negative that is row i's own document (same id) is masked for row i."""
+              doc_ids: torch.Tensor | None = None, scale: float = 20.0, symmetric: bool = False) -> torch.Tensor:
+    """``queries`` (B, d) and ``docs`` (B, d) unit vectors, row i a positive pair; negatives (M, d)."""
     q, d = queries.float(), docs.float()
     candidates = d if hard_negatives is None else torch.cat([d, hard_negatives.float()])
     logits = scale * q @ candidates.T  # (B, B + M)
@@ -31,9 +29,6 @@ def mnrl_loss(queries: torch.Tensor, docs: torch.Tensor, hard_negatives: torch.T
         same = doc_ids[:, None] == doc_ids[None, :]
         same &= ~torch.eye(len(q), dtype=torch.bool, device=q.device)
         logits[:, : len(q)] = logits[:, : len(q)].masked_fill(same, float("-inf"))
-        if negative_ids is not None:
-            own = doc_ids[:, None] == negative_ids[None, :]
-            logits[:, len(q):] = logits[:, len(q):].masked_fill(own, float("-inf"))
     loss = F.cross_entropy(logits, labels)
     if symmetric:
         back = scale * d @ q.T
