@@ -14,6 +14,7 @@ import sys
 
 from inference.backend.session import DEVICES
 from inference.backend.variants import VARIANTS
+from inference.retrieval.fusion import DEFAULT_ALPHA
 from inference.retrieval.vector_search import ANN_KINDS, ANN_MIN_DOCS
 from inference.validate import positive_int
 
@@ -101,7 +102,7 @@ def add_search_parser(subparsers) -> None:
     p.add_argument("-k", type=positive_int, default=10, help="results per query")
     p.add_argument("--hybrid", nargs="?", const="rrf", choices=["rrf", "convex"],
                    help="fuse BM25 and dense scores (default rrf, k=60)")
-    p.add_argument("--alpha", type=float, default=0.5, help="convex fusion: weight of the dense scores")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="convex fusion: weight of the dense scores")
     p.add_argument("--model", help="model folder (default: the one the index was built with; others are refused)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--exact", action="store_true", help="exact search even where the index has an ANN structure")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.retrieval.fusion import convex_scores, rrf_scores
+from inference.retrieval.fusion import DEFAULT_ALPHA, convex_scores, rrf_scores
 from inference.retrieval.index import IndexMismatchError, check_files, check_model, load_index_files, read_index_info
 from inference.retrieval.topk import top_k_indices
 from inference.retrieval.vector_search import ANN_FILE, ann_top_k, exact_top_k, load_ann
@@ -94,11 +94,11 @@ class PatentRanker:
             return ann_top_k(self.ann_index, query_vecs, k)
         return exact_top_k(self.embeddings, query_vecs, k)
 
-    def search(self, query: str, k: int = 10, hybrid: str | bool = False, alpha: float = 0.5) -> list[Hit]:
+    def search(self, query: str, k: int = 10, hybrid: str | bool = False, alpha: float = DEFAULT_ALPHA) -> list[Hit]:
         """Top ``k`` (patent_id, score, title), best first. ``hybrid``: True/"rrf" or "convex"."""
         return self.search_batch([query], k, hybrid, alpha)[0]
 
-    def search_batch(self, queries: list[str], k: int = 10, hybrid: str | bool = False, alpha: float = 0.5,
+    def search_batch(self, queries: list[str], k: int = 10, hybrid: str | bool = False, alpha: float = DEFAULT_ALPHA,
                      batch_size: int = 64) -> list[list[Hit]]:
         """One ranked list per query; queries are embedded in batches and scored with one matmul each."""
         check_positive("k", k)

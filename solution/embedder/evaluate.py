@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.retrieval.fusion import DEFAULT_ALPHA
+
 log = logging.getLogger("solution.embedder.evaluate")
 
 COLUMNS = [("t2a ndcg@10", "title2abstract", "ndcg@10"), ("t2a mrr@10", "title2abstract", "mrr@10"),
@@ -40,7 +42,7 @@ class EvalOptions:
     max_length: int = 256
     query_max_length: int = 64
     batch_size: int = 64
-    alpha: float = 0.5  # convex fusion weight of the dense scores
+    alpha: float = DEFAULT_ALPHA  # convex fusion weight of the dense scores
     device: str = "cpu"
     precision: str = "auto"
     seed: int = 42

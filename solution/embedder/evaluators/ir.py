@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference.retrieval.bm25 import Bm25Index
-from inference.retrieval.fusion import convex_scores, rrf_scores
+from inference.retrieval.fusion import DEFAULT_ALPHA, convex_scores, rrf_scores
 from solution.embedder.metrics import ir_metrics
 
 Encode = Callable[[list[str]], np.ndarray]
@@ -37,7 +37,7 @@ def bm25_matrix(task: RetrievalTask) -> np.ndarray:
 
 
 def evaluate_task(task: RetrievalTask, dense: dict[str, tuple[Encode, Encode] | Encode], bm25: bool = False,
-                  hybrid_of: str | None = None, alpha: float = 0.5) -> dict[str, dict[str, float]]:
+                  hybrid_of: str | None = None, alpha: float = DEFAULT_ALPHA) -> dict[str, dict[str, float]]:
     """Metrics per system. ``dense`` maps name -> encode (or (query encode, doc encode)); ``bm25``
     adds BM25; ``hybrid_of`` names the dense system fused with BM25 (RRF k=60 and convex ``alpha``)."""
     results: dict[str, dict[str, float]] = {}
