@@ -76,6 +76,8 @@ VARIANTS: list[tuple[str, str, float, dict]] = [
      {"config": "configs/embedder-retrieval.toml", "seed": 7}),
     ("preset-retrieval-s1", "configs/embedder-retrieval.toml, seed 1", 10,
      {"config": "configs/embedder-retrieval.toml", "seed": 1}),
+    ("preset-retrieval-scale40", "configs/embedder-retrieval.toml, logit scale 40 (temperature 0.025)", 10,
+     {"config": "configs/embedder-retrieval.toml", "scale": 40.0}),
 ]
 
 
