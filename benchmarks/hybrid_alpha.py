@@ -4,7 +4,7 @@
 
 Each run's held-out titles search that split's held-out abstracts only (the retrieval issue's hybrid
 setting: ``solution.evaluate embedder --distractors 0 --max-patents 0``). For the fine-tuned model
-and the zero-shot backbone, fused with the default (stemmed, k1 0.6) BM25: nDCG@10 per alpha, and a
+and the zero-shot backbone, fused with the default BM25 (Snowball-stemmed, ``DEFAULT_K1``): nDCG@10 per alpha, and a
 choice that never sees the queries it is scored on (alpha picked on one half of a split's queries,
 scored on the other, both ways). Dense scores and BM25 are computed once per run; fusion is numpy.
 """
@@ -21,6 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._results import append_results, markdown_table  # noqa: E402
+from inference.retrieval.bm25 import DEFAULT_K1  # noqa: E402
 from inference.retrieval.fusion import convex_scores  # noqa: E402
 from solution.embedder.evaluate import EvalOptions, build_tasks, heldout_patents, torch_encoder  # noqa: E402
 from solution.embedder.evaluators.ir import bm25_matrix  # noqa: E402
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
                             "alpha chosen on the other half"], rows)
     append_results("Convex hybrid: the dense weight alpha over held-out splits", table, append=not args.no_append,
                    notes=f"runs {', '.join(r.name for r in args.runs)}, each on its own held-out split (all held-out "
-                         f"titles searching the held-out abstracts only); BM25 Snowball-stemmed, k1 0.6; alpha 1.0 "
+                         f"titles searching the held-out abstracts only); BM25 Snowball-stemmed, k1 {DEFAULT_K1:g}; alpha 1.0 "
                          f"is dense alone; " + "; ".join(notes))
 
 
