@@ -78,6 +78,8 @@ VARIANTS: list[tuple[str, str, float, dict]] = [
      {"config": "configs/embedder-retrieval.toml", "seed": 1}),
     ("preset-retrieval-scale40", "configs/embedder-retrieval.toml, logit scale 40 (temperature 0.025)", 10,
      {"config": "configs/embedder-retrieval.toml", "scale": 40.0}),
+    ("preset-retrieval-lr2e4", "configs/embedder-retrieval.toml, LoRA lr 2e-4", 10,
+     {"config": "configs/embedder-retrieval.toml", "lr": 2e-4}),
 ]
 
 
