@@ -21,9 +21,9 @@ THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from inference.retrieval.bm25 import Bm25Index, bm25_tokenize
+    from inference.retrieval.bm25 import Bm25Index
     from inference.retrieval.corpus import read_patents
-    from solution.embedder.negatives import jaccard, mine_hard_negatives
+    from solution.embedder.negatives import jaccard, mine_hard_negatives, word_set
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", default="data/patents/a61_patents.csv")
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     docs = [x.view("title+abstract") for x in patents]
     mined = mine_hard_negatives(Bm25Index.build(docs), [x.title for x in patents], [{i} for i in range(len(docs))],
                                 args.top_k, 1)
-    words = [set(bm25_tokenize(d)) for d in docs]
+    words = [word_set(d) for d in docs]
     overlaps = [jaccard(words[negs[0]], words[i]) for i, negs in enumerate(mined) if negs]
     rows = [[f">= {t}", sum(o >= t for o in overlaps), f"{100 * sum(o >= t for o in overlaps) / len(overlaps):.1f}%"]
             for t in THRESHOLDS]

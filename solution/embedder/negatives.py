@@ -38,7 +38,7 @@ def mine_hard_negatives(bm25, queries: Sequence[str], positives: Sequence[set[in
     BM25 score share no word with the query and are not "hard": dropped.
     """
     rng = random.Random(seed) if seed is not None else None
-    words = [set(bm25_tokenize(d)) for d in docs] if docs is not None and max_overlap < 1.0 else None
+    words = [word_set(d) for d in docs] if docs is not None and max_overlap < 1.0 else None
     mined: list[list[int]] = []
     for query, pos in zip(queries, positives):
         idx, scores = bm25.top_k(query, top_k + len(pos))
@@ -66,6 +66,11 @@ def fill_random_negatives(mined: list[list[int]], positives: Sequence[set[int]],
                 negs.append(d)
         out.append(negs)
     return out
+
+
+def word_set(text: str) -> set[str]:
+    """The words near-duplicate detection compares: BM25's tokens (lower case, no stop words), unstemmed."""
+    return set(bm25_tokenize(text))
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
