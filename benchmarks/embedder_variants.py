@@ -80,6 +80,10 @@ VARIANTS: list[tuple[str, str, float, dict]] = [
      {"config": "configs/embedder-retrieval.toml", "scale": 40.0}),
     ("preset-retrieval-lr2e4", "configs/embedder-retrieval.toml, LoRA lr 2e-4", 10,
      {"config": "configs/embedder-retrieval.toml", "lr": 2e-4}),
+    ("preset-retrieval-b64", "configs/embedder-retrieval.toml, batch 64 (63 in-batch negatives)", 10,
+     {"config": "configs/embedder-retrieval.toml", "batch_size": 64}),
+    ("preset-retrieval-b128-lr1e3", "configs/embedder-retrieval.toml, batch 128, LoRA lr 1e-3", 10,
+     {"config": "configs/embedder-retrieval.toml", "batch_size": 128, "lr": 1e-3}),
 ]
 
 
