@@ -87,10 +87,9 @@ VARIANTS: list[tuple[str, str, float, dict]] = [
 ]
 
 
-def evaluate(run_dir: Path | None, corpus: str, device: str, seed: int = 42, lora_scale: float | None = None) -> dict:
-    """t2a nDCG@10 / MRR@10 over the whole corpus, macro-F1 and V-measure; a run is scored on its own
-    held-out split (its LoRA update times ``lora_scale``; None: the run's own), zero-shot (``run_dir``
-    None) on the split of ``seed``."""
+def evaluate(run_dir: Path | None, corpus: str, device: str, seed: int = 42) -> dict:
+    """t2a nDCG@10 / MRR@10 over the whole corpus, macro-F1 and V-measure (cached in the run folder); a run
+    is scored on its own held-out split, zero-shot (``run_dir`` None) on the split of ``seed``."""
     from solution.embedder.evaluate import (
         EvalOptions,
         build_tasks,
@@ -107,7 +106,7 @@ def evaluate(run_dir: Path | None, corpus: str, device: str, seed: int = 42, lor
         enc, tok = build_encoder(EmbedderConfig(lora=False))
         enc.eval()
     else:
-        enc, tok, _ = load_run_encoder(run_dir, device, lora_scale=lora_scale)
+        enc, tok, _ = load_run_encoder(run_dir, device)
     patents, heldout = heldout_patents(opts, run_dir)
     t2a = build_tasks(patents, query_patents(heldout, opts), opts)[0]
     encode_q, encode_d = torch_encoder(enc, tok, opts.query_max_length, opts), torch_encoder(enc, tok, opts.max_length, opts)

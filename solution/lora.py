@@ -10,7 +10,6 @@ Example:
     >>> wrapped = wrap_lora(backbone, LoraSpec(lora_r=4), exclude_modules=r".*pooler.*")
     >>> sorted({name.split(".")[-3] for name in trainable_state_dict(wrapped)})   # only the adapters train
     ['lora_A', 'lora_B']
-    >>> scale_lora(wrapped, 1.5)                                                   # 1.5x the adapters' update
     >>> type(merge_lora(wrapped)).__name__                                        # a plain transformer again
     'BertModel'
 """
@@ -44,18 +43,6 @@ def trainable_state_dict(module) -> dict:
     """Only what training changes (adapters, new layers), detached on the CPU: a few MB, not the backbone."""
     names = {n for n, p in module.named_parameters() if p.requires_grad}
     return {k: v.detach().cpu() for k, v in module.state_dict().items() if k in names}
-
-
-def scale_lora(module, factor: float) -> None:
-    """Multiply every adapter's update by ``factor`` (1 = as trained; > 1 extrapolates along the direction
-    training took, < 1 interpolates towards the base model). A merge afterwards folds in the scaled update."""
-    if factor == 1:
-        return
-    from peft.tuners.lora import LoraLayer
-
-    for layer in module.modules():
-        if isinstance(layer, LoraLayer):
-            layer.scale_layer(factor)
 
 
 def merge_lora(backbone):

@@ -42,17 +42,3 @@ def test_phrase_groups_can_be_drawn_from_one_cpc_section(small_data):
     in_a = load_phrase_groups(path, max_groups=10_000, context_filter=lambda c: c.startswith("A"))
     others = load_phrase_groups(path, max_groups=10_000, context_filter=lambda c: not c.startswith("A"))
     assert in_a and others and len(in_a) + len(others) == len(every)
-
-
-def test_cli_lora_scale_reaches_the_loaded_run(embedder_run, patent_corpus, tmp_path, capsys):
-    """``--lora-scale`` overrides the run's own scale for this evaluation only, and the report says so."""
-    import json
-
-    from solution.embedder.evaluate import main
-
-    out = tmp_path / "eval.json"
-    main(["--run", str(embedder_run[0]), "--corpus", str(patent_corpus), "--phrases", str(tmp_path / "none.csv"),
-          "--max-patents", "5", "--max-length", "48", "--no-zero-shot", "--lora-scale", "3", "--out", str(out)])
-    assert json.loads(out.read_text())["lora_scale"] == 3.0
-    assert "the run's LoRA update x3" in capsys.readouterr().out
-    assert json.loads((embedder_run[0] / "embedder_config.json").read_text())["lora_scale"] == 1.0  # untouched

@@ -253,39 +253,3 @@ def test_mining_gets_the_texts_and_the_near_duplicate_limit(tmp_path, tiny_model
     searched = [c["docs"] for c in calls]
     assert all(c["max_overlap"] == 0.7 for c in calls) and len(calls) == len(data.queries) + 1  # each role + align
     assert all(d == data.docs for d in searched[:-1]) and searched[-1] == data.abstracts
-
-
-def test_lora_scale_multiplies_the_trained_update_where_the_run_is_loaded(embedder_run, tmp_path):
-    """The run's ``lora_scale`` (or the caller's) scales what the adapters add to every weight, so evaluation
-    and the merged export see base + scale x update; training's own weights stay as trained."""
-    import shutil
-
-    import torch
-
-    from solution.embedder.config import EmbedderTrainConfig
-    from solution.embedder.model import EmbedderConfig, build_encoder, load_run_encoder
-    from solution.embedder.train import check_config
-
-    run_dir = tmp_path / "run"
-    shutil.copytree(embedder_run[0], run_dir)
-    config = json.loads((run_dir / "embedder_config.json").read_text())
-    assert config["lora_scale"] == 1.0  # written by training
-    base, _ = build_encoder(EmbedderConfig.from_dict({**config, "lora": False}))
-    name = "backbone.encoder.layer.0.attention.self.query.weight"
-
-    def update(scale: float | None, expected_scale: float) -> torch.Tensor:
-        enc, _, cfg = load_run_encoder(run_dir, lora_scale=scale)
-        assert cfg.lora_scale == expected_scale
-        return enc.merge_lora().state_dict()[name] - base.state_dict()[name]
-
-    trained = update(None, 1.0)
-    assert trained.abs().max() > 1e-4  # the adapters learned something to scale
-    torch.testing.assert_close(update(1.5, 1.5), 1.5 * trained)
-    (run_dir / "embedder_config.json").write_text(json.dumps({**config, "lora_scale": 2.0}))
-    torch.testing.assert_close(update(None, 2.0), 2 * trained)  # the run's own scale, as export reads it
-    for bad in ({"lora_scale": 0.0}, {"lora_scale": 2.0, "lora": False}):
-        (run_dir / "embedder_config.json").write_text(json.dumps({**config, **bad}))
-        with pytest.raises(ValueError, match="lora_scale"):
-            load_run_encoder(run_dir)
-    with pytest.raises(ValueError, match="lora_scale 1.4 scales LoRA adapters"):
-        check_config(EmbedderTrainConfig(lora=False, lora_scale=1.4))

@@ -68,9 +68,6 @@ class EmbedderTrainConfig(BaseTrainConfig):
     batch_size: int = redefault(BaseTrainConfig, "batch_size", 32, "patents per step")
     eval_batch_size: int = redefault(BaseTrainConfig, "eval_batch_size", 64, "texts per forward pass when encoding")
     lr: float = redefault(BaseTrainConfig, "lr", 5e-4, "peak learning rate (LoRA)")
-    lora_scale: float = config_field(1.0, "multiply the LoRA update by this when the run is loaded for evaluation "
-                                          "and export (> 1 extrapolates along the trained direction; training runs "
-                                          "at 1)", above=0)
     val_patents: int = config_field(200, "held-out patents in the per-epoch title -> abstract check (0 = none)",
                                     min=0)
 
@@ -84,5 +81,5 @@ class EmbedderTrainConfig(BaseTrainConfig):
         return EmbedderConfig(backbone=self.model, max_length=self.max_length, query_max_length=self.query_max_length,
                               lora=self.lora, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
                               lora_dropout=self.lora_dropout, lora_target_modules=self.lora_target_modules,
-                              doc_view=self.doc_view, lora_scale=self.lora_scale)
+                              doc_view=self.doc_view)
 

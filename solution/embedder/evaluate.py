@@ -47,7 +47,6 @@ class EvalOptions:
     precision: str = "auto"
     seed: int = 42
     heldout_fraction: float = 0.15
-    lora_scale: float | None = None  # a run's adapter scale (None: the one in its embedder_config.json)
 
 
 def torch_encoder(model, tokenizer, max_length: int, opts: EvalOptions):
@@ -206,7 +205,7 @@ def run_evaluation(run: str | None, model: str | None, opts: EvalOptions, zero_s
     hybrid_of = None
     backbone = model
     if run_dir is not None:
-        enc, tok, ecfg = load_run_encoder(run_dir, opts.device, lora_scale=opts.lora_scale)
+        enc, tok, ecfg = load_run_encoder(run_dir, opts.device)
         run_cfg = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
         name = f"{run_cfg.get('recipe', 'run')}:{run_dir.name}"
         systems[name] = (torch_encoder(enc, tok, ecfg.query_max_length, opts), torch_encoder(enc, tok, opts.max_length, opts))
@@ -222,7 +221,6 @@ def run_evaluation(run: str | None, model: str | None, opts: EvalOptions, zero_s
     results = evaluate_systems(systems, patents, heldout, opts, hybrid_of, run_cfg)
     queried = query_patents(heldout, opts)
     report = {"run": str(run_dir) if run_dir else None, "backbone": backbone, "corpus": opts.corpus,
-              "lora_scale": ecfg.lora_scale if run_dir is not None else None,
               "n_heldout": len(heldout), "n_heldout_scored": len(queried),
               "n_searched": len(searched_collection(patents, queried, opts)),
               "options": opts.__dict__, "results": results,
@@ -249,8 +247,6 @@ def main(argv: list[str]) -> dict:
                    help="other corpus patents searched alongside them (-1 = all, 0 = none)")
     p.add_argument("--max-phrase-groups", type=int, default=EvalOptions.max_phrase_groups)
     p.add_argument("--max-length", type=int, default=EvalOptions.max_length, help="document tokens")
-    p.add_argument("--lora-scale", type=float, help="with --run: multiply its LoRA update by this (default: the "
-                                                     "run's own lora_scale, 1 unless its config set one)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="JSON report path (default RUN/eval.json, or eval-zero-shot.json)")
     args = p.parse_args(argv)
@@ -259,7 +255,7 @@ def main(argv: list[str]) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     opts = EvalOptions(corpus=args.corpus, phrases=args.phrases, max_patents=args.max_patents,
                        distractors=args.distractors, max_phrase_groups=args.max_phrase_groups,
-                       max_length=args.max_length, device=args.device, lora_scale=args.lora_scale)
+                       max_length=args.max_length, device=args.device)
     try:
         report = run_evaluation(args.run, args.model, opts, zero_shot=not args.no_zero_shot)
     except DataError as err:
@@ -275,6 +271,5 @@ def main(argv: list[str]) -> dict:
     print(report["roles_table"])
     print(f"\n{report['n_heldout_scored']} held-out patents as queries, {report['n_searched']} patents searched; "
           f"classification and clustering on all {report['n_heldout']} held-out patents; "
-          + (f"the run's LoRA update x{report['lora_scale']:g}; " if report["lora_scale"] not in (None, 1) else "")
-          + f"report: {out}")
+          f"report: {out}")
     return report

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from solution.backbone import DEFAULT_MODEL, load_backbone, masked_mean
-from solution.lora import LoraSpec, load_trainable_state, merge_lora, scale_lora, trainable_state_dict, wrap_lora
+from solution.lora import LoraSpec, load_trainable_state, merge_lora, trainable_state_dict, wrap_lora
 
 
 @dataclass
@@ -35,9 +35,6 @@ class EmbedderConfig(LoraSpec):
     max_length: int = 256  # document tokens; queries are short and use query_max_length
     query_max_length: int = 64
     doc_view: str = "title+abstract"
-    # The adapters' update is multiplied by this when a trained run is loaded (evaluation, export); training
-    # itself runs at 1. Short CPU runs stop short along a good direction: see configs/embedder-retrieval.toml.
-    lora_scale: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,10 +74,8 @@ def build_encoder(config: EmbedderConfig, **backbone_options) -> tuple[BiEncoder
     return BiEncoder(config, backbone), tokenizer
 
 
-def load_run_encoder(run_dir: str | Path, device: str = "cpu", lora_scale: float | None = None,
-                     **backbone_options) -> tuple[BiEncoder, object, EmbedderConfig]:
-    """Rebuild a trained run: backbone + its LoRA weights scaled by ``lora_scale`` (None: the run's own
-    ``embedder_config.json`` value), eval mode; the returned config records the scale used."""
+def load_run_encoder(run_dir: str | Path, device: str = "cpu", **backbone_options) -> tuple[BiEncoder, object, EmbedderConfig]:
+    """Rebuild a trained run: backbone + its LoRA weights, eval mode."""
     from transformers import AutoTokenizer
 
     run_dir = Path(run_dir)
@@ -88,13 +83,8 @@ def load_run_encoder(run_dir: str | Path, device: str = "cpu", lora_scale: float
     if not cfg_path.exists():
         raise FileNotFoundError(f"{run_dir}: no embedder_config.json; is this an embedder run folder?")
     config = EmbedderConfig.from_dict(json.loads(cfg_path.read_text()))
-    if lora_scale is not None:
-        config.lora_scale = lora_scale
-    if config.lora_scale <= 0 or (config.lora_scale != 1 and not config.lora):
-        raise ValueError(f"{cfg_path}: lora_scale {config.lora_scale} needs LoRA adapters and a value > 0")
     model, _ = build_encoder(config, **backbone_options)
     load_trainable_state(model, run_dir / "trainable_state.pt")
-    scale_lora(model, config.lora_scale)
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
     return model.to(device).eval(), tokenizer, config
 

@@ -254,8 +254,6 @@ def check_config(cfg) -> dict[str, float]:
     if "mqg" in weights and cfg.queries_per_patent > len(cfg.roles):
         raise ValueError(f"queries_per_patent {cfg.queries_per_patent}: more than the {len(cfg.roles)} roles "
                          f"({', '.join(cfg.roles)}) a patent has queries for")
-    if cfg.lora_scale != 1 and not cfg.lora:
-        raise ValueError(f"lora_scale {cfg.lora_scale} scales LoRA adapters; this run fine-tunes every weight (lora = false)")
     return weights
 
 
