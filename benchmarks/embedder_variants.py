@@ -84,6 +84,12 @@ VARIANTS: list[tuple[str, str, float, dict]] = [
      {"config": "configs/embedder-retrieval.toml", "batch_size": 64}),
     ("preset-retrieval-b128-lr1e3", "configs/embedder-retrieval.toml, batch 128, LoRA lr 1e-3", 10,
      {"config": "configs/embedder-retrieval.toml", "batch_size": 128, "lr": 1e-3}),
+    ("preset-retrieval-align2", "configs/embedder-retrieval.toml, title <-> abstract loss weight 2 (queries 1)", 10,
+     {"config": "configs/embedder-retrieval.toml", "weight_align": 2.0}),
+    ("preset-retrieval-align2-s7", "as preset-retrieval-align2, seed 7", 10,
+     {"config": "configs/embedder-retrieval.toml", "weight_align": 2.0, "seed": 7}),
+    ("preset-retrieval-align2-s1", "as preset-retrieval-align2, seed 1", 10,
+     {"config": "configs/embedder-retrieval.toml", "weight_align": 2.0, "seed": 1}),
 ]
 
 
