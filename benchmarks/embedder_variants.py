@@ -90,6 +90,10 @@ VARIANTS: list[tuple[str, str, float, dict]] = [
      {"config": "configs/embedder-retrieval.toml", "weight_align": 2.0, "seed": 7}),
     ("preset-retrieval-align2-s1", "as preset-retrieval-align2, seed 1", 10,
      {"config": "configs/embedder-retrieval.toml", "weight_align": 2.0, "seed": 1}),
+    ("preset-retrieval-s2", "configs/embedder-retrieval.toml, seed 2 (a fourth split)", 10,
+     {"config": "configs/embedder-retrieval.toml", "seed": 2}),
+    ("preset-retrieval-s3", "configs/embedder-retrieval.toml, seed 3 (a fifth split)", 10,
+     {"config": "configs/embedder-retrieval.toml", "seed": 3}),
 ]
 
 
