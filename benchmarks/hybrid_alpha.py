@@ -22,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._results import append_results, markdown_table  # noqa: E402
 from inference.retrieval.bm25 import DEFAULT_K1  # noqa: E402
-from inference.retrieval.fusion import convex_scores  # noqa: E402
+from inference.retrieval.fusion import DEFAULT_ALPHA, convex_scores  # noqa: E402
 from solution.embedder.evaluate import EvalOptions, build_tasks, heldout_patents, torch_encoder  # noqa: E402
 from solution.embedder.evaluators.ir import bm25_matrix  # noqa: E402
 from solution.embedder.metrics import ir_metrics  # noqa: E402
 
-ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+ALPHAS = tuple(sorted({0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, DEFAULT_ALPHA}))  # the default is always a column
 
 
 def fused_ndcg(sparse: np.ndarray, dense: np.ndarray, qrels: list, alpha: float) -> np.ndarray:
@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> None:
         cv = [cross_chosen(s, seed=i) for i, s in enumerate(per_run)]
         rows.append([system, *(f"{statistics.mean(float(s[a].mean()) for s in per_run):.4f}" for a in ALPHAS),
                      f"{statistics.mean(c for c, _ in cv):.4f}"])
-        notes.append(f"{system}: alphas chosen by the halves {[a for _, pair in cv for a in pair]}, per run at 0.5 / "
-                     f"chosen: " + ", ".join(f"{float(s[0.5].mean()):.4f} / {c:.4f}" for s, (c, _) in zip(per_run, cv)))
+        notes.append(f"{system}: alphas chosen by the halves {[a for _, pair in cv for a in pair]}, per run at "
+                     f"{DEFAULT_ALPHA:g} (the default) / chosen: "
+                     + ", ".join(f"{float(s[DEFAULT_ALPHA].mean()):.4f} / {c:.4f}" for s, (c, _) in zip(per_run, cv)))
     table = markdown_table(["dense system + BM25 (nDCG@10, mean over runs)", *(f"alpha {a:g}" for a in ALPHAS),
                             "alpha chosen on the other half"], rows)
     append_results("Convex hybrid: the dense weight alpha over held-out splits", table, append=not args.no_append,
