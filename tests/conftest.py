@@ -136,7 +136,8 @@ def patent_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def embedder_run(tmp_path_factory, tiny_model, patent_corpus):
-    """(run folder, config, metrics) of a 2-epoch combined-recipe embedder run of the tiny model."""
+    """(run folder, config, metrics) of a 2-epoch combined-recipe embedder run of the tiny model, with all
+    three terms (the default combined recipe has no CPC term) and LoRA dropout on."""
     from solution.embedder.config import EmbedderTrainConfig
     from solution.embedder.train import run
 
@@ -144,7 +145,8 @@ def embedder_run(tmp_path_factory, tiny_model, patent_corpus):
     cfg = EmbedderTrainConfig(corpus=str(patent_corpus), recipe="combined", model=str(tiny_model), out=str(out),
                               epochs=2, budget_minutes=3, device="cpu", precision="fp32", batch_size=8, max_length=48,
                               train_max_length=32, query_max_length=16, heldout_fraction=0.2, val_patents=8,
-                              hard_negatives=1, negative_top_k=5, log_every=1, lr=1e-3)
+                              hard_negatives=1, negative_top_k=5, log_every=1, lr=1e-3, weight_cpc=1.0,
+                              lora_dropout=0.1)
     metrics = run(cfg)
     return out, cfg, metrics
 

@@ -89,7 +89,8 @@ def test_combined_cpc_loss_spans_every_encoded_view(tmp_path, tiny_model, patent
     from solution.embedder.train import TrainingData, step_loss
 
     cfg = EmbedderTrainConfig(corpus=str(patent_corpus), recipe="combined", model=str(tiny_model), hard_negatives=1,
-                              negative_top_k=5, train_max_length=32, query_max_length=16, cpc_all_views=all_views)
+                              negative_top_k=5, train_max_length=32, query_max_length=16, cpc_all_views=all_views,
+                              weight_cpc=1.0)
     patents = read_patents(patent_corpus)[:20]
     data = TrainingData(cfg, patents, tmp_path, corpus=patents)
     model, tokenizer = build_encoder(cfg.embedder_config())
@@ -202,7 +203,7 @@ def test_each_text_list_is_encoded_once_per_step(tmp_path, tiny_model, patent_co
     from solution.embedder.train import TrainingData, check_config, step_loss
 
     cfg = EmbedderTrainConfig(corpus=str(patent_corpus), recipe="combined", model=str(tiny_model), doc_view="abstract",
-                              train_max_length=32, query_max_length=16, queries_per_patent=2)
+                              train_max_length=32, query_max_length=16, queries_per_patent=2, weight_cpc=1.0)
     patents = read_patents(patent_corpus)[:20]
     data = TrainingData(cfg, patents, tmp_path, corpus=patents)
     model, tokenizer = build_encoder(cfg.embedder_config())

@@ -167,6 +167,17 @@ def test_every_shipped_config_builds(path):
         assert ("cpc" in weights) == (path.name == "embedder-classify.toml") and "align" in weights and "mqg" in weights
 
 
+def test_the_embedder_defaults_are_the_retrieval_preset():
+    """``python -m solution.train embedder`` with no config trains what configs/embedder-retrieval.toml does;
+    only the device differs (the preset pins the CPU, the default picks CUDA where there is one)."""
+    from solution.config import build_config
+    from solution.embedder.config import EmbedderTrainConfig
+
+    default = build_config(None, {}, EmbedderTrainConfig).to_dict()
+    preset = build_config(str(ROOT / "configs" / "embedder-retrieval.toml"), {}, EmbedderTrainConfig).to_dict()
+    assert {key for key in default if default[key] != preset[key]} == {"device"}
+
+
 def test_a_read_only_folder_and_a_full_disk_are_one_line_errors(phrase_exported, small_data, tmp_path, monkeypatch):
     """As root a folder cannot be made read-only and no disk fills up here, so both are injected."""
     import errno

@@ -21,7 +21,9 @@ class EmbedderTrainConfig(BaseTrainConfig):
     # what and where
     corpus: str = config_field("data/patents/a61_patents.csv",
                                "patent CSV (patent_id,patent_title,patent_abstract,cpc_subclasses)")
-    recipe: str = config_field("mqg", "mqg | align | cpc | combined", choices=RECIPES)
+    # The defaults are the retrieval preset (configs/embedder-retrieval.toml: queries + title <-> abstract, no CPC
+    # term), the best title -> abstract and better F1 / V-measure than mqg alone (benchmarks/RESULTS.md)
+    recipe: str = config_field("combined", "mqg | align | cpc | combined", choices=RECIPES)
     out: str = redefault(BaseTrainConfig, "out", "", "run folder (default runs/embedder-<recipe>-<timestamp>)")
     cpc_titles: str = config_field("data/cpc/ipc_section_class_subclass_titles.csv", "CPC titles CSV (colloquial queries)")
     # split and budgets
@@ -62,12 +64,15 @@ class EmbedderTrainConfig(BaseTrainConfig):
     cpc_all_views: bool = config_field(True, "combined recipe: the CPC loss spans every vector a step encodes "
                                              "(queries, documents, negatives, titles, abstracts), not only the documents")
     weight_mqg: float = config_field(1.0, "combined recipe: weight of the query -> patent loss", min=0)
-    weight_align: float = config_field(0.5, "combined recipe: weight of the title <-> abstract loss", min=0)
-    weight_cpc: float = config_field(1.0, "combined recipe: weight of the CPC supervised-contrastive loss", min=0)
+    weight_align: float = config_field(1.0, "combined recipe: weight of the title <-> abstract loss", min=0)
+    weight_cpc: float = config_field(0.0, "combined recipe: weight of the CPC supervised-contrastive loss "
+                                          "(configs/embedder-classify.toml: 1)", min=0)
     # optimisation
     batch_size: int = redefault(BaseTrainConfig, "batch_size", 32, "patents per step")
     eval_batch_size: int = redefault(BaseTrainConfig, "eval_batch_size", 64, "texts per forward pass when encoding")
     lr: float = redefault(BaseTrainConfig, "lr", 5e-4, "peak learning rate (LoRA)")
+    # no dropout: 1.2-1.4x the steps per second on 2 cores at the same title -> abstract (benchmarks/RESULTS.md)
+    lora_dropout: float = redefault(BaseTrainConfig, "lora_dropout", 0.0)
     val_patents: int = config_field(200, "held-out patents in the per-epoch title -> abstract check (0 = none)",
                                     min=0)
 

@@ -2,7 +2,7 @@
 classification macro-F1, clustering V-measure, USPPPM phrase retrieval, with BM25, zero-shot and hybrid
 baselines in one table.
 
-    python -m solution.evaluate embedder --run runs/mqg --corpus data/patents/a61_patents.csv
+    python -m solution.evaluate embedder --run runs/retrieval --corpus data/patents/a61_patents.csv
     python -m solution.evaluate embedder --model sentence-transformers/all-MiniLM-L6-v2   # zero-shot only
 
 With ``--run`` the held-out patents are the run's own (split.json), so nothing it trained on is

@@ -1,13 +1,15 @@
 """Train a patent retrieval embedder: ``python -m solution.train embedder --help``.
 
-    python -m solution.train embedder --corpus data/patents/a61_patents.csv --recipe mqg --out runs/mqg
-    python -m solution.train embedder --recipe combined --budget-minutes 30 --out runs/combined
-    python -m solution.train embedder --out runs/mqg --resume            # continue after an interruption
+    python -m solution.train embedder --corpus data/patents/a61_patents.csv --out runs/retrieval   # retrieval preset
+    python -m solution.train embedder --config configs/embedder-classify.toml --out runs/classify
+    python -m solution.train embedder --recipe mqg --budget-minutes 30 --out runs/mqg
+    python -m solution.train embedder --out runs/retrieval --resume      # continue after an interruption
     python -m solution.train embedder --resume                           # the newest embedder run
 
 Recipes: ``mqg`` synthetic query -> patent (MNRL with in-batch + BM25 hard negatives); ``align`` title
 <-> abstract (and abstract <-> claims where present) of the same patent; ``cpc`` supervised contrastive
-on CPC subclasses; ``combined`` a weighted sum. Stops at ``--epochs`` or ``--budget-minutes``, whichever
+on CPC subclasses; ``combined`` a weighted sum (the default: queries + title <-> abstract, which is
+configs/embedder-retrieval.toml). Stops at ``--epochs`` or ``--budget-minutes``, whichever
 comes first, checkpointing every few minutes; the run folder holds embedder_config.json,
 trainable_state.pt (LoRA), tokenizer/, split.json, queries.jsonl, metrics.json.
 """
