@@ -97,6 +97,16 @@ VARIANTS: list[tuple[str, str, float, dict]] = [
      {"config": "configs/embedder-retrieval.toml", "seed": 2}),
     ("preset-retrieval-s3", "configs/embedder-retrieval.toml, seed 3 (a fifth split)", 10,
      {"config": "configs/embedder-retrieval.toml", "seed": 3}),
+    ("preset-retrieval-subclass-s7", "as preset-retrieval-subclass, seed 7", 10,
+     {"config": "configs/embedder-retrieval.toml", "batch_grouping": "subclass", "seed": 7}),
+    ("preset-retrieval-subclass-s1", "as preset-retrieval-subclass, seed 1", 10,
+     {"config": "configs/embedder-retrieval.toml", "batch_grouping": "subclass", "seed": 1}),
+    ("preset-retrieval-subclass-s2", "as preset-retrieval-subclass, seed 2", 10,
+     {"config": "configs/embedder-retrieval.toml", "batch_grouping": "subclass", "seed": 2}),
+    ("preset-retrieval-subclass-s3", "as preset-retrieval-subclass, seed 3", 10,
+     {"config": "configs/embedder-retrieval.toml", "batch_grouping": "subclass", "seed": 3}),
+    ("preset-retrieval-subclass", "configs/embedder-retrieval.toml, batches of one main CPC subclass (harder in-batch "
+     "negatives)", 10, {"config": "configs/embedder-retrieval.toml", "batch_grouping": "subclass"}),
 ]
 
 
