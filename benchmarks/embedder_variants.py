@@ -5,7 +5,8 @@ classification and clustering on this CPU.
     python benchmarks/embedder_variants.py --only mqg,mqg-h0     # some of them
 
 Each variant trains ``configs/embedder-cpu.toml`` (with the trainer defaults it was measured under,
-``AS_MEASURED``) or the preset it names, plus its overrides, for a few minutes of wall clock into ``--runs-dir/probe-NAME`` (a finished run and its evaluation are reused), then scores the metrics
+``AS_MEASURED``) or the preset it names, plus its overrides, for a few minutes of wall clock into
+``--runs-dir/probe-NAME`` (a finished run and its evaluation are reused), then scores the metrics
 of the full benchmark (benchmarks/retrieval.py) that decide the targets, with the same definitions,
 split and seeds: t2a nDCG@10 / MRR@10 (300 held-out titles, the whole corpus searched), macro-F1 and
 V-measure on all held-out patents. Appends the table to benchmarks/RESULTS.md.
