@@ -108,6 +108,16 @@ VARIANTS: list[tuple[str, str, float, dict]] = [
      {"config": "configs/embedder-retrieval.toml", "batch_grouping": "subclass", "seed": 3}),
     ("preset-retrieval-subclass", "configs/embedder-retrieval.toml, batches of one main CPC subclass (harder in-batch "
      "negatives)", 10, {"config": "configs/embedder-retrieval.toml", "batch_grouping": "subclass"}),
+    ("preset-retrieval-e2", "configs/embedder-retrieval.toml, up to 2 epochs (the 10 minutes stop it first)", 10,
+     {"config": "configs/embedder-retrieval.toml", "epochs": 2}),
+    ("preset-retrieval-e2-s7", "as preset-retrieval-e2, seed 7", 10,
+     {"config": "configs/embedder-retrieval.toml", "epochs": 2, "seed": 7}),
+    ("preset-retrieval-e2-s1", "as preset-retrieval-e2, seed 1", 10,
+     {"config": "configs/embedder-retrieval.toml", "epochs": 2, "seed": 1}),
+    ("preset-retrieval-e2-s2", "as preset-retrieval-e2, seed 2", 10,
+     {"config": "configs/embedder-retrieval.toml", "epochs": 2, "seed": 2}),
+    ("preset-retrieval-e2-s3", "as preset-retrieval-e2, seed 3", 10,
+     {"config": "configs/embedder-retrieval.toml", "epochs": 2, "seed": 3}),
 ]
 
 
