@@ -114,6 +114,16 @@ VARIANTS: list[tuple[str, str, float, dict]] = [
      {"config": "configs/embedder-retrieval.toml", "epochs": 2, "seed": 2}),
     ("preset-retrieval-e2-s3", "as preset-retrieval-e2, seed 3", 10,
      {"config": "configs/embedder-retrieval.toml", "epochs": 2, "seed": 3}),
+    ("preset-retrieval-len192", "configs/embedder-retrieval.toml, 192 training tokens (128: half the abstracts cut)",
+     10, {"config": "configs/embedder-retrieval.toml", "train_max_length": 192}),
+    ("preset-retrieval-len192-s7", "as preset-retrieval-len192, seed 7", 10,
+     {"config": "configs/embedder-retrieval.toml", "train_max_length": 192, "seed": 7}),
+    ("preset-retrieval-len192-s1", "as preset-retrieval-len192, seed 1", 10,
+     {"config": "configs/embedder-retrieval.toml", "train_max_length": 192, "seed": 1}),
+    ("preset-retrieval-len192-s2", "as preset-retrieval-len192, seed 2", 10,
+     {"config": "configs/embedder-retrieval.toml", "train_max_length": 192, "seed": 2}),
+    ("preset-retrieval-len192-s3", "as preset-retrieval-len192, seed 3", 10,
+     {"config": "configs/embedder-retrieval.toml", "train_max_length": 192, "seed": 3}),
 ]
 
 
