@@ -35,7 +35,9 @@ JOBS = {
 
 def steps_per_minute(run_dir: Path) -> tuple[float, int]:
     """(steps per minute between the first and last logged step, steps logged in between)."""
-    rows = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines() if line.strip()]
+    # no steps.jsonl at all: the budget, less what it keeps back for the final evaluation, ran out first
+    steps_file = run_dir / "steps.jsonl"
+    rows = [json.loads(line) for line in steps_file.read_text().splitlines() if line.strip()] if steps_file.exists() else []
     if len(rows) < 2:
         raise SystemExit(f"{run_dir}: fewer than 2 logged steps; raise --minutes")
     first, last = rows[0], rows[-1]
