@@ -4,7 +4,7 @@
     python benchmarks/train_steps.py --minutes 1 --no-append
 
 Each row is a short real run (``python -m solution.train [embedder] --set precision=P``) whose rate
-is the slope of its ``steps.jsonl`` (first to last logged step), so start-up, query generation and
+is the slope of its ``steps.jsonl`` (every step logged; first to last), so start-up, query generation and
 evaluation are left out. The ``auto`` column says what ``precision=auto`` picks here (the start-up
 probe times one linear layer's step in both precisions and keeps the faster): the default gets
 its full epochs on any CPU only if that pick is the faster row. Appends the table to RESULTS.md.
@@ -48,7 +48,7 @@ def measure(job: str, precision: str, minutes: float, tmp: Path) -> tuple[float,
     out = tmp / f"{job}-{precision}"
     extra = ["--folds", "1"] if job == "phrase" else []
     cmd = [sys.executable, "-m", "solution.train", *JOBS[job][1], "--out", str(out), "--budget-minutes", str(minutes),
-           *extra, "--set", f"precision={precision}", "--set", "log_every=5"]
+           *extra, "--set", f"precision={precision}", "--set", "log_every=1"]
     if job == "phrase":
         cmd += ["--set", f"submission={out / 'submission.csv'}", "--set", "sibling_orders=1"]
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
