@@ -68,7 +68,10 @@ def measure(job: str, precision: str, minutes: float, tmp: Path) -> tuple[float,
     if job == "phrase":
         # a fifth of train.csv: the same steps, but the validation pass the budget keeps back for shrinks with it
         # (all 7,296 rows took ~130 s of a 4-minute budget in fp32 on an AVX2-only EPYC, bf16 more)
-        cmd += ["--set", f"submission={out / 'submission.csv'}", "--set", "sibling_orders=1", "--set", "max_train_rows=8000"]
+        # and no restart: a budget this short anneals the lr to 0 within a few steps, the stalled loss then restarted
+        # the fold and its step count mid-file
+        cmd += ["--set", f"submission={out / 'submission.csv'}", "--set", "sibling_orders=1", "--set", "max_train_rows=8000",
+                "--set", "restart_below=-1"]
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rate, steps = steps_per_minute(out)
     from_slope = rate is not None
