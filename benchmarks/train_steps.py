@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._results import append_results, markdown_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-EMBEDDER_BATCH = 32  # patents per step in configs/embedder-retrieval.toml
 # (row label, solution.train arguments before the common ones, what one step holds)
 JOBS = {
     "phrase": ("phrase matcher default (all-mpnet-base-v2, multi layout)", [],
@@ -52,7 +51,8 @@ def epoch_rate(job: str, run_dir: Path) -> float:
     if job == "phrase":
         epochs = metrics["folds"]["0"]["epochs"]
         return epochs[-1]["steps"] / sum(e["train_s"] for e in epochs) * 60
-    return metrics["epochs"][-1]["patents_per_s"] / EMBEDDER_BATCH * 60
+    batch = json.loads((run_dir / "config.json").read_text())["batch_size"]  # patents per step
+    return metrics["epochs"][-1]["patents_per_s"] / batch * 60
 
 
 def rate_cell(rate: float, from_slope: bool) -> str:
@@ -106,8 +106,7 @@ def main() -> None:
     append_results("Training steps per minute by precision", table, append=not args.no_append,
                    notes=f"{args.minutes:g}-minute runs, one at a time, rate = slope of steps.jsonl (start-up and "
                          f"evaluation excluded; * = fewer than 2 steps logged, rate from the epoch's own timing in "
-                         f"metrics.json); "
-                         f"precision=auto picks here: {auto}")
+                         f"metrics.json); precision=auto picks here: {auto}")
 
 
 if __name__ == "__main__":
