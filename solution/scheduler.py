@@ -30,3 +30,23 @@ def budget_progress(step: int, total_steps: int, used_s: float, left_s: float) -
     0.5
     """
     return max(step / max(1, total_steps), used_s / max(1e-6, used_s + max(left_s, 0.0)))
+
+
+def budget_shortfall(step_s: float, steps_done: int, steps_left: int, train_left_s: float,
+                     budget_minutes: float) -> str | None:
+    """A warning when the clock will stop training before its last step, at ``step_s`` seconds per step;
+    None when the steps fit. It names the budget that would fit them (the schedule anneals within the
+    given one either way, so this is advice, not an error).
+
+    >>> budget_shortfall(11.0, 6, 136, 480.0, 10)   # an AVX2-only CPU on the retrieval preset
+    'at 5.5 steps/min the clock stops training at step ~49 of 142; --budget-minutes 27 would fit them all'
+    >>> budget_shortfall(2.7, 6, 136, 480.0, 10) is None
+    True
+    """
+    need_s = steps_left * step_s
+    if need_s <= train_left_s:
+        return None
+    fits = steps_done + int(train_left_s / step_s)
+    minutes = math.ceil(budget_minutes + (need_s - train_left_s) / 60)
+    return (f"at {60 / step_s:.1f} steps/min the clock stops training at step ~{fits} of {steps_done + steps_left}; "
+            f"--budget-minutes {minutes} would fit them all")

@@ -254,3 +254,39 @@ def test_mining_gets_the_texts_and_the_near_duplicate_limit(tmp_path, tiny_model
     searched = [c["docs"] for c in calls]
     assert all(c["max_overlap"] == 0.7 for c in calls) and len(calls) == len(data.queries) + 1  # each role + align
     assert all(d == data.docs for d in searched[:-1]) and searched[-1] == data.abstracts
+
+
+def test_a_budget_too_short_for_the_steps_is_said_once_and_kept_in_metrics(caplog):
+    from types import SimpleNamespace
+
+    from solution.embedder.train import warn_if_budget_short
+
+    # 100 s left, 3 s to validate, 10 s margin: 87 s of training for 50 steps of 2 s (100 s)
+    run = SimpleNamespace(clock=SimpleNamespace(left=lambda: 100.0), step=6, metrics={},
+                          cfg=SimpleNamespace(budget_minutes=10.0))
+    with caplog.at_level("WARNING", logger="solution.embedder.train"):
+        warn_if_budget_short(run, step_s=2.0, total_steps=56, val_cost_s=3.0)
+    assert run.metrics["budget_warning"] == ("at 30.0 steps/min the clock stops training at step ~49 of 56; "
+                                             "--budget-minutes 11 would fit them all")
+    assert caplog.records[-1].getMessage() == run.metrics["budget_warning"]
+    fits = SimpleNamespace(clock=SimpleNamespace(left=lambda: 100.0), step=6, metrics={},
+                           cfg=SimpleNamespace(budget_minutes=10.0))
+    warn_if_budget_short(fits, step_s=1.5, total_steps=56, val_cost_s=3.0)  # 75 s of 87
+    assert fits.metrics == {}
+
+
+def test_the_budget_forecast_runs_once_after_the_first_steps(tmp_path, tiny_model, patent_corpus, monkeypatch):
+    import solution.embedder.train as train_module
+    from solution.embedder.config import EmbedderTrainConfig
+
+    calls = []
+    monkeypatch.setattr(train_module, "warn_if_budget_short",
+                        lambda run, step_s, total_steps, val_cost_s: calls.append((run.step, step_s, total_steps)))
+    cfg = EmbedderTrainConfig(corpus=str(patent_corpus), recipe="mqg", model=str(tiny_model), out=str(tmp_path / "r"),
+                              epochs=2, budget_minutes=600, device="cpu", precision="fp32", batch_size=8, max_length=48,
+                              train_max_length=32, query_max_length=16, heldout_fraction=0.2, val_patents=0,
+                              negative_top_k=5, lr=1e-3)
+    metrics = train_module.run(cfg)
+    # 48 training patents, 6 steps per epoch: timed over steps 2-6 of the first epoch, never again
+    assert [(step, total) for step, _, total in calls] == [(6, 12)] and calls[0][1] > 0
+    assert "budget_warning" not in metrics

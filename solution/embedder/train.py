@@ -40,6 +40,7 @@ from solution.run_folder import (
 )
 
 log = logging.getLogger("solution.embedder.train")
+FORECAST_STEPS = 5  # steps timed (after the first) before saying whether the budget fits the run
 
 
 def _positives_by_text(texts: list[str]) -> dict[str, set[int]]:
@@ -319,6 +320,23 @@ def prepare(cfg, resume: bool) -> tuple[EmbedderRun | None, dict | None]:
     return run, None
 
 
+def train_time_left(run: EmbedderRun, val_cost_s: float) -> float:
+    """Seconds of the clock left for training: less this epoch's validation and a margin for saving."""
+    return run.clock.left() - val_cost_s - 10.0
+
+
+def warn_if_budget_short(run: EmbedderRun, step_s: float, total_steps: int, val_cost_s: float) -> None:
+    """Say once, a few steps in, when the clock will stop training early (a slow CPU: an AVX2-only EPYC
+    fits 53 of the retrieval preset's 142 steps in its 10 minutes), and which budget would not."""
+    from solution.scheduler import budget_shortfall
+
+    warning = budget_shortfall(step_s, run.step, total_steps - run.step, train_time_left(run, val_cost_s),
+                               run.cfg.budget_minutes)
+    if warning:
+        log.warning(warning)
+        run.metrics["budget_warning"] = warning
+
+
 def train_one_epoch(run: EmbedderRun, epoch: int, val_cost_s: float) -> tuple[dict, str]:
     """Train one epoch from its resume point (or until the clock, less one validation, runs out);
     returns (the epoch's running sums and counts, what stopped it). Checkpoints every few minutes."""
@@ -338,7 +356,7 @@ def train_one_epoch(run: EmbedderRun, epoch: int, val_cost_s: float) -> tuple[di
     bar = tqdm(range(first, len(batches)), desc=f"{cfg.recipe} epoch {epoch + 1}/{cfg.epochs}",
                mininterval=1 if sys.stderr.isatty() else 30, dynamic_ncols=True, initial=first, total=len(batches))
     for b in bar:
-        train_left = run.clock.left() - val_cost_s - 10.0
+        train_left = train_time_left(run, val_cost_s)
         if train_left <= 0:
             stopped_by = "budget"
             break
@@ -356,6 +374,10 @@ def train_one_epoch(run: EmbedderRun, epoch: int, val_cost_s: float) -> tuple[di
         for k, v in {"loss": float(loss.detach()), **parts}.items():
             sums[k] = sums.get(k, 0.0) + v
         rate = seen / max(1e-6, time.time() - start)
+        if count == 1:
+            first_step_end = time.time()
+        elif count == FORECAST_STEPS + 1 and epoch == run.start_epoch:  # the first step (warm-up) left out
+            warn_if_budget_short(run, (time.time() - first_step_end) / FORECAST_STEPS, total_steps, val_cost_s)
         bar.set_postfix(loss=f"{sums['loss'] / count:.4f}", patents_s=f"{rate:.1f}", refresh=False)
         if run.step % cfg.log_every == 0:
             log_step(run, epoch, {k: v / count for k, v in sums.items()}, rate)
