@@ -261,16 +261,18 @@ def test_a_budget_too_short_for_the_steps_is_said_once_and_kept_in_metrics(caplo
 
     from solution.embedder.train import warn_if_budget_short
 
+    def six_steps_in():  # 100 s left on a 10-minute clock
+        return SimpleNamespace(clock=SimpleNamespace(left=lambda: 100.0), step=6, metrics={},
+                               cfg=SimpleNamespace(budget_minutes=10.0))
+
     # 100 s left, 3 s to validate, 10 s margin: 87 s of training for 50 steps of 2 s (100 s)
-    run = SimpleNamespace(clock=SimpleNamespace(left=lambda: 100.0), step=6, metrics={},
-                          cfg=SimpleNamespace(budget_minutes=10.0))
+    run = six_steps_in()
     with caplog.at_level("WARNING", logger="solution.embedder.train"):
         warn_if_budget_short(run, step_s=2.0, total_steps=56, val_cost_s=3.0)
     assert run.metrics["budget_warning"] == ("at 30.0 steps/min the clock stops training at step ~49 of 56; "
                                              "--budget-minutes 11 would fit them all")
     assert caplog.records[-1].getMessage() == run.metrics["budget_warning"]
-    fits = SimpleNamespace(clock=SimpleNamespace(left=lambda: 100.0), step=6, metrics={},
-                           cfg=SimpleNamespace(budget_minutes=10.0))
+    fits = six_steps_in()
     warn_if_budget_short(fits, step_s=1.5, total_steps=56, val_cost_s=3.0)  # 75 s of 87
     assert fits.metrics == {}
 
