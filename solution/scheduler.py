@@ -7,6 +7,7 @@ a run that the clock will stop early still anneals to a low learning rate before
 from __future__ import annotations
 
 import math
+import time
 
 
 def cosine_factor(progress: float, warmup: float, floor: float = 0.0) -> float:
@@ -32,11 +33,13 @@ def budget_progress(step: int, total_steps: int, used_s: float, left_s: float) -
     return max(step / max(1, total_steps), used_s / max(1e-6, used_s + max(left_s, 0.0)))
 
 
-def budget_shortfall(step_s: float, steps_done: int, steps_left: int, train_left_s: float,
-                     budget_minutes: float) -> str | None:
+def budget_shortfall(step_s: float, steps_done: int, steps_left: int, train_left_s: float, budget_minutes: float,
+                     owed_s: float = 0.0, repeats: int = 1) -> str | None:
     """A warning when the clock will stop training before its last step, at ``step_s`` seconds per step;
-    None when the steps fit. It names the budget that would fit them (the schedule anneals within the
-    given one either way, so this is advice, not an error).
+    None when the steps fit. ``train_left_s`` is the training the clock still allows; ``owed_s`` what
+    running every step would cost besides (validation passes of epochs the clock never reaches);
+    ``repeats`` how many equal shares of the clock fall short alike (folds). It names the budget that
+    would fit every step (the schedule anneals within the given one either way, so this is advice).
 
     >>> budget_shortfall(11.0, 6, 136, 480.0, 10)   # an AVX2-only CPU on the retrieval preset
     'at 5.5 steps/min the clock stops training at step ~49 of 142; --budget-minutes 27 would fit them all'
@@ -47,6 +50,30 @@ def budget_shortfall(step_s: float, steps_done: int, steps_left: int, train_left
     if need_s <= train_left_s:
         return None
     fits = steps_done + int(train_left_s / step_s)
-    minutes = math.ceil(budget_minutes + (need_s - train_left_s) / 60)
+    minutes = math.ceil(budget_minutes + repeats * (need_s + owed_s - train_left_s) / 60)
     return (f"at {60 / step_s:.1f} steps/min the clock stops training at step ~{fits} of {steps_done + steps_left}; "
             f"--budget-minutes {minutes} would fit them all")
+
+
+class StepTimer:
+    """Seconds per training step, timed over the ``FORECAST_STEPS`` steps after the first (a warm-up:
+    allocations, kernel choice) and given once, so a loop can say early whether its budget fits.
+
+    >>> timer = StepTimer()
+    >>> [timer.lap(count, now=float(count)) for count in range(1, 8)]   # one second a step
+    [None, None, None, None, None, 1.0, None]
+    """
+
+    FORECAST_STEPS = 5
+
+    def __init__(self) -> None:
+        self.first_step_end: float | None = None
+
+    def lap(self, count: int, now: float | None = None) -> float | None:
+        """Call after each step (``count`` steps done so far); the mean step time once enough are timed."""
+        now = time.time() if now is None else now
+        if count == 1:
+            self.first_step_end = now
+        elif count == self.FORECAST_STEPS + 1 and self.first_step_end is not None:
+            return (now - self.first_step_end) / self.FORECAST_STEPS
+        return None

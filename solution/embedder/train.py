@@ -40,7 +40,6 @@ from solution.run_folder import (
 )
 
 log = logging.getLogger("solution.embedder.train")
-FORECAST_STEPS = 5  # steps timed (after the first) before saying whether the budget fits the run
 
 
 def _positives_by_text(texts: list[str]) -> dict[str, set[int]]:
@@ -343,7 +342,7 @@ def train_one_epoch(run: EmbedderRun, epoch: int, val_cost_s: float) -> tuple[di
     import torch
     from tqdm.auto import tqdm
 
-    from solution.scheduler import budget_progress, cosine_factor, set_lr
+    from solution.scheduler import StepTimer, budget_progress, cosine_factor, set_lr
 
     cfg, data = run.cfg, run.data
     n = len(data.patents)
@@ -353,6 +352,7 @@ def train_one_epoch(run: EmbedderRun, epoch: int, val_cost_s: float) -> tuple[di
                             data.groups if cfg.batch_grouping == "subclass" else None)
     first = run.start_batch if epoch == run.start_epoch else 0
     start, seen, sums, count, stopped_by, last_ckpt = time.time(), 0, {}, 0, "epochs", time.time()
+    timer = StepTimer()
     bar = tqdm(range(first, len(batches)), desc=f"{cfg.recipe} epoch {epoch + 1}/{cfg.epochs}",
                mininterval=1 if sys.stderr.isatty() else 30, dynamic_ncols=True, initial=first, total=len(batches))
     for b in bar:
@@ -374,10 +374,9 @@ def train_one_epoch(run: EmbedderRun, epoch: int, val_cost_s: float) -> tuple[di
         for k, v in {"loss": float(loss.detach()), **parts}.items():
             sums[k] = sums.get(k, 0.0) + v
         rate = seen / max(1e-6, time.time() - start)
-        if count == 1:
-            first_step_end = time.time()
-        elif count == FORECAST_STEPS + 1 and epoch == run.start_epoch:  # the first step (warm-up) left out
-            warn_if_budget_short(run, (time.time() - first_step_end) / FORECAST_STEPS, total_steps, val_cost_s)
+        step_s = timer.lap(count)
+        if step_s is not None and epoch == run.start_epoch:
+            warn_if_budget_short(run, step_s, total_steps, val_cost_s)
         bar.set_postfix(loss=f"{sums['loss'] / count:.4f}", patents_s=f"{rate:.1f}", refresh=False)
         if run.step % cfg.log_every == 0:
             log_step(run, epoch, {k: v / count for k, v in sums.items()}, rate)
