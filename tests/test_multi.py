@@ -197,3 +197,24 @@ def test_validation_and_predict_average_the_same_sibling_orders(tiny_config, tmp
     _, one_order = predict_file(cfg.out, path, device="cpu", orders=1)
     assert np.abs(one_order - scores).max() > 1e-4  # the orders really were averaged
     assert json.loads((Path(cfg.out) / "config.json").read_text())["sibling_orders"] == 3
+
+
+def test_a_fold_the_clock_will_cut_keeps_the_test_orders_and_scores_validation_in_file_order(tiny_config, small_data,
+                                                                                            monkeypatch):
+    """When the clock will stop training early, the validation's extra sibling orders give their time to
+    training; the submission still averages every order."""
+    from solution.phrase import train as train_module
+    from solution.phrase.predict import predict_file
+
+    monkeypatch.setattr(train_module.FoldBudget, "cuts_training", lambda self, step, epoch, step_s: True)
+    rows = small_data / "uspppm" / "train.csv"  # as test rows: groups with siblings to order
+    cfg = tiny_config(epochs=1, layout="multi", max_targets=3, sibling_orders=3, folds=1, batch_size=2, lora=False,
+                      contrastive_weight=0.0, test_csv=str(rows))
+    fold = train_module.run(cfg)["folds"]["0"]
+    assert fold["val_sibling_orders"] == 1 and "val_pearson_file_order" not in fold
+    assert fold["val_pearson"] == fold["epochs"][-1]["val_pearson"]
+    with open(cfg.submission, newline="") as f:
+        submitted = np.array([float(r["score"]) for r in csv.DictReader(f)])
+    _, scores = predict_file(cfg.out, rows, device="cpu")
+    _, one_order = predict_file(cfg.out, rows, device="cpu", orders=1)
+    assert np.abs(scores - submitted).max() < 1e-5 and np.abs(one_order - submitted).max() > 1e-4

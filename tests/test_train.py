@@ -291,11 +291,72 @@ def test_fold_budget_stops_in_time_for_the_interrupted_epochs_validation():
     assert budget.exhausted()
     budget.deadline += 3600
     assert not budget.exhausted()
-    # the cosine schedule's clock counts every validation pass still owed, this epoch's included:
-    # 1000 s to the deadline less 4 x 50 + 100 + save_s owed leaves as much as was already trained
-    budget.deadline = time.time() + 1000
-    trained_s = 1000 - 4 * 50 - 100 - budget.save_s
-    assert budget.progress(step=0, train_s=trained_s, epoch=0) == pytest.approx(0.5, abs=0.01)
+
+
+def test_the_schedule_anneals_where_training_really_stops():
+    import time
+
+    # 50 s a validation pass, 100 s of final scoring, save_s 15: 1885 s left for training and validations
+    budget = train_module.FoldBudget(deadline=2000.0, n_val=500, n_eval=1000, epochs=4, total_steps=100, eval_rate=10.0)
+    # 10 s steps fit: the schedule's clock ends with the 100th step
+    assert budget.train_plan(step=0, epoch=0, step_s=10.0, now=0.0) == (1000.0, 4)
+    # 30 s steps, 750 s epochs: the clock stops the third epoch, owing 3 validation passes, not 4
+    assert budget.train_plan(step=0, epoch=0, step_s=30.0, now=0.0) == (1735.0, 3)
+    assert budget.train_plan(step=60, epoch=2, step_s=30.0, now=1900.0) == (0.0, 1)  # past the stop
+    # a slow first epoch with 120 s to train before exhausted() stops it: the lr reaches its floor then,
+    # not with every epoch's validation reserved (which left lr 0 for the last 18 of 41 steps of an mpnet run)
+    budget.deadline = time.time() + budget.reserve_s(epochs_left=1) + 120
+    assert budget.progress(step=10, train_s=500.0, epoch=0) == pytest.approx(500 / 620, abs=0.01)
+
+
+def test_a_fold_the_clock_will_cut_is_said_once_with_the_budget_that_fits(caplog):
+    import time
+    from types import SimpleNamespace
+
+    # 4 epochs of 100 steps, 60 s a validation pass, 120 s of final scoring; 6 steps done at 4 s a step
+    budget = train_module.FoldBudget(deadline=time.time() + 1000.5, n_val=600, n_eval=1200, epochs=4,
+                                     total_steps=400, eval_rate=10.0)
+    run_ = SimpleNamespace(metrics={}, cfg=SimpleNamespace(budget_minutes=34.0, folds=2))
+    state = SimpleNamespace(fold=0, step=6)
+    with caplog.at_level("WARNING", logger=train_module.log.name):
+        train_module.warn_if_budget_short(run_, state, budget, epoch=0, step_s=4.0)
+    # the first epoch fits (376 s), the second stops after 369 s; each of 2 folds needs 950 s more, with the
+    # 2 validation passes the clock skips
+    assert run_.metrics["budget_warning"] == ("fold 0: at 15.0 steps/min the clock stops training at step ~192 of "
+                                              "400; --budget-minutes 66 would fit them all")
+    assert caplog.records[-1].getMessage() == run_.metrics["budget_warning"]
+    train_module.warn_if_budget_short(run_, SimpleNamespace(fold=1, step=6), budget, epoch=0, step_s=8.0)
+    assert run_.metrics["budget_warning"].startswith("fold 0:")  # said once a run
+    fits = SimpleNamespace(metrics={}, cfg=run_.cfg)
+    train_module.warn_if_budget_short(fits, state, budget, epoch=0, step_s=1.0)
+    assert fits.metrics == {}
+
+
+def test_a_fold_whose_clock_goes_to_scoring_is_said_before_it_trains():
+    import time
+    from types import SimpleNamespace
+
+    # 50 s to validate, 100 s of final scoring, 15 s to save: 165 s owed of 200.4
+    budget = train_module.FoldBudget(deadline=time.time() + 200.4, n_val=500, n_eval=1000, epochs=4,
+                                     total_steps=100, eval_rate=10.0)
+    short = SimpleNamespace(metrics={})
+    train_module.warn_if_scoring_dominates(short, SimpleNamespace(fold=1, step=0, start_epoch=0), budget)
+    assert short.metrics["budget_warning"] == (
+        "fold 1: scoring and saving take 165 s of the fold's clock, leaving 35 s to train; raise --budget-minutes, "
+        "or lower --folds or sibling_orders")
+    budget.deadline += 400
+    roomy = SimpleNamespace(metrics={})
+    train_module.warn_if_scoring_dominates(roomy, SimpleNamespace(fold=1, step=0, start_epoch=0), budget)
+    assert roomy.metrics == {}
+
+
+def test_the_phrase_forecast_runs_once_a_fold_after_the_first_steps(tiny_config, monkeypatch):
+    calls = []
+    monkeypatch.setattr(train_module, "warn_if_budget_short",
+                        lambda run, state, budget, epoch, step_s: calls.append((state.fold, epoch, state.step, step_s)))
+    metrics = run(tiny_config(folds=2, epochs=2, batch_size=2, budget_minutes=600))
+    assert [call[:3] for call in calls] == [(0, 0, 6), (1, 0, 6)] and all(call[3] > 0 for call in calls)
+    assert "budget_warning" not in metrics
 
 
 @pytest.mark.parametrize("losses, expected", [

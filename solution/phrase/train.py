@@ -134,29 +134,69 @@ class FoldBudget:
     Stopping mid-epoch still owes that epoch's validation pass and checkpoint before the final
     scoring: leaving them out made an fp32 run overrun its 30 minutes by half a minute.
 
+    The schedule anneals towards where training will really stop (:meth:`train_plan`): the last step,
+    or the clock's stop, which owes validation passes only for the epochs it reaches. Reserving one
+    for every epoch left a slow CPU training its last 18 of 41 steps at lr 0.
+
     >>> budget = FoldBudget(deadline=1000.0, n_val=100, n_eval=400, epochs=4, total_steps=40, eval_rate=10.0)
     >>> budget.reserve_s(epochs_left=1)   # this epoch's validation + the final scoring + saving
     65.0
+    >>> budget.train_plan(step=0, epoch=0, step_s=2.0, now=0.0)   # 40 steps of 2 s fit, with 4 validations
+    (80.0, 4)
+    >>> budget.train_plan(step=0, epoch=0, step_s=100.0, now=0.0)  # the clock stops the first epoch
+    (935.0, 1)
     """
 
     deadline: float
     n_val: int
-    n_eval: int  # validation + test rows scored after the last epoch
+    n_eval: int  # rows scored after the last epoch: the test rows over every sibling order
     epochs: int
     total_steps: int  # epochs x the first epoch's steps (the multi layout's chunk count varies a little)
     eval_rate: float = 1.0
     save_s: float = 15.0  # checkpoints and outputs (an mpnet checkpoint with its AdamW state is ~1.3 GB)
+    n_extra_val: int = 0  # validation rows of the sibling orders after the first: they only sharpen the estimate
+    score_extra_val: bool = True  # False once the clock would cut training to score them (see plan_fold)
 
-    def reserve_s(self, epochs_left: int) -> float:
-        """Seconds owed after training stops: ``epochs_left`` validation passes, the final scoring, saving."""
-        return (epochs_left * self.n_val + self.n_eval) / self.eval_rate + self.save_s
+    @property
+    def val_s(self) -> float:
+        return self.n_val / self.eval_rate
+
+    @property
+    def extra_val_s(self) -> float:
+        return self.n_extra_val / self.eval_rate
+
+    def reserve_s(self, epochs_left: int, extra_val: bool | None = None) -> float:
+        """Seconds owed after training stops: ``epochs_left`` validation passes, the final scoring (the
+        validation's extra sibling orders while ``score_extra_val``), saving."""
+        extra_val = self.score_extra_val if extra_val is None else extra_val
+        return (epochs_left * self.val_s + self.n_eval / self.eval_rate + self.save_s
+                + (self.extra_val_s if extra_val else 0.0))
+
+    def train_plan(self, step: int, epoch: int, step_s: float | None, now: float) -> tuple[float, int]:
+        """(seconds of training left, validation passes owed) if the fold runs on at ``step_s`` seconds
+        a step (None: not yet timed) until its last step or until :meth:`exhausted` stops it."""
+        room = self.deadline - now - self.reserve_s(epochs_left=0)  # what training and validations share
+        per_epoch = self.total_steps / self.epochs
+        train_s = 0.0
+        for passes, e in enumerate(range(epoch, self.epochs)):
+            steps = max(0.0, (e + 1) * per_epoch - step) if e == epoch else per_epoch
+            need = steps * step_s if step_s else math.inf
+            allowed = room - (passes + 1) * self.val_s - train_s  # the clock stops the epoch here
+            if need >= allowed:
+                return train_s + max(0.0, allowed), passes + 1
+            train_s += need
+        return train_s, self.epochs - epoch
+
+    def cuts_training(self, step: int, epoch: int, step_s: float) -> bool:
+        """True when the clock will stop the fold's training before its last step."""
+        return self.train_plan(step, epoch, step_s, time.time())[0] < (self.total_steps - step) * step_s
 
     def progress(self, step: int, train_s: float, epoch: int) -> float:
         """Share of the fold's training done, by steps or by time, whichever is further: the cosine
         schedule then anneals before the clock stops a run."""
         from solution.scheduler import budget_progress
 
-        time_left = self.deadline - time.time() - self.reserve_s(self.epochs - epoch)
+        time_left = self.train_plan(step, epoch, train_s / step if step else None, time.time())[0]
         return budget_progress(step, self.total_steps, train_s, time_left)
 
     def exhausted(self) -> bool:
@@ -299,10 +339,11 @@ def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBu
     from tqdm.auto import tqdm
 
     from solution.distributed import any_true
-    from solution.scheduler import cosine_factor, set_lr
+    from solution.scheduler import StepTimer, cosine_factor, set_lr
 
     cfg, dist = run.cfg, run.dist
     inputs, batches = epoch_inputs(run, state, epoch)
+    timer = StepTimer()
     state.train_model.train()
     start, seen, seen_seqs, loss_sum, loss_n, stopped_by = time.time(), 0, 0, 0.0, 0, "epochs"
     scoring_losses: list[float] = []  # what the collapse guard reads (NT-Xent left out)
@@ -314,6 +355,9 @@ def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBu
         loss, scoring, slots = train_step(run, state, inputs, idx)
         scoring_losses.append(scoring)
         seen, seen_seqs, loss_sum, loss_n = seen + slots, seen_seqs + len(idx), loss_sum + loss, loss_n + 1
+        step_s = timer.lap(loss_n)
+        if step_s is not None and epoch == state.start_epoch:
+            plan_fold(run, state, budget, epoch, step_s)
         pairs_s = seen * dist.world_size / max(1e-6, time.time() - start)
         lr_now = state.optimizer.param_groups[0]["lr"]
         bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}", pairs_s=f"{pairs_s:.0f}", lr=f"{lr_now:.1e}", refresh=False)
@@ -335,6 +379,51 @@ def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBu
     return {"epoch": epoch + 1, "steps": state.step, "train_loss": loss_sum / max(1, loss_n),
             "pairs_per_s": seen * dist.world_size / max(1e-6, train_s),
             "sequences_per_s": seen_seqs * dist.world_size / max(1e-6, train_s), "train_s": train_s}, stopped_by
+
+
+def plan_fold(run: PhraseRun, state: FoldState, budget: FoldBudget, epoch: int, step_s: float) -> None:
+    """A few steps into a fold, its step time known: when the clock will stop training early, the final
+    validation skips the extra sibling orders and their time goes to training (the test rows are still
+    scored over every order, so the submission keeps its averaging; the out-of-fold estimate loses it,
+    about 0.005). Then say whether the steps still fall short."""
+    if budget.n_extra_val and budget.score_extra_val and budget.cuts_training(state.step, epoch, step_s):
+        budget.score_extra_val = False
+        log.info("fold %d: the clock will stop training early, so validation is scored in file order only and "
+                 "its %d other sibling orders' %.0f s go to training", state.fold, run.cfg.sibling_orders - 1,
+                 budget.extra_val_s)
+    if run.dist.is_main:
+        warn_if_budget_short(run, state, budget, epoch, step_s)
+
+
+def warn_if_budget_short(run: PhraseRun, state: FoldState, budget: FoldBudget, epoch: int, step_s: float) -> None:
+    """Say once a run, a few steps into a fold, when the clock will stop its training early (an AVX2-only
+    CPU runs the mpnet default at ~15 steps/min), and which budget would fit every fold's steps."""
+    from solution.scheduler import budget_shortfall
+
+    if "budget_warning" in run.metrics:
+        return
+    train_s, passes = budget.train_plan(state.step, epoch, step_s, time.time())
+    warning = budget_shortfall(step_s, state.step, budget.total_steps - state.step, train_s, run.cfg.budget_minutes,
+                               owed_s=(budget.epochs - epoch - passes) * budget.val_s
+                               + (0.0 if budget.score_extra_val else budget.extra_val_s),
+                               repeats=run.cfg.folds - state.fold)
+    if warning:
+        warning = f"fold {state.fold}: {warning}"
+        log.warning(warning)
+        run.metrics["budget_warning"] = warning
+
+
+def warn_if_scoring_dominates(run: PhraseRun, state: FoldState, budget: FoldBudget) -> None:
+    """Say before a fold trains when scoring (validation, the final validation and test passes over every
+    sibling order) and saving will take more of its clock than training can: a model trained for
+    seconds is not worth its submission."""
+    train_s, _ = budget.train_plan(state.step, state.start_epoch, None, time.time())
+    owed_s = budget.reserve_s(epochs_left=1, extra_val=False)
+    if train_s < owed_s and "budget_warning" not in run.metrics:
+        warning = (f"fold {state.fold}: scoring and saving take {owed_s:.0f} s of the fold's clock, leaving "
+                   f"{max(0.0, train_s):.0f} s to train; raise --budget-minutes, or lower --folds or sibling_orders")
+        log.warning(warning)
+        run.metrics["budget_warning"] = warning
 
 
 MIN_STEPS_FOR_EARLY_CHECK = 40  # fewer steps in an epoch give too noisy a loss trend to judge
@@ -427,10 +516,13 @@ def train_fold(run: PhraseRun, fold: int, deadline: float, resume: bool) -> tupl
     fold_dir = run.run_dir / state.dir
     fold_dir.mkdir(parents=True, exist_ok=True)
     steps_per_epoch = len(epoch_inputs(run, state, 0)[1])  # this process's share
-    final_rows = (len(state.val_idx) + len(run.test)) * (cfg.sibling_orders if run.pre.has_siblings else 1)
-    budget = FoldBudget(deadline, len(state.val_idx), final_rows, cfg.epochs, max(1, cfg.epochs * steps_per_epoch))
+    orders = cfg.sibling_orders if run.pre.has_siblings else 1
+    budget = FoldBudget(deadline, len(state.val_idx), len(run.test) * orders, cfg.epochs,
+                        max(1, cfg.epochs * steps_per_epoch), n_extra_val=len(state.val_idx) * (orders - 1))
     probe = list(range(min(len(state.val_inputs), cfg.eval_batch_size)))
     budget.eval_rate = evaluate_fold(run, state, only=probe)[1]
+    if dist.is_main:
+        warn_if_scoring_dominates(run, state, budget)
     stopped_by, epoch = "epochs", state.start_epoch
     while epoch < cfg.epochs:
         record, stopped_by = train_one_epoch(run, state, epoch, budget)
@@ -456,25 +548,39 @@ def train_fold(run: PhraseRun, fold: int, deadline: float, resume: bool) -> tupl
         if stopped_by == "budget":
             break
         epoch += 1
+    return finish_fold(run, state, budget, stopped_by)
+
+
+def finish_fold(run: PhraseRun, state: FoldState, budget: FoldBudget,
+                stopped_by: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Score the trained fold: validation over the sibling orders the budget kept (the first, file order, is
+    the last epoch's validation pass), test over every order; save its weights. Returns (validation
+    predictions, test predictions, fold metrics)."""
+    cfg, fold = run.cfg, state.fold
     test_pred = np.zeros(len(run.test), dtype=np.float32)
     fold_metrics = {"epochs": state.history, "restarts": state.restarts, "stopped_by": stopped_by,
                     "n_train": len(state.tr_table),
                     "n_val": len(state.val_idx),
                     "val_pearson": state.history[-1]["val_pearson"] if state.history else float("nan")}
-    if dist.is_main:
-        val_table = run.train.subset(state.val_idx)
-        if cfg.sibling_orders > 1 and run.pre.has_siblings and state.history:
-            val_orders = run.pre.build_orders(val_table, run.train_contexts.subset(state.val_idx), cfg.sibling_orders)
-            state.val_pred = predict_orders(state.model, val_orders, state.names, cfg.eval_batch_size, run.device,
-                                            run.precision, run.pre.encoder.pad_id)
+    if not run.dist.is_main:
+        return state.val_pred, test_pred, fold_metrics
+    val_table = run.train.subset(state.val_idx)
+    if budget.n_extra_val and state.history:
+        val_orders = cfg.sibling_orders if budget.score_extra_val else 1
+        fold_metrics["val_sibling_orders"] = val_orders
+        if val_orders > 1:
+            orders = run.pre.build_orders(val_table, run.train_contexts.subset(state.val_idx), val_orders)
+            others = predict_orders(state.model, orders[1:], state.names, cfg.eval_batch_size, run.device,
+                                    run.precision, run.pre.encoder.pad_id)
+            state.val_pred = (state.val_pred + (val_orders - 1) * others) / val_orders
             fold_metrics.update(val_pearson_file_order=fold_metrics["val_pearson"],
                                 val_pearson=pearson(state.val_pred, val_table.columns["score"]))
             log.info("fold %d: val Pearson %.4f over %d sibling orders (file order alone %.4f)", fold,
-                     fold_metrics["val_pearson"], cfg.sibling_orders, fold_metrics["val_pearson_file_order"])
-        test_orders = run.pre.build_orders(run.test, run.test_contexts, cfg.sibling_orders)
-        test_pred = predict_orders(state.model, test_orders, state.names, cfg.eval_batch_size, run.device,
-                                   run.precision, run.pre.encoder.pad_id)
-        atomic_torch_save(state.model.trainable_state_dict(), fold_dir / "trainable_state.pt")
+                     fold_metrics["val_pearson"], val_orders, fold_metrics["val_pearson_file_order"])
+    test_orders = run.pre.build_orders(run.test, run.test_contexts, cfg.sibling_orders)
+    test_pred = predict_orders(state.model, test_orders, state.names, cfg.eval_batch_size, run.device,
+                               run.precision, run.pre.encoder.pad_id)
+    atomic_torch_save(state.model.trainable_state_dict(), run.run_dir / state.dir / "trainable_state.pt")
     return state.val_pred, test_pred, fold_metrics
 
 
