@@ -56,6 +56,12 @@ def main() -> None:
         table += (" Validation averaged over the sibling orders (the last epoch's model): "
                   + "; ".join(f"fold {k} {v['val_pearson']:.4f} (file order alone {v['val_pearson_file_order']:.4f})"
                               for k, v in sorted(orders.items())) + ".")
+    file_order_only = sorted(k for k, v in metrics["folds"].items() if v.get("val_sibling_orders") == 1)
+    if file_order_only:
+        table += (f" Fold(s) {', '.join(file_order_only)} scored validation in file order only (the clock cut their "
+                  "training; test rows still over every sibling order).")
+    if "budget_warning" in metrics:
+        table += f" The trainer warned: \"{metrics['budget_warning']}\"."
     append_results(args.title, table, command=command)
 
 
