@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> None:
                      got["v"]])
     table = markdown_table(["variant", "change", "train min", "steps", "t2a ndcg@10", "vs zero-shot", "t2a mrr@10",
                             "macro-F1", "V-measure"], rows)
-    notes = (f"base {args.config} (LoRA r=8, lr 5e-4, bf16, batch 32, 128 training tokens) with the overrides named; "
+    notes = (f"base {args.config} (LoRA r=8, lr 5e-4, bf16 only where the start-up probe times it faster, batch 32, "
+             "128 training tokens) with the overrides named; "
              "300 held-out titles searched among the whole corpus; F1 / V-measure on all held-out patents; "
              "\"vs zero-shot\" against the zero-shot row of the variant's own split (seed)")
     append_results("Retrieval embedders: short training variants", table, notes=notes, append=not args.no_append)
