@@ -56,24 +56,33 @@ def budget_shortfall(step_s: float, steps_done: int, steps_left: int, train_left
 
 
 class StepTimer:
-    """Seconds per training step, timed over the ``FORECAST_STEPS`` steps after the first (a warm-up:
-    allocations, kernel choice) and given once, so a loop can say early whether its budget fits.
+    """Seconds per unit of work (a step, or a batch's padded tokens where step lengths vary), timed over
+    the ``FORECAST_STEPS`` steps after the first (a warm-up: allocations, kernel choice) and given once,
+    so a loop can say early whether its budget fits.
 
     >>> timer = StepTimer()
     >>> [timer.lap(count, now=float(count)) for count in range(1, 8)]   # one second a step
     [None, None, None, None, None, 1.0, None]
+    >>> timer = StepTimer()   # steps of 100 and 300 tokens, at 0.01 s a token
+    >>> [timer.lap(n, work=w, now=t) for n, w, t in [(1, 100, 1), (2, 300, 4), (3, 100, 5), (4, 300, 8),
+    ...                                              (5, 100, 9), (6, 300, 12)]][-1]
+    0.01
     """
 
     FORECAST_STEPS = 5
 
     def __init__(self) -> None:
         self.first_step_end: float | None = None
+        self.work = 0.0
 
-    def lap(self, count: int, now: float | None = None) -> float | None:
-        """Call after each step (``count`` steps done so far); the mean step time once enough are timed."""
+    def lap(self, count: int, work: float = 1.0, now: float | None = None) -> float | None:
+        """Call after each step (``count`` steps done so far, ``work`` done by this one); the seconds per
+        unit of work once enough steps are timed."""
         now = time.time() if now is None else now
         if count == 1:
             self.first_step_end = now
-        elif count == self.FORECAST_STEPS + 1 and self.first_step_end is not None:
-            return (now - self.first_step_end) / self.FORECAST_STEPS
+        elif self.first_step_end is not None and count <= self.FORECAST_STEPS + 1:
+            self.work += work
+            if count == self.FORECAST_STEPS + 1:
+                return (now - self.first_step_end) / self.work
         return None
