@@ -316,7 +316,8 @@ def test_a_fold_the_clock_will_cut_is_said_once_with_the_budget_that_fits(caplog
     # 4 epochs of 100 steps, 60 s a validation pass, 120 s of final scoring; 6 steps done at 4 s a step
     budget = train_module.FoldBudget(deadline=time.time() + 1000.5, n_val=600, n_eval=1200, epochs=4,
                                      total_steps=400, eval_rate=10.0)
-    run_ = SimpleNamespace(metrics={}, cfg=SimpleNamespace(budget_minutes=34.0, folds=2))
+    run_ = SimpleNamespace(metrics={}, cfg=SimpleNamespace(budget_minutes=34.0, folds=2,
+                                                         model="sentence-transformers/all-mpnet-base-v2"))
     state = SimpleNamespace(fold=0, step=6)
     with caplog.at_level("WARNING", logger=train_module.log.name):
         train_module.warn_if_budget_short(run_, state, budget, epoch=0, step_s=4.0)
@@ -330,6 +331,11 @@ def test_a_fold_the_clock_will_cut_is_said_once_with_the_budget_that_fits(caplog
     fits = SimpleNamespace(metrics={}, cfg=run_.cfg)
     train_module.warn_if_budget_short(fits, state, budget, epoch=0, step_s=1.0)
     assert fits.metrics == {}
+    # 10 s steps: the clock stops the first epoch, and a smaller model is worth naming
+    slow = SimpleNamespace(metrics={}, cfg=run_.cfg)
+    train_module.warn_if_budget_short(slow, state, budget, epoch=0, step_s=10.0)
+    assert "step ~86 of 400" in slow.metrics["budget_warning"] and "configs/minilm.toml" in slow.metrics["budget_warning"]
+    assert "minilm" not in run_.metrics["budget_warning"]  # two epochs fit there
 
 
 def test_a_fold_whose_clock_goes_to_scoring_is_said_before_it_trains():
