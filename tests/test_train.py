@@ -342,18 +342,21 @@ def test_a_fold_whose_clock_goes_to_scoring_is_said_before_it_trains():
     import time
     from types import SimpleNamespace
 
-    # 50 s to validate, 100 s of final scoring, 15 s to save: 165 s owed of 200.4
+    # 50 s to validate, 100 s of final scoring, 15 s to save: 165 s owed of 200.4; the validation's extra
+    # sibling orders (30 s) would leave 5 s to train, so they go
     budget = train_module.FoldBudget(deadline=time.time() + 200.4, n_val=500, n_eval=1000, epochs=4,
-                                     total_steps=100, eval_rate=10.0)
-    short = SimpleNamespace(metrics={})
-    train_module.warn_if_scoring_dominates(short, SimpleNamespace(fold=1, step=0, start_epoch=0), budget)
+                                     total_steps=100, eval_rate=10.0, n_extra_val=300)
+    fold = SimpleNamespace(fold=1, step=0, start_epoch=0)
+    short = SimpleNamespace(metrics={}, dist=SimpleNamespace(is_main=True))
+    train_module.plan_fold_start(short, fold, budget)
     assert short.metrics["budget_warning"] == (
         "fold 1: scoring and saving take 165 s of the fold's clock, leaving 35 s to train; raise --budget-minutes, "
         "or lower --folds or sibling_orders")
-    budget.deadline += 400
-    roomy = SimpleNamespace(metrics={})
-    train_module.warn_if_scoring_dominates(roomy, SimpleNamespace(fold=1, step=0, start_epoch=0), budget)
-    assert roomy.metrics == {}
+    assert not budget.score_extra_val
+    budget.deadline, budget.score_extra_val = budget.deadline + 400, True
+    roomy = SimpleNamespace(metrics={}, dist=short.dist)
+    train_module.plan_fold_start(roomy, fold, budget)
+    assert roomy.metrics == {} and budget.score_extra_val
 
 
 def test_the_phrase_forecast_runs_once_a_fold_after_the_first_steps(tiny_config, monkeypatch):

@@ -421,13 +421,20 @@ def warn_if_budget_short(run: PhraseRun, state: FoldState, budget: FoldBudget, e
         run.metrics["budget_warning"] = warning
 
 
-def warn_if_scoring_dominates(run: PhraseRun, state: FoldState, budget: FoldBudget) -> None:
-    """Say before a fold trains when scoring (validation, the final validation and test passes over every
-    sibling order) and saving will take more of its clock than training can: a model trained for
-    seconds is not worth its submission."""
+def plan_fold_start(run: PhraseRun, state: FoldState, budget: FoldBudget) -> None:
+    """Before a fold trains: when scoring (a validation pass, the test rows over every sibling order) and
+    saving will take more of its clock than training can, the clock will surely cut training, so the
+    validation's extra sibling orders give their time to it (as :func:`plan_fold` does once steps are
+    timed, which a fold this short may never reach); and say so: a model trained for seconds is not worth
+    its submission."""
     train_s, _ = budget.train_plan(state.step, state.start_epoch, None, time.time())
     owed_s = budget.reserve_s(epochs_left=1, extra_val=False)
-    if train_s < owed_s and "budget_warning" not in run.metrics:
+    if train_s >= owed_s:
+        return
+    if budget.n_extra_val:
+        budget.score_extra_val = False
+        train_s, _ = budget.train_plan(state.step, state.start_epoch, None, time.time())
+    if run.dist.is_main and "budget_warning" not in run.metrics:
         warning = (f"fold {state.fold}: scoring and saving take {owed_s:.0f} s of the fold's clock, leaving "
                    f"{max(0.0, train_s):.0f} s to train; raise --budget-minutes, or lower --folds or sibling_orders")
         log.warning(warning)
@@ -529,8 +536,7 @@ def train_fold(run: PhraseRun, fold: int, deadline: float, resume: bool) -> tupl
                         max(1, cfg.epochs * steps_per_epoch), n_extra_val=len(state.val_idx) * (orders - 1))
     probe = list(range(min(len(state.val_inputs), cfg.eval_batch_size)))
     budget.eval_rate = evaluate_fold(run, state, only=probe)[1]
-    if dist.is_main:
-        warn_if_scoring_dominates(run, state, budget)
+    plan_fold_start(run, state, budget)
     stopped_by, epoch = "epochs", state.start_epoch
     while epoch < cfg.epochs:
         record, stopped_by = train_one_epoch(run, state, epoch, budget)
