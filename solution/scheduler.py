@@ -55,6 +55,13 @@ def budget_shortfall(step_s: float, steps_done: int, steps_left: int, train_left
             f"--budget-minutes {minutes} would fit them all")
 
 
+def record_budget_warning(metrics: dict, warning: str, logger) -> None:
+    """Log ``warning`` and keep it as ``metrics["budget_warning"]``, once a run: the first one said stays."""
+    if "budget_warning" not in metrics:
+        logger.warning(warning)
+        metrics["budget_warning"] = warning
+
+
 class StepTimer:
     """Seconds per unit of work (a step, or a batch's padded tokens where step lengths vary), timed over
     the ``FORECAST_STEPS`` steps after the first (a warm-up: allocations, kernel choice) and given once,

@@ -327,13 +327,12 @@ def train_time_left(run: EmbedderRun, val_cost_s: float) -> float:
 def warn_if_budget_short(run: EmbedderRun, step_s: float, total_steps: int, val_cost_s: float) -> None:
     """Say once, a few steps in, when the clock will stop training early (a slow CPU: an AVX2-only EPYC
     fits 53 of the retrieval preset's 142 steps in its 10 minutes), and which budget would fit them."""
-    from solution.scheduler import budget_shortfall
+    from solution.scheduler import budget_shortfall, record_budget_warning
 
     warning = budget_shortfall(step_s, run.step, total_steps - run.step, train_time_left(run, val_cost_s),
                                run.cfg.budget_minutes)
     if warning:
-        log.warning(warning)
-        run.metrics["budget_warning"] = warning
+        record_budget_warning(run.metrics, warning, log)
 
 
 def train_one_epoch(run: EmbedderRun, epoch: int, val_cost_s: float) -> tuple[dict, str]:

@@ -403,9 +403,9 @@ def plan_fold(run: PhraseRun, state: FoldState, budget: FoldBudget, epoch: int, 
 def warn_if_budget_short(run: PhraseRun, state: FoldState, budget: FoldBudget, epoch: int, step_s: float) -> None:
     """Say once a run, a few steps into a fold, when the clock will stop its training early (an AVX2-only
     CPU runs the mpnet default at ~15 steps/min), and which budget would fit every fold's steps."""
-    from solution.scheduler import budget_shortfall
+    from solution.scheduler import budget_shortfall, record_budget_warning
 
-    if "budget_warning" in run.metrics:
+    if "budget_warning" in run.metrics:  # said already: skip the arithmetic
         return
     train_s, passes = budget.train_plan(state.step, epoch, step_s, time.time())
     warning = budget_shortfall(step_s, state.step, budget.total_steps - state.step, train_s, run.cfg.budget_minutes,
@@ -417,8 +417,7 @@ def warn_if_budget_short(run: PhraseRun, state: FoldState, budget: FoldBudget, e
         if epoch == 0 and passes == 1 and run.cfg.model != DEFAULT_MODEL:  # the clock stops the first epoch
             warning += ("; with under one epoch a fold, a smaller model does better in the same time (on an AVX2-only "
                         "CPU --config configs/minilm.toml scored 0.74 out of fold in 30 minutes, the mpnet default 0.67)")
-        log.warning(warning)
-        run.metrics["budget_warning"] = warning
+        record_budget_warning(run.metrics, warning, log)
 
 
 def plan_fold_start(run: PhraseRun, state: FoldState, budget: FoldBudget) -> None:
@@ -427,6 +426,8 @@ def plan_fold_start(run: PhraseRun, state: FoldState, budget: FoldBudget) -> Non
     validation's extra sibling orders give their time to it (as :func:`plan_fold` does once steps are
     timed, which a fold this short may never reach); and say so: a model trained for seconds is not worth
     its submission."""
+    from solution.scheduler import record_budget_warning
+
     train_s, _ = budget.train_plan(state.step, state.start_epoch, None, time.time())
     owed_s = budget.reserve_s(epochs_left=1, extra_val=False)
     if train_s >= owed_s:
@@ -434,11 +435,10 @@ def plan_fold_start(run: PhraseRun, state: FoldState, budget: FoldBudget) -> Non
     if budget.n_extra_val:
         budget.score_extra_val = False
         train_s, _ = budget.train_plan(state.step, state.start_epoch, None, time.time())
-    if run.dist.is_main and "budget_warning" not in run.metrics:
-        warning = (f"fold {state.fold}: scoring and saving take {owed_s:.0f} s of the fold's clock, leaving "
-                   f"{max(0.0, train_s):.0f} s to train; raise --budget-minutes, or lower --folds or sibling_orders")
-        log.warning(warning)
-        run.metrics["budget_warning"] = warning
+    if run.dist.is_main:
+        record_budget_warning(run.metrics, f"fold {state.fold}: scoring and saving take {owed_s:.0f} s of the fold's "
+                              f"clock, leaving {max(0.0, train_s):.0f} s to train; raise --budget-minutes, or lower "
+                              "--folds or sibling_orders", log)
 
 
 MIN_STEPS_FOR_EARLY_CHECK = 40  # fewer steps in an epoch give too noisy a loss trend to judge
