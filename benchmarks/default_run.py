@@ -60,6 +60,10 @@ def main() -> None:
     if file_order_only:
         table += (f" Fold(s) {', '.join(file_order_only)} scored validation in file order only (the clock cut their "
                   "training; test rows still over every sibling order).")
+    if "model_fallback" in metrics:
+        fell = metrics["model_fallback"]
+        table += (f" After {fell['at_s']} s the run fell back from {fell['from']} to {fell['to']} (the clock allowed "
+                  f"~{fell['forecast_epochs']} epochs a fold, under {fell['below_epochs']}).")
     if "budget_warning" in metrics:
         table += f" The trainer warned: \"{metrics['budget_warning']}\"."
     append_results(args.title, table, command=command)

@@ -414,3 +414,95 @@ def test_a_falling_loss_is_not_cut_short_halfway(tiny_config, monkeypatch):
     cfg = tiny_config(folds=1, epochs=2, restart_below=1.0, batch_size=2)  # any validation counts as near chance
     (restart,) = run(cfg)["folds"]["0"]["restarts"]
     assert restart["stopped_by"] == "epochs"  # only the end-of-epoch check fired: the loss was moving
+
+
+def test_the_default_backbone_falls_back_to_the_smaller_config_keeping_the_keys_set_by_hand(tmp_path, monkeypatch):
+    from solution.config import ConfigError
+    from solution.phrase import config as config_module
+    from solution.phrase.config import PhraseTrainConfig
+
+    small = PhraseTrainConfig(lr=3e-5, epochs=3).fallback()  # configs/minilm.toml
+    assert (small.model, small.lr, small.epochs, small.dropout, small.fallback_config) == (
+        "sentence-transformers/all-MiniLM-L6-v2", 3e-5, 3, -1.0, "")
+    assert small.cpc_fusion and not PhraseTrainConfig().cpc_fusion  # at its default here: the fallback's value
+    assert PhraseTrainConfig(model="microsoft/deberta-v3-large").fallback() is None
+    assert PhraseTrainConfig(fallback_config="").fallback() is None
+    moves_folds = tmp_path / "folds.toml"
+    moves_folds.write_text('model = "other"\nfolds = 3\n')
+    with pytest.raises(ConfigError, match="may not change folds"):
+        PhraseTrainConfig(fallback_config=str(moves_folds)).fallback()
+    with pytest.raises(ConfigError, match="missing.toml"):
+        PhraseTrainConfig(fallback_config=str(tmp_path / "missing.toml")).fallback()
+    monkeypatch.setattr(config_module, "PHRASE_MODEL", "other")  # the same model: nothing to fall back to
+    assert PhraseTrainConfig(model="other", fallback_config=str(moves_folds)).fallback() is None
+
+
+def test_the_fallback_is_due_only_in_fold_0_when_the_clock_allows_too_few_epochs():
+    import time
+    from types import SimpleNamespace
+
+    # 4 epochs of 100 steps, 60 s a validation pass, 120 s of final scoring, 15 s to save; 6 steps done
+    budget = train_module.FoldBudget(deadline=time.time() + 1000.5, n_val=600, n_eval=1200, epochs=4,
+                                     total_steps=400, eval_rate=10.0)
+    # 4 s steps: the first epoch fits, the second stops after 369 s -> step 192, 1.92 epochs; 10 s steps: the
+    # first stops after 805 s -> step 87, 0.87 epochs
+    assert budget.forecast_epochs(6, 0, 4.0) == pytest.approx(1.924, abs=0.002)
+    assert budget.forecast_epochs(6, 0, 10.0) == pytest.approx(0.866, abs=0.002)
+    cfg, small = SimpleNamespace(fallback_below_epochs=1.5, epochs=4, model="big"), SimpleNamespace(model="small")
+
+    def due(step_s, fold=0, restarts=(), fallback=small, cfg=cfg):
+        run_ = SimpleNamespace(cfg=cfg, fallback=fallback, metrics={}, dist=SimpleNamespace(enabled=False),
+                               device="cpu", clock=SimpleNamespace(elapsed=lambda: 30.0))
+        state = SimpleNamespace(fold=fold, step=6, restarts=list(restarts))
+        return train_module.fallback_due(run_, state, budget, 0, step_s), run_.metrics
+
+    assert due(4.0) == (False, {})
+    is_due, metrics = due(10.0)
+    assert is_due and metrics["model_fallback"] == {"from": "big", "to": "small", "below_epochs": 1.5, "at_s": 30,
+                                                    "forecast_epochs": pytest.approx(0.87, abs=0.011)}
+    assert not due(10.0, fold=1)[0] and not due(10.0, restarts=[{}])[0] and not due(10.0, fallback=None)[0]
+    one_epoch = SimpleNamespace(fallback_below_epochs=1.5, epochs=1, model="big")
+    assert not due(2.0, cfg=one_epoch)[0]  # its one epoch fits: nothing to gain
+    assert due(10.0, cfg=one_epoch)[0]
+
+
+def small_tiny_bert(tiny_model: Path, folder: Path) -> Path:
+    """Another tiny BERT: its vocabulary in reverse order (other token ids) and half the width."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    vocab = (tiny_model / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    vocab = vocab[:6] + vocab[6:][::-1]
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizerFast.from_pretrained(folder, do_lower_case=True).save_pretrained(folder)
+    torch.manual_seed(1)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=128)).save_pretrained(folder)
+    return folder
+
+
+def test_a_run_that_falls_back_trains_every_fold_on_the_fallback_and_its_folder_serves_it(
+        tiny_config, tiny_model, small_data, tmp_path, monkeypatch):
+    from solution.phrase import config as config_module
+    from solution.phrase.predict import predict_file
+
+    small = small_tiny_bert(tiny_model, tmp_path / "small-bert")
+    fallback = tmp_path / "fallback.toml"
+    fallback.write_text(f'model = "{small}"\nlr = 2e-4\n')  # lr at its default in the run: taken
+    monkeypatch.setattr(config_module, "PHRASE_MODEL", str(tiny_model))  # the tiny model plays the default
+    monkeypatch.setattr(train_module.FoldBudget, "forecast_epochs", lambda self, step, epoch, step_s: 0.5)
+    built = []
+    real_setup = train_module.setup_fold
+    monkeypatch.setattr(train_module, "setup_fold",
+                        lambda run_, fold, *a, **k: built.append((fold, run_.cfg.model)) or real_setup(run_, fold, *a, **k))
+    cfg = tiny_config(folds=2, epochs=1, batch_size=2, fallback_config=str(fallback), lr=5e-5)
+    metrics = run(cfg)
+    assert built == [(0, str(tiny_model)), (0, str(small)), (1, str(small))]
+    assert metrics["model_fallback"]["from"] == str(tiny_model) and metrics["model_fallback"]["to"] == str(small)
+    saved = json.loads((Path(cfg.out) / "config.json").read_text())
+    assert (saved["model"], saved["lr"], saved["fallback_config"]) == (str(small), 2e-4, "")
+    assert json.loads((Path(cfg.out) / "model_config.json").read_text())["backbone"] == str(small)
+    with open(cfg.submission, newline="") as f:
+        submitted = np.array([float(r["score"]) for r in csv.DictReader(f)])
+    _, scores = predict_file(cfg.out, small_data / "uspppm" / "test.csv", device="cpu")
+    assert np.abs(scores - submitted).max() < 1e-5  # the folder's tokenizer and weights are the fallback's

@@ -116,6 +116,7 @@ class PhraseRun:
     model_config: Any
     clock: Clock
     metrics: dict = field(default_factory=dict)
+    fallback: Any = None  # the config to restart on when the clock is too short for this backbone (cfg.fallback())
 
     @property
     def run_dir(self) -> Path:
@@ -188,6 +189,11 @@ class FoldBudget:
                 return train_s + max(0.0, allowed), passes + 1
             train_s += need
         return train_s, self.epochs - epoch
+
+    def forecast_epochs(self, step: int, epoch: int, step_s: float) -> float:
+        """Epochs the fold will have trained when it stops, if it runs on at ``step_s`` seconds a step."""
+        train_s, _ = self.train_plan(step, epoch, step_s, time.time())
+        return (step + train_s / step_s) * self.epochs / self.total_steps
 
     def cuts_training(self, step: int, epoch: int, step_s: float) -> bool:
         """True when the clock will stop the fold's training before its last step."""
@@ -362,7 +368,9 @@ def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBu
         seen, seen_seqs, loss_sum, loss_n = seen + slots, seen_seqs + len(idx), loss_sum + loss, loss_n + 1
         token_s = timer.lap(loss_n, work=step_tokens)
         if token_s is not None and epoch == state.start_epoch:
-            plan_fold(run, state, budget, epoch, token_s * sum(tokens) / len(tokens))
+            if plan_fold(run, state, budget, epoch, token_s * sum(tokens) / len(tokens)):
+                stopped_by = "fallback"
+                break
         pairs_s = seen * dist.world_size / max(1e-6, time.time() - start)
         lr_now = state.optimizer.param_groups[0]["lr"]
         bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}", pairs_s=f"{pairs_s:.0f}", lr=f"{lr_now:.1e}", refresh=False)
@@ -386,18 +394,57 @@ def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBu
             "sequences_per_s": seen_seqs * dist.world_size / max(1e-6, train_s), "train_s": train_s}, stopped_by
 
 
-def plan_fold(run: PhraseRun, state: FoldState, budget: FoldBudget, epoch: int, step_s: float) -> None:
+def plan_fold(run: PhraseRun, state: FoldState, budget: FoldBudget, epoch: int, step_s: float) -> bool:
     """A few steps into a fold, its step time known: when the clock will stop training early, the final
     validation skips the extra sibling orders and their time goes to training (the test rows are still
     scored over every order, so the submission keeps its averaging; the out-of-fold estimate loses it,
-    about 0.005). Then say whether the steps still fall short."""
+    about 0.005). Then, unless the run should restart on its fallback model (returns True), say whether
+    the steps still fall short."""
     if budget.n_extra_val and budget.score_extra_val and budget.cuts_training(state.step, epoch, step_s):
         budget.score_extra_val = False
         log.info("fold %d: the clock will stop training early, so validation is scored in file order only and "
                  "its %d other sibling orders' %.0f s go to training", state.fold, run.cfg.sibling_orders - 1,
                  budget.extra_val_s)
+    if fallback_due(run, state, budget, epoch, step_s):
+        return True
     if run.dist.is_main:
         warn_if_budget_short(run, state, budget, epoch, step_s)
+    return False
+
+
+def fallback_due(run: PhraseRun, state: FoldState, budget: FoldBudget, epoch: int, step_s: float) -> bool:
+    """True when the clock would train the default backbone for fewer than ``fallback_below_epochs`` epochs a
+    fold: on an AVX2-only CPU mpnet trained 0.8 of an epoch a fold in 30 minutes (out-of-fold 0.667) where
+    the packaged MiniLM trained 5 (0.744); with 2-3 epochs mpnet wins (0.76-0.79). Decided once, in fold 0
+    (every fold trains the same model), and recorded as ``model_fallback`` in metrics.json."""
+    from solution.distributed import any_true
+
+    if run.fallback is None or state.fold != 0 or state.restarts or epoch != 0:
+        return False
+    epochs = budget.forecast_epochs(state.step, epoch, step_s)
+    if not any_true(epochs < min(run.cfg.fallback_below_epochs, run.cfg.epochs), run.dist, run.device):
+        return False
+    run.metrics["model_fallback"] = {"from": run.cfg.model, "to": run.fallback.model, "forecast_epochs": round(epochs, 2),
+                                     "below_epochs": run.cfg.fallback_below_epochs, "at_s": round(run.clock.elapsed())}
+    return True
+
+
+def switch_to_fallback(run: PhraseRun) -> None:
+    """Make ``run`` the fallback's: its config, tokenizer and inputs, and the run folder's files."""
+    import shutil
+
+    said = run.metrics["model_fallback"]
+    log.warning("fold 0: at this speed the clock would train %s for ~%.1f epochs a fold (under %g), so the run "
+                "restarts on %s (configs/minilm.toml: 0.74 against 0.67 out of fold in 30 minutes on an AVX2-only "
+                "CPU); --set fallback_config='' keeps the model", said["from"], said["forecast_epochs"],
+                said["below_epochs"], said["to"])
+    run.cfg, run.fallback = run.fallback, None
+    run.metrics.pop("budget_warning", None)  # said of the model left behind
+    tokenizer, template = build_model_inputs(run, run.pre.vocab)
+    if run.dist.is_main:
+        shutil.rmtree(run.run_dir / "tokenizer", ignore_errors=True)  # no file of the old tokenizer may linger
+        write_run_files(run, tokenizer, template, run.pre.vocab, resume=False)
+        run.save_state()
 
 
 def warn_if_budget_short(run: PhraseRun, state: FoldState, budget: FoldBudget, epoch: int, step_s: float) -> None:
@@ -540,6 +587,10 @@ def train_fold(run: PhraseRun, fold: int, deadline: float, resume: bool) -> tupl
     stopped_by, epoch = "epochs", state.start_epoch
     while epoch < cfg.epochs:
         record, stopped_by = train_one_epoch(run, state, epoch, budget)
+        if stopped_by == "fallback":
+            state = None  # frees the model and its optimizer before the fallback's are built
+            switch_to_fallback(run)
+            return train_fold(run, fold, deadline, resume=False)
         if dist.is_main:
             state.val_pred, budget.eval_rate = evaluate_fold(run, state)
             record.update(val_pearson=pearson(state.val_pred, run.train.subset(state.val_idx).columns["score"]),
@@ -604,15 +655,14 @@ def prepare(cfg, resume: bool) -> tuple[PhraseRun | None, dict | None]:
 
     from inference.io import check_output_path
     from inference.phrase.inputs import TableContexts
-    from inference.template import InputTemplate
-    from solution.backbone import load_tokenizer
     from solution.config import validate
     from solution.distributed import init_distributed
-    from solution.phrase.data import load_uspppm, make_folds, preprocessor
+    from solution.phrase.data import load_uspppm, make_folds
     from solution.precision import resolve_precision_with_probe
     from solution.runtime import flush_denormals, pick_device, seed_everything
 
     validate(cfg)  # before the run folder exists: a bad value leaves nothing behind
+    fallback = cfg.fallback()  # a fallback config that does not load is said now, not when it is needed
     if cfg.submission:  # never over an input: the training data, the test file
         data_files = [Path(cfg.data) / "uspppm" / name for name in ("train.csv", "test.csv")]
         check_output_path(cfg.submission, data_files + ([cfg.test_csv] if cfg.test_csv else []))
@@ -636,21 +686,32 @@ def prepare(cfg, resume: bool) -> tuple[PhraseRun | None, dict | None]:
         test = read_pairs(cfg.test_csv)
     if cfg.max_train_rows:
         train = subset_by_anchor(train, cfg.max_train_rows, cfg.seed, min_anchors=cfg.n_splits)
-    tokenizer = load_tokenizer(cfg.model)
-    template = InputTemplate(sep_token=tokenizer.sep_token, cls_token=tokenizer.cls_token, use_title=cfg.use_title,
-                             group_targets=cfg.group_targets, layout=cfg.layout, max_targets=cfg.max_targets)
-    model_config = cfg.model_config((vocab.num_sections, vocab.num_classes), tokenizer.sep_token_id,
-                                    tokenizer.cls_token_id)
-    run = PhraseRun(cfg, dist, device, precision, preprocessor(tokenizer, template, vocab, cfg.max_length), train,
-                    TableContexts.of(train, vocab), test, TableContexts.of(test, vocab),
-                    make_folds(train, cfg.n_splits, cfg.seed), folder, model_config,
-                    Clock(cfg.budget_minutes * 60, offset))
+    run = PhraseRun(cfg, dist, device, precision, None, train, TableContexts.of(train, vocab), test,
+                    TableContexts.of(test, vocab), make_folds(train, cfg.n_splits, cfg.seed), folder, None,
+                    Clock(cfg.budget_minutes * 60, offset), fallback=fallback)
+    tokenizer, template = build_model_inputs(run, vocab)
     run.metrics = {"run": folder.path.name, "device": device, "precision": precision,
                    "precision_probe": precision_probe, "layout": cfg.layout, "world_size": dist.world_size,
                    "folds": {}, "budget_minutes": cfg.budget_minutes}
     if dist.is_main:
         write_run_files(run, tokenizer, template, vocab, resume)
     return run, None
+
+
+def build_model_inputs(run: PhraseRun, vocab) -> tuple[Any, Any]:
+    """Set what depends on the backbone (``run.pre``, ``run.model_config``); returns (tokenizer, template)."""
+    from inference.template import InputTemplate
+    from solution.backbone import load_tokenizer
+    from solution.phrase.data import preprocessor
+
+    cfg = run.cfg
+    tokenizer = load_tokenizer(cfg.model)
+    template = InputTemplate(sep_token=tokenizer.sep_token, cls_token=tokenizer.cls_token, use_title=cfg.use_title,
+                             group_targets=cfg.group_targets, layout=cfg.layout, max_targets=cfg.max_targets)
+    run.pre = preprocessor(tokenizer, template, vocab, cfg.max_length)
+    run.model_config = cfg.model_config((vocab.num_sections, vocab.num_classes), tokenizer.sep_token_id,
+                                        tokenizer.cls_token_id)
+    return tokenizer, template
 
 
 def run_folder_path(cfg, dist) -> Path:
