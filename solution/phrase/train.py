@@ -1,6 +1,6 @@
 """Train the phrase matcher and write a Kaggle submission: ``python -m solution.train --help``.
 
-    python -m solution.train                                   # packaged MiniLM, vendored data, CPU budget
+    python -m solution.train                                   # mpnet (MiniLM on CPUs too slow for it), CPU budget
     python -m solution.train --config configs/gpu.toml --model microsoft/deberta-v3-large --folds 5
     torchrun --nproc_per_node 4 -m solution.train --config configs/gpu.toml --out runs/big
 
@@ -435,9 +435,9 @@ def switch_to_fallback(run: PhraseRun) -> None:
 
     said = run.metrics["model_fallback"]
     log.warning("fold 0: at this speed the clock would train %s for ~%.1f epochs a fold (under %g), so the run "
-                "restarts on %s (configs/minilm.toml: 0.74 against 0.67 out of fold in 30 minutes on an AVX2-only "
-                "CPU); --set fallback_config='' keeps the model", said["from"], said["forecast_epochs"],
-                said["below_epochs"], said["to"])
+                "restarts on %s from %s (the packaged MiniLM scored 0.74 out of fold in 30 minutes on an AVX2-only "
+                "CPU where mpnet scored 0.67); --set fallback_config='' keeps the model", said["from"],
+                said["forecast_epochs"], said["below_epochs"], said["to"], run.cfg.fallback_config)
     run.cfg, run.fallback = run.fallback, None
     run.metrics.pop("budget_warning", None)  # said of the model left behind
     tokenizer, template = build_model_inputs(run, run.pre.vocab)
