@@ -29,7 +29,7 @@ STEMMERS = {"english": "english", "none": None}
 
 
 def task_ndcg(task, stemmer: str | None = "english", **params) -> tuple[float, float]:
-    """(nDCG@10, seconds to index the corpus and score every query); ``params``: BM25's k1 and b."""
+    """(nDCG@10, seconds to index the corpus and score every query); ``params``: BM25's k1, b, pair_weight."""
     start = time.perf_counter()
     bm25 = Bm25Index.build(task.corpus, stemmer=stemmer, **params)
     scores = np.stack([bm25.scores(q) for q in task.queries])

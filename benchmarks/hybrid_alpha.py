@@ -48,21 +48,28 @@ def cross_chosen(per_alpha: dict[float, np.ndarray], seed: int) -> tuple[float, 
     return total / n, chosen
 
 
-def run_scores(run_dir: Path, device: str) -> dict[str, dict[float, np.ndarray]]:
+def heldout_dense(run_dir: Path, device: str):
+    """(the run's held-out title -> abstract task over the held-out abstracts only, {"fine-tuned" | "zero-shot":
+    query x document cosine matrix})."""
     from solution.embedder.model import EmbedderConfig, build_encoder, load_run_encoder
 
     opts = EvalOptions(max_patents=0, distractors=0, device=device)
     patents, heldout = heldout_patents(opts, run_dir)
     task = build_tasks(patents, heldout, opts)[0]  # title2abstract
-    sparse = bm25_matrix(task)
     ft, tok, cfg = load_run_encoder(run_dir, device)
     zs, zs_tok = build_encoder(EmbedderConfig(backbone=cfg.backbone, lora=False))
-    out = {}
+    dense = {}
     for name, (enc, t, q_len) in {"fine-tuned": (ft, tok, cfg.query_max_length),
                                   "zero-shot": (zs.eval(), zs_tok, opts.query_max_length)}.items():
-        dense = torch_encoder(enc, t, q_len, opts)(task.queries) @ torch_encoder(enc, t, opts.max_length, opts)(task.corpus).T
-        out[name] = {a: fused_ndcg(sparse, dense, task.qrels, a) for a in ALPHAS}
-    return out
+        queries = torch_encoder(enc, t, q_len, opts)(task.queries)
+        dense[name] = queries @ torch_encoder(enc, t, opts.max_length, opts)(task.corpus).T
+    return task, dense
+
+
+def run_scores(run_dir: Path, device: str) -> dict[str, dict[float, np.ndarray]]:
+    task, dense = heldout_dense(run_dir, device)
+    sparse = bm25_matrix(task)
+    return {name: {a: fused_ndcg(sparse, matrix, task.qrels, a) for a in ALPHAS} for name, matrix in dense.items()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,6 +29,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """An argparse ``type`` for weights that must be 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"{value} is not 0 or more")
+    return value
+
+
 def check_positive(name: str, value: int | None, allow_none: bool = False) -> None:
     """Raise ValueError unless ``value`` is an int >= 1 (or None where ``allow_none``)."""
     if value is None and allow_none:

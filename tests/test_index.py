@@ -88,6 +88,11 @@ def test_cli_index_search_and_export_dispatch(tmp_path, embedder_run, patent_cor
                               str(tmp_path / "plain"), "--quiet", "--bm25-stemmer", "none"], check=True, cwd=ROOT,
                    capture_output=True)
     assert json.loads((tmp_path / "plain" / "bm25" / "tokenizer.json").read_text())["stemmer"] is None
+    subprocess.run(env_cmd + ["inference", "index", "--model", str(out), "--corpus", str(patent_corpus), "--out",
+                              str(tmp_path / "words"), "--quiet", "--bm25-pair-weight", "0"], check=True, cwd=ROOT,
+                   capture_output=True)
+    assert json.loads((tmp_path / "idx" / "bm25" / "tokenizer.json").read_text())["pair_weight"] == 0.35
+    assert json.loads((tmp_path / "words" / "bm25" / "tokenizer.json").read_text())["pair_weight"] == 0
     res = subprocess.run(env_cmd + ["inference", "search", "--index", str(tmp_path / "idx"), "--query",
                                     "absorbent article for pets", "-k", "3", "--hybrid", "convex", "--alpha", "0", "--json"],
                          check=True, cwd=ROOT, capture_output=True, text=True)

@@ -203,6 +203,33 @@ def test_bm25_stems_by_default_and_saves_its_stemmer(tmp_path):
         Bm25Index.build(docs, stemmer="porter")
 
 
+def test_bm25_counts_word_pairs_at_their_weight_and_saves_it(tmp_path):
+    import json
+
+    # the same words, in a phrase only in the first: pairs tell them apart, words alone cannot
+    docs = ["a balloon catheter with a coated stent", "a stent for the balloon of a coated catheter", "knee implant"]
+    pairs, words = Bm25Index.build(docs), Bm25Index.build(docs, pair_weight=0)
+    assert pairs.pair_weight == 0.35 and "balloon cathet" in pairs.retriever.vocab_dict
+    assert "balloon cathet" not in words.retriever.vocab_dict
+    with_pairs, alone = pairs.scores("balloon catheter"), words.scores("balloon catheter")
+    assert with_pairs[0] > with_pairs[1] and alone[0] == pytest.approx(alone[1])
+    heavier = Bm25Index.build(docs, pair_weight=1.0).scores("balloon catheter")
+    assert heavier[0] - heavier[1] == pytest.approx((with_pairs[0] - with_pairs[1]) / 0.35, rel=1e-4)
+    for name, bm25 in (("pairs", pairs), ("words", words)):
+        bm25.save(tmp_path / name)
+        again = Bm25Index.load(tmp_path / name)
+        assert again.pair_weight == bm25.pair_weight
+        assert np.array_equal(again.scores("coated balloon catheter"), bm25.scores("coated balloon catheter"))
+    spec = tmp_path / "words" / "tokenizer.json"
+    spec.write_text(json.dumps({"stemmer": "english", "stopwords": "project"}))  # saved before pairs existed
+    assert Bm25Index.load(tmp_path / "words").pair_weight == 0
+    spec.write_text(json.dumps({"stemmer": "english", "pair_weight": "yes"}))
+    with pytest.raises(ValueError, match="pair_weight 'yes'"):
+        Bm25Index.load(tmp_path / "words")
+    with pytest.raises(ValueError, match="pair_weight must be 0 or more"):
+        Bm25Index.build(docs, pair_weight=-1)
+
+
 def test_bm25_index_keeps_the_k1_it_was_built_with(tmp_path):
     """The default k1 changed (1.5 -> 0.6): an index saved with the old one still scores as it did."""
     docs = ["balloon balloon balloon catheter", "balloon stent", "knee implant"]

@@ -14,9 +14,10 @@ import sys
 
 from inference.backend.session import DEVICES
 from inference.backend.variants import VARIANTS
+from inference.retrieval.bm25 import DEFAULT_PAIR_WEIGHT
 from inference.retrieval.fusion import DEFAULT_ALPHA
 from inference.retrieval.vector_search import ANN_KINDS, ANN_MIN_DOCS
-from inference.validate import positive_int
+from inference.validate import non_negative_float, positive_int
 
 
 def run_index(args) -> None:
@@ -26,10 +27,11 @@ def run_index(args) -> None:
     try:
         info = build_index(args.model, args.corpus, args.out, dtype=args.dtype, chunk_size=args.chunk_size,
                            variant=args.variant, bm25=not args.no_bm25, progress=not args.quiet, device=args.device,
-                           bm25_stemmer=None if args.bm25_stemmer == "none" else args.bm25_stemmer, ann=args.ann)
+                           bm25_stemmer=None if args.bm25_stemmer == "none" else args.bm25_stemmer,
+                           bm25_pair_weight=args.bm25_pair_weight, ann=args.ann)
     except DataError as err:
         raise SystemExit(f"data error: {err}") from None
-    bm25 = f"yes (stemmer {info['bm25_stemmer']})" if info["bm25"] else "no"
+    bm25 = f"yes (stemmer {info['bm25_stemmer']}, word-pair weight {info['bm25_pair_weight']})" if info["bm25"] else "no"
     print(f"index {args.out}: {info['count']} patents, dim {info['dim']} {info['dtype']}, bm25 {bm25}, "
           f"model {info['model']} ({info['model_sha256'][:12]}...), providers {info.get('providers', '-')}")
 
@@ -83,6 +85,9 @@ def add_index_parser(subparsers) -> None:
     p.add_argument("--no-bm25", action="store_true", help="skip the BM25 state (no hybrid search)")
     p.add_argument("--bm25-stemmer", default="english", choices=["english", "none"],
                    help="BM25 tokens: Snowball English stems (default; needs PyStemmer) or none (unstemmed words)")
+    p.add_argument("--bm25-pair-weight", type=non_negative_float, default=DEFAULT_PAIR_WEIGHT,
+                   help=f"what a query's pairs of neighbouring words count in BM25 against its words (default "
+                        f"{DEFAULT_PAIR_WEIGHT}; 0 = words only, the pairs are then not indexed)")
     p.add_argument("--ann", default="auto", choices=ANN_KINDS,
                    help=f"approximate-search structure (needs faiss-cpu): auto = none below {ANN_MIN_DOCS:,} patents, "
                         "IVF from there (40 s to build at 1M, p95 2 ms); hnsw: 0.9 ms but 10x the build time; "

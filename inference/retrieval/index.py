@@ -30,6 +30,7 @@ import numpy as np
 
 from inference.backend.manifest import sha256_file
 from inference.io import atomic_write_text
+from inference.retrieval.bm25 import DEFAULT_PAIR_WEIGHT
 from inference.retrieval.vector_search import ANN_FILE, build_ann, choose_ann, faiss_module, save_ann
 from inference.validate import check_positive
 
@@ -107,9 +108,11 @@ def check_model(info: dict, model, folder) -> None:
 def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: str | os.PathLike,
                 dtype: str = "float32", chunk_size: int = 256, variant: str = "fp32", bm25: bool = True,
                 progress: bool = True, batch_size: int = 32, device: str = "cpu",
-                bm25_stemmer: str | None = "english", ann: str = "auto") -> dict:
+                bm25_stemmer: str | None = "english", bm25_pair_weight: float = DEFAULT_PAIR_WEIGHT,
+                ann: str = "auto") -> dict:
     """Embed every patent of ``corpus`` into ``out``; resumes an unfinished build. Returns index.json.
-    ``bm25_stemmer``: "english" (Snowball, the default) or None (unstemmed BM25). ``ann``: "auto" (an
+    ``bm25_stemmer``: "english" (Snowball, the default) or None (unstemmed BM25); ``bm25_pair_weight``:
+    what a query's neighbouring word pairs count against its words (0: words only). ``ann``: "auto" (an
     ANN structure for large corpora when FAISS is installed), "hnsw", "ivf" or "none"."""
     from inference.retrieval.corpus import read_patents
     from inference.retrieval.encoder import EmbedderModel
@@ -129,7 +132,7 @@ def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: st
             "model_sha256": model.graph_sha256, "corpus": str(corpus), "corpus_sha256": corpus_sha,
             "doc_view": model.doc_view, "dim": model.dim, "dtype": dtype, "count": len(patents),
             "chunk_size": chunk_size, "chunks_done": 0, "complete": False, "bm25": False,
-            "bm25_stemmer": bm25_stemmer if bm25 else None}
+            "bm25_stemmer": bm25_stemmer if bm25 else None, "bm25_pair_weight": bm25_pair_weight if bm25 else None}
     emb_path = out / "embeddings.npy"
     if (out / INDEX_FILE).exists():
         old = read_index_info(out)
@@ -167,7 +170,8 @@ def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: st
     if bm25:
         from inference.retrieval.bm25 import Bm25Index
 
-        Bm25Index.build([p.view("title+abstract") for p in patents], stemmer=bm25_stemmer).save(out / "bm25")
+        Bm25Index.build([p.view("title+abstract") for p in patents], stemmer=bm25_stemmer,
+                        pair_weight=bm25_pair_weight).save(out / "bm25")
         info["bm25"] = True
         hashed += bm25_files(out)
     if ann_kind != "none":

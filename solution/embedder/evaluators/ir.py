@@ -31,8 +31,9 @@ class RetrievalTask:
     qrels: list[dict[int, float]]
 
 
-def bm25_matrix(task: RetrievalTask) -> np.ndarray:
-    bm25 = Bm25Index.build(task.corpus)
+def bm25_matrix(task: RetrievalTask, **options) -> np.ndarray:
+    """BM25 scores of every query of ``task`` against its corpus (``options``: Bm25Index.build's)."""
+    bm25 = Bm25Index.build(task.corpus, **options)
     return np.stack([bm25.scores(q) for q in task.queries]) if task.queries else np.zeros((0, len(task.corpus)))
 
 
