@@ -10,7 +10,6 @@ fine-tuned model and with the zero-shot backbone. Dense scores are computed once
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._results import append_results, markdown_table  # noqa: E402
-from benchmarks.hybrid_alpha import fused_ndcg, heldout_dense  # noqa: E402
+from benchmarks.hybrid_alpha import fused_ndcg, heldout_dense, runs_parser  # noqa: E402
 from inference.retrieval.bm25 import DEFAULT_PAIR_WEIGHT  # noqa: E402
 from inference.retrieval.fusion import DEFAULT_ALPHA  # noqa: E402
 from solution.embedder.evaluators.ir import bm25_matrix  # noqa: E402
@@ -40,11 +39,7 @@ def run_ndcg(run_dir: Path, device: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", nargs="+", type=Path, required=True)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-append", action="store_true", help="print the table only")
-    args = p.parse_args(argv)
+    args = runs_parser(__doc__).parse_args(argv)
 
     scores = {}
     for run in args.runs:

@@ -72,12 +72,17 @@ def run_scores(run_dir: Path, device: str) -> dict[str, dict[float, np.ndarray]]
     return {name: {a: fused_ndcg(sparse, matrix, task.qrels, a) for a in ALPHAS} for name, matrix in dense.items()}
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def runs_parser(description: str | None) -> argparse.ArgumentParser:
+    """The options of a benchmark that reads trained runs' held-out splits."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", nargs="+", type=Path, required=True)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-append", action="store_true", help="print the table only")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = runs_parser(__doc__).parse_args(argv)
 
     scores = {run: run_scores(run, args.device) for run in args.runs}
     rows, notes = [], []
