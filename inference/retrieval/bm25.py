@@ -121,7 +121,7 @@ class Bm25Index:
         words = self.tokenize(query)
         total = self._scores(words)
         if self.pair_weight:
-            total += self.pair_weight * self._scores(word_pairs(words))
+            total = total + self.pair_weight * self._scores(word_pairs(words))  # not in place: bm25s's array
         return total
 
     def _scores(self, tokens: list[str]) -> np.ndarray:
