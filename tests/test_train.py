@@ -309,6 +309,34 @@ def test_the_schedule_anneals_where_training_really_stops():
     assert budget.progress(step=10, train_s=500.0, epoch=0) == pytest.approx(500 / 620, abs=0.01)
 
 
+def test_a_later_epoch_the_clock_would_cut_short_is_not_started():
+    import time
+
+    # 100 s of final scoring + 15 s saving: 945 s for training and 10 s validation passes; 10 steps an epoch
+    budget = train_module.FoldBudget(deadline=1000.0, n_val=100, n_eval=400, epochs=4, total_steps=40, eval_rate=10.0)
+    # 30 s steps: 3 epochs fit, the 4th would get 5 s of its 300 (under min_epoch_share), so the plan stops at 3
+    assert budget.train_plan(step=0, epoch=0, step_s=30.0, now=0.0) == (900.0, 3)
+    # 26 s steps: the 4th epoch would get 125 s of its 260, enough to start it
+    assert budget.train_plan(step=0, epoch=0, step_s=26.0, now=0.0) == (905.0, 4)
+    # the epoch under way is never dropped: the clock stops it wherever it stands
+    assert budget.train_plan(step=30, epoch=3, step_s=30.0, now=930.0) == (5.0, 1)
+    budget.deadline = time.time() + budget.reserve_s(epochs_left=1) + 0.2 * 300
+    assert not budget.starts_epoch(step_s=30.0)
+    budget.deadline += 0.1 * 300
+    assert budget.starts_epoch(step_s=30.0)
+
+
+def test_a_fold_stops_at_an_epoch_end_when_the_next_epoch_would_be_cut_short(tiny_config, small_data, monkeypatch):
+    monkeypatch.setattr(train_module.FoldBudget, "too_short", lambda self, train_s, step_s: True)
+    cfg = tiny_config(epochs=3)
+    metrics = run(cfg)
+    fold = metrics["folds"]["0"]
+    assert [e["epoch"] for e in fold["epochs"]] == [1] and fold["stopped_by"] == "budget"
+    # its file-order validation is the first epoch's pass: the model scored is that epoch's
+    assert fold["val_pearson_file_order"] == fold["epochs"][0]["val_pearson"]
+    assert submission_ids(Path(cfg.submission)) == input_ids(small_data / "uspppm" / "test.csv")
+
+
 def test_a_fold_the_clock_will_cut_is_said_once_with_the_budget_that_fits(caplog):
     import time
     from types import SimpleNamespace

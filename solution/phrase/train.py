@@ -148,6 +148,8 @@ class FoldBudget:
     (80.0, 4)
     >>> budget.train_plan(step=0, epoch=0, step_s=100.0, now=0.0)  # the clock stops the first epoch
     (935.0, 1)
+    >>> budget.train_plan(step=0, epoch=0, step_s=30.0, now=0.0)  # 3 epochs fit; the 4th would get 5 s: not started
+    (900.0, 3)
     """
 
     deadline: float
@@ -159,6 +161,9 @@ class FoldBudget:
     save_s: float = 15.0  # checkpoints and outputs (an mpnet checkpoint with its AdamW state is ~1.3 GB)
     n_extra_val: int = 0  # validation rows of the sibling orders after the first: they only sharpen the estimate
     score_extra_val: bool = True  # False once the clock would cut training to score them (see plan_fold)
+    # a later epoch the clock would stop before this share of its steps is not started: its few steps, near
+    # the schedule's end, would not pay for its validation pass (a MiniLM fold once ran 1 step for ~15 s)
+    min_epoch_share: float = 0.25
 
     @property
     def val_s(self) -> float:
@@ -186,9 +191,20 @@ class FoldBudget:
             need = steps * step_s if step_s else math.inf
             allowed = room - (passes + 1) * self.val_s - train_s  # the clock stops the epoch here
             if need >= allowed:
+                if e > epoch and self.too_short(allowed, step_s):
+                    return train_s, passes  # the epoch is not started
                 return train_s + max(0.0, allowed), passes + 1
             train_s += need
         return train_s, self.epochs - epoch
+
+    def too_short(self, train_s: float, step_s: float) -> bool:
+        """True when ``train_s`` seconds hold under ``min_epoch_share`` of an epoch's steps."""
+        return train_s < self.min_epoch_share * self.total_steps / self.epochs * step_s
+
+    def starts_epoch(self, step_s: float) -> bool:
+        """Whether to start the next epoch now (as :meth:`train_plan` forecast it): False when the clock
+        would stop it before ``min_epoch_share`` of its steps."""
+        return not self.too_short(self.deadline - time.time() - self.reserve_s(epochs_left=1), step_s)
 
     def forecast_epochs(self, step: int, epoch: int, step_s: float) -> float:
         """Epochs the fold will have trained when it stops, if it runs on at ``step_s`` seconds a step."""
@@ -461,7 +477,8 @@ def warn_if_budget_short(run: PhraseRun, state: FoldState, budget: FoldBudget, e
                                repeats=run.cfg.folds - state.fold)
     if warning:
         warning = f"fold {state.fold}: {warning}"
-        if epoch == 0 and passes == 1 and run.cfg.model != DEFAULT_MODEL:  # the clock stops the first epoch
+        clock_stops_first_epoch = epoch == 0 and train_s < (budget.total_steps / budget.epochs - state.step) * step_s
+        if clock_stops_first_epoch and run.cfg.model != DEFAULT_MODEL:
             warning += ("; with under one epoch a fold, a smaller model does better in the same time (on an AVX2-only "
                         "CPU --config configs/minilm.toml scored 0.74 out of fold in 30 minutes, the mpnet default 0.67)")
         record_budget_warning(run.metrics, warning, log)
@@ -586,6 +603,12 @@ def train_fold(run: PhraseRun, fold: int, deadline: float, resume: bool) -> tupl
     plan_fold_start(run, state, budget)
     stopped_by, epoch = "epochs", state.start_epoch
     while epoch < cfg.epochs:
+        if epoch > 0 and state.step and any_true(not budget.starts_epoch(state.train_time / state.step), dist,
+                                                   run.device):
+            log.info("fold %d: epoch %d not started, the clock would stop it within %.0f%% of its steps", fold,
+                     epoch + 1, 100 * budget.min_epoch_share)
+            stopped_by = "budget"
+            break
         record, stopped_by = train_one_epoch(run, state, epoch, budget)
         if stopped_by == "fallback":
             state = None  # frees the model and its optimizer before the fallback's are built
