@@ -47,8 +47,8 @@ def label_scores(run_dir: Path) -> dict[str, dict[str, float]]:
     _, heldout = heldout_patents(opts, run_dir)
     tuned, tokenizer, config = load_run_encoder(run_dir, opts.device)
     zero, zero_tokenizer = build_encoder(EmbedderConfig(backbone=config.backbone, lora=False))
-    encoders = {"preset": torch_encoder(tuned.eval(), tokenizer, opts.max_length, opts),
-                "zero-shot": torch_encoder(zero.eval(), zero_tokenizer, opts.max_length, opts),
+    encoders = {"preset": torch_encoder(tuned.eval(), tokenizer, opts.doc_tokens(config), opts),
+                "zero-shot": torch_encoder(zero.eval(), zero_tokenizer, opts.doc_tokens(config), opts),
                 "tfidf": tfidf_vectors}
     return {name: label_metrics(encode, heldout, "title+abstract", opts.seed) for name, encode in encoders.items()}
 

@@ -29,6 +29,9 @@ WITH_ICT = ["concept", "keyword", "question", "colloquial", "misspelled", "ict"]
 # The rows without a "config" of their own were measured on configs/embedder-cpu.toml when the trainer's defaults
 # were these (they are the retrieval preset's now): pinned, so those rows still train what they measured
 AS_MEASURED = {"recipe": "mqg", "weight_align": 0.5, "weight_cpc": 1.0, "lora_dropout": 0.1}
+# Every row and cached evaluation was scored with documents cut at 256 tokens: pinned, whatever a run's own
+# max_length (benchmarks/doc_length.py compares lengths)
+DOC_TOKENS = 256
 
 # name, what it changes, minutes of training, config overrides (on top of configs/embedder-cpu.toml, or of the
 # file an override "config" names)
@@ -141,7 +144,7 @@ def evaluate(run_dir: Path | None, corpus: str, device: str, seed: int = 42) -> 
     from solution.embedder.evaluators.ir import evaluate_task
     from solution.embedder.model import EmbedderConfig, build_encoder, load_run_encoder
 
-    opts = EvalOptions(corpus=corpus, device=device, seed=seed)
+    opts = EvalOptions(corpus=corpus, device=device, seed=seed, max_length=DOC_TOKENS)
     if run_dir is None:
         enc, tok = build_encoder(EmbedderConfig(lora=False))
         enc.eval()

@@ -48,12 +48,12 @@ def cross_chosen(per_alpha: dict[float, np.ndarray], seed: int) -> tuple[float, 
     return total / n, chosen
 
 
-def heldout_dense(run_dir: Path, device: str):
+def heldout_dense(run_dir: Path, device: str, max_length: int | None = None):
     """(the run's held-out title -> abstract task over the held-out abstracts only, {"fine-tuned" | "zero-shot":
-    query x document cosine matrix})."""
+    query x document cosine matrix}), documents cut at ``max_length`` tokens (None: the run's own)."""
     from solution.embedder.model import EmbedderConfig, build_encoder, load_run_encoder
 
-    opts = EvalOptions(max_patents=0, distractors=0, device=device)
+    opts = EvalOptions(max_patents=0, distractors=0, device=device, max_length=max_length)
     patents, heldout = heldout_patents(opts, run_dir)
     task = build_tasks(patents, heldout, opts)[0]  # title2abstract
     ft, tok, cfg = load_run_encoder(run_dir, device)
@@ -62,7 +62,7 @@ def heldout_dense(run_dir: Path, device: str):
     for name, (enc, t, q_len) in {"fine-tuned": (ft, tok, cfg.query_max_length),
                                   "zero-shot": (zs.eval(), zs_tok, opts.query_max_length)}.items():
         queries = torch_encoder(enc, t, q_len, opts)(task.queries)
-        dense[name] = queries @ torch_encoder(enc, t, opts.max_length, opts)(task.corpus).T
+        dense[name] = queries @ torch_encoder(enc, t, opts.doc_tokens(cfg), opts)(task.corpus).T
     return task, dense
 
 

@@ -65,11 +65,12 @@ def quality(args, runs: dict[str, Path]) -> tuple[dict, dict]:
     results: dict = {}
     enc, tok = build_encoder(EmbedderConfig(backbone=args.model, lora=False))
     zero = {"zero-shot": (torch_encoder(enc.eval(), tok, opts.query_max_length, opts),
-                          torch_encoder(enc, tok, opts.max_length, opts))}
+                          torch_encoder(enc, tok, opts.doc_tokens(), opts))}
     results.update(evaluate_systems(zero, patents, heldout, opts, "zero-shot", {}))
     for recipe, run_dir in runs.items():
         enc, tok, ecfg = load_run_encoder(run_dir, args.device)
-        systems = {recipe: (torch_encoder(enc, tok, ecfg.query_max_length, opts), torch_encoder(enc, tok, opts.max_length, opts))}
+        systems = {recipe: (torch_encoder(enc, tok, ecfg.query_max_length, opts),
+                            torch_encoder(enc, tok, opts.doc_tokens(ecfg), opts))}
         got = evaluate_systems(systems, patents, heldout, opts, recipe, json.loads((run_dir / "config.json").read_text()))
         results.update({k: v for k, v in got.items() if k != "bm25"})
     queried = query_patents(heldout, opts)

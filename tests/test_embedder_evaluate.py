@@ -21,6 +21,23 @@ def test_evaluate_table(embedder_run, small_data, patent_corpus):
     assert "| bm25 |" in report["table"]
     tfidf = report["results"]["tfidf"]  # the lexical baseline of the label metrics: no retrieval columns
     assert set(tfidf) == {"classification_macro_f1", "clustering_v_measure"} and "| tfidf | - |" in report["table"]
+    assert report["doc_max_length"] == 48  # as asked
+
+
+def test_documents_are_cut_where_the_runs_export_cuts_them_unless_told(embedder_run, monkeypatch):
+    import solution.embedder.evaluate as evaluate
+
+    used: list[int] = []
+    monkeypatch.setattr(evaluate, "torch_encoder", lambda model, tokenizer, max_length, opts: used.append(max_length))
+    monkeypatch.setattr(evaluate, "evaluate_systems", lambda *args: {})
+    run_dir, cfg, _ = embedder_run
+    corpus = str(cfg.corpus)
+    report = evaluate.run_evaluation(str(run_dir), None, evaluate.EvalOptions(corpus=corpus))
+    # (query, document) tokens of the run, then of the zero-shot baseline, whose documents match the run's
+    assert used == [cfg.query_max_length, cfg.max_length, 64, cfg.max_length] and report["doc_max_length"] == 48
+    used.clear()
+    evaluate.run_evaluation(str(run_dir), None, evaluate.EvalOptions(corpus=corpus, max_length=40))
+    assert used == [cfg.query_max_length, 40, 64, 40]
 
 
 def test_tfidf_vectors_separate_topics_for_the_label_evaluators():

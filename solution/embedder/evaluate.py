@@ -39,7 +39,9 @@ class EvalOptions:
     # separates models. Distractors are never relevant, so training on them leaks nothing.
     distractors: int = -1
     max_phrase_groups: int = 200
-    max_length: int = 256
+    # document tokens; None = the run's own max_length (what its export indexes with; the zero-shot baseline
+    # beside a run gets the same), or a plain model's default (EmbedderConfig.max_length)
+    max_length: int | None = None
     query_max_length: int = 64
     batch_size: int = 64
     alpha: float = DEFAULT_ALPHA  # convex fusion weight of the dense scores
@@ -47,6 +49,20 @@ class EvalOptions:
     precision: str = "auto"
     seed: int = 42
     heldout_fraction: float = 0.15
+
+    def doc_tokens(self, config=None) -> int:
+        """Document tokens for a run's ``EmbedderConfig`` (None: a plain model).
+
+        >>> EvalOptions().doc_tokens(), EvalOptions(max_length=96).doc_tokens()
+        (256, 96)
+        """
+        if self.max_length is not None:
+            return self.max_length
+        if config is None:
+            from solution.embedder.model import EmbedderConfig
+
+            config = EmbedderConfig()
+        return config.max_length
 
 
 def torch_encoder(model, tokenizer, max_length: int, opts: EvalOptions):
@@ -204,25 +220,27 @@ def run_evaluation(run: str | None, model: str | None, opts: EvalOptions, zero_s
     run_cfg: dict = {}
     hybrid_of = None
     backbone = model
+    doc_tokens = opts.doc_tokens()
     if run_dir is not None:
         enc, tok, ecfg = load_run_encoder(run_dir, opts.device)
         run_cfg = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
         name = f"{run_cfg.get('recipe', 'run')}:{run_dir.name}"
-        systems[name] = (torch_encoder(enc, tok, ecfg.query_max_length, opts), torch_encoder(enc, tok, opts.max_length, opts))
+        doc_tokens = opts.doc_tokens(ecfg)
+        systems[name] = (torch_encoder(enc, tok, ecfg.query_max_length, opts), torch_encoder(enc, tok, doc_tokens, opts))
         hybrid_of = name
         backbone = backbone or ecfg.backbone
     if backbone and (zero_shot or run_dir is None):
         enc, tok = build_encoder(EmbedderConfig(backbone=backbone, lora=False))
         enc.to(opts.device).eval()
         systems["zero-shot"] = (torch_encoder(enc, tok, opts.query_max_length, opts),
-                                torch_encoder(enc, tok, opts.max_length, opts))
+                                torch_encoder(enc, tok, doc_tokens, opts))
         hybrid_of = hybrid_of or "zero-shot"
     t0 = time.time()
     results = evaluate_systems(systems, patents, heldout, opts, hybrid_of, run_cfg)
     queried = query_patents(heldout, opts)
     report = {"run": str(run_dir) if run_dir else None, "backbone": backbone, "corpus": opts.corpus,
               "n_heldout": len(heldout), "n_heldout_scored": len(queried),
-              "n_searched": len(searched_collection(patents, queried, opts)),
+              "n_searched": len(searched_collection(patents, queried, opts)), "doc_max_length": doc_tokens,
               "options": opts.__dict__, "results": results,
               "eval_s": time.time() - t0, "table": format_table(results), "roles_table": format_roles(results)}
     return report
@@ -246,7 +264,8 @@ def main(argv: list[str]) -> dict:
     p.add_argument("--distractors", type=int, default=EvalOptions.distractors,
                    help="other corpus patents searched alongside them (-1 = all, 0 = none)")
     p.add_argument("--max-phrase-groups", type=int, default=EvalOptions.max_phrase_groups)
-    p.add_argument("--max-length", type=int, default=EvalOptions.max_length, help="document tokens")
+    p.add_argument("--max-length", type=int, default=EvalOptions.max_length,
+                   help="document tokens (default: the run's own max_length, which its export indexes with)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="JSON report path (default RUN/eval.json, or eval-zero-shot.json)")
     args = p.parse_args(argv)
@@ -270,6 +289,6 @@ def main(argv: list[str]) -> dict:
     print()
     print(report["roles_table"])
     print(f"\n{report['n_heldout_scored']} held-out patents as queries, {report['n_searched']} patents searched; "
-          f"classification and clustering on all {report['n_heldout']} held-out patents; "
-          f"report: {out}")
+          f"classification and clustering on all {report['n_heldout']} held-out patents; documents cut at "
+          f"{report['doc_max_length']} tokens; report: {out}")
     return report
