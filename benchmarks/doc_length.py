@@ -22,15 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._results import append_results, markdown_table  # noqa: E402
 from benchmarks.hybrid_alpha import fused_ndcg, heldout_dense, runs_parser  # noqa: E402
 from inference.retrieval.fusion import DEFAULT_ALPHA  # noqa: E402
-from solution.embedder.evaluate import (  # noqa: E402
-    EvalOptions,
-    build_tasks,
-    heldout_patents,
-    label_metrics,
-    query_patents,
-    torch_encoder,
-)
-from solution.embedder.evaluators.ir import bm25_matrix, evaluate_task  # noqa: E402
+from solution.embedder.evaluate import EvalOptions, evaluate_systems, heldout_patents, torch_encoder  # noqa: E402
+from solution.embedder.evaluators.ir import bm25_matrix  # noqa: E402
 from solution.embedder.metrics import ir_metrics  # noqa: E402
 
 METRICS = [  # row label, the evaluators' key
@@ -43,13 +36,12 @@ METRICS = [  # row label, the evaluators' key
 
 def full_metrics(run_dir: Path, length: int, device: str, zero_shot: dict) -> dict[str, dict[str, float]]:
     """{"fine-tuned" | "zero-shot": {row label: value}} over the whole corpus at ``length`` document tokens, as
-    ``solution.evaluate embedder --max-length L`` scores them (less BM25, TF-IDF and phrases). ``zero_shot``
-    caches the backbone's encoders per length: every run searches the same corpus."""
+    ``solution.evaluate embedder --max-length L`` scores them. ``zero_shot`` caches the backbone's encoders
+    per length: every run searches the same corpus, and encoding it is nearly all of the time."""
     from solution.embedder.model import EmbedderConfig, build_encoder, load_run_encoder
 
     opts = EvalOptions(max_length=length, device=device)
     patents, heldout = heldout_patents(opts, run_dir)
-    tasks = build_tasks(patents, query_patents(heldout, opts), opts)
     tuned, tok, cfg = load_run_encoder(run_dir, device)
     if length not in zero_shot:
         zs, zs_tok = build_encoder(EmbedderConfig(backbone=cfg.backbone, lora=False))
@@ -57,19 +49,9 @@ def full_metrics(run_dir: Path, length: int, device: str, zero_shot: dict) -> di
                              torch_encoder(zs, zs_tok, length, opts))
     systems = {"fine-tuned": (torch_encoder(tuned, tok, cfg.query_max_length, opts), torch_encoder(tuned, tok, length, opts)),
                "zero-shot": zero_shot[length]}
-    out: dict[str, dict[str, float]] = {name: {} for name in systems}
-    roles: dict[str, list[float]] = {name: [] for name in systems}
-    for task in tasks:
-        for name, metrics in evaluate_task(task, systems).items():
-            if task.name == "title2abstract":
-                out[name][METRICS[0][0]] = metrics["ndcg@10"]
-            else:
-                roles[name].append(metrics["ndcg@10"])
-    for name, (_, encode_docs) in systems.items():
-        labels = label_metrics(encode_docs, heldout, "title+abstract", opts.seed)
-        out[name].update({METRICS[1][0]: statistics.mean(roles[name]), METRICS[2][0]: labels[METRICS[2][1]],
-                          METRICS[3][0]: labels[METRICS[3][1]]})
-    return out
+    results = evaluate_systems(systems, patents, heldout, opts, None, {})
+    return {name: {label: results[name][key]["ndcg@10"] if isinstance(results[name][key], dict) else results[name][key]
+                   for label, key in METRICS} for name in systems}
 
 
 def heldout_only(run_dir: Path, length: int, device: str) -> dict[str, dict[str, float]]:
