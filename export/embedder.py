@@ -47,7 +47,7 @@ def add_arguments(parser) -> None:
 
 
 def load_source(run: str | None, model: str | None):
-    """(encoder, tokenizer, config, split or None) from a run folder or a plain backbone."""
+    """(encoder, tokenizer, config, split or None) from a run folder (LoRA merged) or a plain backbone."""
     from solution.embedder.model import EmbedderConfig, build_encoder, load_run_encoder
 
     eager = {"attn_implementation": "eager"}  # the attention pattern onnxruntime's optimizer fuses
@@ -121,7 +121,7 @@ def export_embedder(opts: EmbedderExportOptions) -> dict:
     out = Path(opts.out)
     stage = open_stage(out, opts.force)  # an old --out stays until the new folder passed its gates
     enc, tok, cfg, split = load_source(opts.run, opts.model)
-    enc = enc.merge_lora().float().eval()
+    enc = enc.float().eval()  # load_source merged LoRA
     t0 = time.time()
     example = tok(PARITY_TEXTS[:2], padding=True, return_tensors="pt")
     export_graph(enc, (example["input_ids"], example["attention_mask"]), SPEC, stage / "model.onnx", opts.exporter,

@@ -112,7 +112,7 @@ def export_sentence_transformers(out: str | Path, run: str | None = None, model:
     out = Path(out)
     stage = open_stage(out, force)
     encoder, tokenizer, cfg, _ = load_source(run, model)
-    encoder = encoder.merge_lora().float().eval()
+    encoder = encoder.float().eval()  # load_source merged LoRA
     backbone = encoder.backbone
     backbone.save_pretrained(stage, safe_serialization=True)
     tokenizer.save_pretrained(stage)

@@ -40,6 +40,23 @@ def test_documents_are_cut_where_the_runs_export_cuts_them_unless_told(embedder_
     assert used == [cfg.query_max_length, 40, 64, 40]
 
 
+def test_a_run_loads_with_its_lora_merged_into_the_same_vectors(embedder_run):
+    import numpy as np
+
+    from solution.embedder.model import EmbedderConfig, build_encoder, encode_texts, load_run_encoder
+
+    run_dir, cfg, _ = embedder_run
+    texts = ["a stent with a drug coating", "toothbrush", "an orthopaedic implant for the knee joint"]
+    merged, tok, ecfg = load_run_encoder(run_dir)
+    unmerged, _, _ = load_run_encoder(run_dir, merge=False)
+    assert not any("lora" in name for name, _ in merged.named_parameters())  # a plain transformer: export's form
+    assert any("lora" in name for name, _ in unmerged.named_parameters())
+    base, _ = build_encoder(EmbedderConfig(backbone=ecfg.backbone, lora=False))
+    vec_merged, vec_unmerged, vec_base = (encode_texts(m, tok, texts, 16) for m in (merged, unmerged, base.eval()))
+    np.testing.assert_allclose(vec_merged, vec_unmerged, atol=1e-5)
+    assert np.abs(vec_unmerged - vec_base).max() > 1e-3  # the trained adapters are in it, not the backbone alone
+
+
 def test_tfidf_vectors_separate_topics_for_the_label_evaluators():
     from solution.embedder.evaluators.classification import classification_macro_f1
     from solution.embedder.evaluators.clustering import clustering_v_measure
