@@ -1,13 +1,14 @@
 """Document tokens at evaluation and indexing (``max_length``): every embedder metric at each length.
 
-    python benchmarks/doc_length.py --runs runs/pr-s42 runs/pr-s7 runs/pr-s1 --lengths 128 256
+    python benchmarks/doc_length.py --runs runs/pr-s42 runs/pr-s7 runs/pr-s1 --lengths 128 256 [--queries]
 
 For each run and length, the fine-tuned model and its zero-shot backbone, both encoding documents cut
 at that many tokens (queries keep their own budget): the dense rows of ``solution.evaluate embedder
---max-length L`` (300 held-out titles over the whole corpus, the synthetic-query roles, macro-F1 and
-V-measure on all held-out patents), and the retrieval issue's hybrid setting (every
-held-out title searching the held-out abstracts only, convex fusion with the default BM25 at the
-default dense weight). Means over runs, with each run's own zero-shot as the ratio's baseline.
+--max-length L --roles none`` (300 held-out titles over the whole corpus, macro-F1 and V-measure on all
+held-out patents; ``--queries`` adds the synthetic-query roles, which encode the corpus a second time),
+and the retrieval issue's hybrid setting (every held-out title searching the held-out abstracts only,
+convex fusion with the default BM25 at the default dense weight). Means over runs, with each run's own
+zero-shot as the ratio's baseline.
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ METRICS = [  # row label, the evaluators' key
 ]
 
 
-def full_metrics(run_dir: Path, length: int, device: str, zero_shot: dict) -> dict[str, dict[str, float]]:
+def full_metrics(run_dir: Path, length: int, device: str, zero_shot: dict,
+                 queries: bool = False) -> dict[str, dict[str, float]]:
     """{"fine-tuned" | "zero-shot": {row label: value}} over the whole corpus at ``length`` document tokens, as
     ``solution.evaluate embedder --max-length L`` scores them. ``zero_shot`` caches the backbone's encoders
     per length: every run searches the same corpus, and encoding it is nearly all of the time."""
     from solution.embedder.model import EmbedderConfig, build_encoder, load_run_encoder
 
-    opts = EvalOptions(max_length=length, device=device)
+    opts = EvalOptions(max_length=length, device=device, phrases="", query_roles=None if queries else ())
     patents, heldout = heldout_patents(opts, run_dir)
     tuned, tok, cfg = load_run_encoder(run_dir, device)
     if length not in zero_shot:
@@ -51,7 +53,7 @@ def full_metrics(run_dir: Path, length: int, device: str, zero_shot: dict) -> di
                "zero-shot": zero_shot[length]}
     results = evaluate_systems(systems, patents, heldout, opts, None, {})
     return {name: {label: results[name][key]["ndcg@10"] if isinstance(results[name][key], dict) else results[name][key]
-                   for label, key in METRICS} for name in systems}
+                   for label, key in METRICS if results[name].get(key)} for name in systems}
 
 
 def heldout_only(run_dir: Path, length: int, device: str) -> dict[str, dict[str, float]]:
@@ -66,6 +68,7 @@ def heldout_only(run_dir: Path, length: int, device: str) -> dict[str, dict[str,
 def main(argv: list[str] | None = None) -> None:
     p = runs_parser(__doc__)
     p.add_argument("--lengths", nargs="+", type=int, default=[128, 256])
+    p.add_argument("--queries", action="store_true", help="also the synthetic-query roles (twice the encoding)")
     args = p.parse_args(argv)
 
     scores: dict[tuple[Path, int], dict[str, dict[str, float]]] = {}
@@ -73,10 +76,11 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     for run in args.runs:
         for length in args.lengths:
-            full, held = full_metrics(run, length, args.device, zero_shot), heldout_only(run, length, args.device)
+            full = full_metrics(run, length, args.device, zero_shot, args.queries)
+            held = heldout_only(run, length, args.device)
             scores[run, length] = {system: {**full[system], **held[system]} for system in full}
             print(run.name, length, f"{time.time() - t0:.0f} s", scores[run, length], flush=True)
-    labels = [label for label, _ in METRICS] + list(next(iter(scores.values()))["fine-tuned"])[len(METRICS):]
+    labels = list(next(iter(scores.values()))["fine-tuned"])
     rows = []
     for label in labels:
         for system in ("fine-tuned", "zero-shot"):

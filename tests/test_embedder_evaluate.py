@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_evaluate_table(embedder_run, small_data, patent_corpus):
     from solution.embedder.evaluate import EvalOptions, run_evaluation
@@ -38,6 +40,35 @@ def test_documents_are_cut_where_the_runs_export_cuts_them_unless_told(embedder_
     used.clear()
     evaluate.run_evaluation(str(run_dir), None, evaluate.EvalOptions(corpus=corpus, max_length=40))
     assert used == [cfg.query_max_length, 40, 64, 40]
+
+
+def test_roles_none_scores_title_to_abstract_without_encoding_the_corpus_twice(embedder_run, monkeypatch):
+    import solution.embedder.evaluate as evaluate
+
+    real = evaluate.torch_encoder
+    encoded: set[str] = set()
+
+    def recording(model, tokenizer, max_length, opts):
+        encode = real(model, tokenizer, max_length, opts)
+        return lambda texts: (encoded.update(texts), encode(texts))[1]
+
+    monkeypatch.setattr(evaluate, "torch_encoder", recording)
+    run_dir, cfg, _ = embedder_run
+    opts = evaluate.EvalOptions(corpus=str(cfg.corpus), phrases="", max_patents=5, query_roles=())
+    report = evaluate.run_evaluation(str(run_dir), None, opts)
+    patents, heldout = evaluate.heldout_patents(opts, run_dir)
+    run_row = report["results"]["combined:combined"]
+    assert not [task for task in run_row if task.startswith("queries:")] and report["roles_table"] == ""
+    assert {"title2abstract", "classification_macro_f1"} <= set(run_row) and "| bm25 |" in report["table"]
+    # the titles, every abstract, and the held-out patents' own views for the label metrics: nothing else
+    expected = {p.title for p in heldout[:5]} | {p.abstract for p in patents} | {p.view(cfg.doc_view) for p in heldout}
+    assert encoded == expected
+
+    one = evaluate.run_evaluation(str(run_dir), None, evaluate.EvalOptions(
+        corpus=str(cfg.corpus), phrases="", max_patents=5, query_roles=evaluate.parse_roles("keyword")), zero_shot=False)
+    assert [t for t in one["results"]["combined:combined"] if t.startswith("queries:")] == ["queries:keyword"]
+    with pytest.raises(SystemExit, match="unknown role"):
+        evaluate.parse_roles("keyword,telepathic")
 
 
 def test_a_run_loads_with_its_lora_merged_into_the_same_vectors(embedder_run):

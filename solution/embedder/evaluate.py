@@ -43,6 +43,9 @@ class EvalOptions:
     # beside a run gets the same), or a plain model's default (EmbedderConfig.max_length)
     max_length: int | None = None
     query_max_length: int = 64
+    # synthetic-query roles scored (None = every role; () = none, which skips encoding the corpus a second
+    # time as title + abstract: title -> abstract, labels and phrases only)
+    query_roles: tuple[str, ...] | None = None
     batch_size: int = 64
     alpha: float = DEFAULT_ALPHA  # convex fusion weight of the dense scores
     device: str = "cpu"
@@ -133,11 +136,14 @@ def build_tasks(patents, queried, opts: EvalOptions, generator: str = "offline",
     abstracts = [p.abstract for p in collection]
     tasks = [RetrievalTask("title2abstract", [p.title for p in queried], abstracts,
                            known_item_qrels(abstracts, len(queried)))]
+    roles = ROLES if opts.query_roles is None else opts.query_roles
+    if not roles:
+        return tasks
     gen = make_generator(generator, patents, seed=opts.seed, subclass_titles=opts.cpc_titles, typo_rate=typo_rate)
-    queries = gen.generate(queried)
+    queries = gen.generate(queried, roles)
     docs = [p.view(doc_view) for p in collection]
     qrels = known_item_qrels(docs, len(queried))
-    for role in ROLES:
+    for role in roles:
         tasks.append(RetrievalTask(f"queries:{role}", [q.text for q in queries if q.role == role], docs, qrels))
     return tasks
 
@@ -171,7 +177,8 @@ def evaluate_systems(systems: dict, patents, heldout, opts: EvalOptions, hybrid_
     for system in results:  # mean over the synthetic-query roles
         roles = [v for k, v in results[system].items() if k.startswith("queries:")]
         results[system]["queries"] = {m: float(np.mean([r[m] for r in roles])) for m in roles[0]} if roles else {}
-    groups = load_phrase_groups(opts.phrases, opts.max_phrase_groups, opts.seed) if Path(opts.phrases).exists() else []
+    groups = (load_phrase_groups(opts.phrases, opts.max_phrase_groups, opts.seed)
+              if opts.phrases and Path(opts.phrases).exists() else [])  # "": no phrase task
     for system, (_, enc_d) in systems.items():
         results[system].update(label_metrics(enc_d, heldout, doc_view, opts.seed))
         if groups:
@@ -200,11 +207,14 @@ def format_table(results: dict) -> str:
 def format_roles(results: dict) -> str:
     from solution.embedder.queries import ROLES
 
-    head = ["system"] + [f"{r} ndcg@10" for r in ROLES]
+    roles = [r for r in ROLES if any(f"queries:{r}" in tasks for tasks in results.values())]
+    if not roles:
+        return ""
+    head = ["system"] + [f"{r} ndcg@10" for r in roles]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for system, r in results.items():
         lines.append("| " + " | ".join([system] + [f"{r.get(f'queries:{role}', {}).get('ndcg@10', float('nan')):.4f}"
-                                                    for role in ROLES]) + " |")
+                                                    for role in roles]) + " |")
     return "\n".join(lines)
 
 
@@ -246,6 +256,25 @@ def run_evaluation(run: str | None, model: str | None, opts: EvalOptions, zero_s
     return report
 
 
+def parse_roles(text: str) -> tuple[str, ...] | None:
+    """``--roles``: "all" -> None (every role), "none" -> (), else the listed roles, checked.
+
+    >>> parse_roles("all"), parse_roles("none"), parse_roles("keyword, question")
+    (None, (), ('keyword', 'question'))
+    """
+    from solution.embedder.queries import ROLES
+
+    if text.strip() in ("all", ""):
+        return None
+    if text.strip() == "none":
+        return ()
+    roles = tuple(r.strip() for r in text.split(",") if r.strip())
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown:
+        raise SystemExit(f"--roles: unknown role(s) {unknown}; roles are {', '.join(ROLES)}, or all / none")
+    return roles
+
+
 def main(argv: list[str]) -> dict:
     import argparse
 
@@ -266,6 +295,9 @@ def main(argv: list[str]) -> dict:
     p.add_argument("--max-phrase-groups", type=int, default=EvalOptions.max_phrase_groups)
     p.add_argument("--max-length", type=int, default=EvalOptions.max_length,
                    help="document tokens (default: the run's own max_length, which its export indexes with)")
+    p.add_argument("--roles", default="all",
+                   help="synthetic-query roles scored, comma-separated (default all; none: title -> abstract, "
+                        "labels and phrases only, which skips encoding the corpus a second time)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="JSON report path (default RUN/eval.json, or eval-zero-shot.json)")
     args = p.parse_args(argv)
@@ -274,7 +306,7 @@ def main(argv: list[str]) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     opts = EvalOptions(corpus=args.corpus, phrases=args.phrases, max_patents=args.max_patents,
                        distractors=args.distractors, max_phrase_groups=args.max_phrase_groups,
-                       max_length=args.max_length, device=args.device)
+                       max_length=args.max_length, query_roles=parse_roles(args.roles), device=args.device)
     try:
         report = run_evaluation(args.run, args.model, opts, zero_shot=not args.no_zero_shot)
     except DataError as err:
@@ -286,8 +318,9 @@ def main(argv: list[str]) -> dict:
 
         write_report(args.run)  # now with the recall@k curves and per-role bars of this evaluation
     print(report["table"])
-    print()
-    print(report["roles_table"])
+    if report["roles_table"]:
+        print()
+        print(report["roles_table"])
     print(f"\n{report['n_heldout_scored']} held-out patents as queries, {report['n_searched']} patents searched; "
           f"classification and clustering on all {report['n_heldout']} held-out patents; documents cut at "
           f"{report['doc_max_length']} tokens; report: {out}")
