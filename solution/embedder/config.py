@@ -35,7 +35,7 @@ class EmbedderTrainConfig(BaseTrainConfig):
     seed: int = redefault(BaseTrainConfig, "seed", 42, "seed for the split, queries, negatives and shuffling")
     # text
     doc_view: str = config_field("title+abstract", "document text: title | abstract | claims | title+abstract | ...")
-    max_length: int = config_field(256, "document tokens at inference (index, evaluation)", min=2)
+    max_length: int = config_field(128, "document tokens at inference (index, evaluation)", min=2)
     train_max_length: int = config_field(128, "document tokens while training (shorter = faster on CPU)", min=2)
     query_max_length: int = config_field(64, "query tokens", min=2)
     # queries and negatives

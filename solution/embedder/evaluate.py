@@ -57,7 +57,7 @@ class EvalOptions:
         """Document tokens for a run's ``EmbedderConfig`` (None: a plain model).
 
         >>> EvalOptions().doc_tokens(), EvalOptions(max_length=96).doc_tokens()
-        (256, 96)
+        (128, 96)
         """
         if self.max_length is not None:
             return self.max_length
