@@ -34,10 +34,12 @@ class EmbedderTrainConfig(BaseTrainConfig):
     checkpoint_minutes: float = config_field(2.0, "minutes between mid-epoch checkpoints", min=0)
     seed: int = redefault(BaseTrainConfig, "seed", 42, "seed for the split, queries, negatives and shuffling")
     # text
-    doc_view: str = config_field("title+abstract", "document text: title | abstract | claims | title+abstract | ...")
-    max_length: int = config_field(128, "document tokens at inference (index, evaluation)", min=2)
+    # the inference-side defaults are the model's own (one copy: solution/embedder/model.py, with the why)
+    doc_view: str = config_field(EmbedderConfig.doc_view,
+                                 "document text: title | abstract | claims | title+abstract | ...")
+    max_length: int = config_field(EmbedderConfig.max_length, "document tokens at inference (index, evaluation)", min=2)
     train_max_length: int = config_field(128, "document tokens while training (shorter = faster on CPU)", min=2)
-    query_max_length: int = config_field(64, "query tokens", min=2)
+    query_max_length: int = config_field(EmbedderConfig.query_max_length, "query tokens", min=2)
     # queries and negatives
     generator: str = config_field("offline", "query generator: offline | openai[:MODEL] | hf:PATH")
     roles: list = config_field(["concept", "keyword", "question", "colloquial", "misspelled"],
