@@ -1,14 +1,15 @@
-"""BM25's term-saturation constant k1 (or its word-pair weight), chosen on training patents and reported
-on held-out ones.
+"""BM25's term-saturation constant k1 (or its length normalisation b, or its word-pair weight), chosen on
+training patents and reported on held-out ones.
 
     python benchmarks/bm25_k1.py [--corpus data/patents/a61_patents.csv] [--seeds 42 7 1] [--k1 0.3 0.6 0.9 1.2 1.5]
     python benchmarks/bm25_k1.py --sweep pair_weight [--pair-weight 0 0.2 0.35 0.5 1]
+    python benchmarks/bm25_k1.py --sweep b [--b 0.3 0.5 0.75 0.9 1]
 
 The choice is made on the **training** patents of each split (their titles searching their own
 abstracts, the title -> abstract task on patents the evaluation never queries), then the held-out
 tasks of the embedder evaluation (``solution.embedder.evaluate.build_tasks``: held-out titles and
-synthetic queries searching the whole corpus) show what the choice does where it is scored. b stays
-at 0.75; the parameter not swept keeps its default. BM25 needs no model: the table takes minutes.
+synthetic queries searching the whole corpus) show what the choice does where it is scored. The
+parameters not swept keep their defaults. BM25 needs no model: the table takes minutes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._results import append_results, markdown_table  # noqa: E402
 from benchmarks.bm25_stemming import task_ndcg  # noqa: E402
-from inference.retrieval.bm25 import DEFAULT_K1, DEFAULT_PAIR_WEIGHT  # noqa: E402
+from inference.retrieval.bm25 import DEFAULT_B, DEFAULT_K1, DEFAULT_PAIR_WEIGHT  # noqa: E402
 from solution.embedder.evaluate import (  # noqa: E402
     EvalOptions,
     build_tasks,
@@ -33,7 +34,8 @@ from solution.embedder.evaluate import (  # noqa: E402
 from solution.embedder.evaluators.ir import RetrievalTask  # noqa: E402
 
 SELECTION = "title2abstract on training patents (selection)"
-SWEEPS = {"k1": "the k1 constant", "pair_weight": "the word-pair weight"}
+SWEEPS = {"k1": "the k1 constant", "b": "the length normalisation b", "pair_weight": "the word-pair weight"}
+DEFAULTS = {"k1": DEFAULT_K1, "b": DEFAULT_B, "pair_weight": DEFAULT_PAIR_WEIGHT}
 
 
 def training_task(patents, heldout) -> RetrievalTask:
@@ -50,11 +52,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[42, 7, 1])
     p.add_argument("--sweep", choices=tuple(SWEEPS), default="k1", help="the parameter whose values make the columns")
     p.add_argument("--k1", type=float, nargs="+", default=[0.3, 0.6, 0.9, 1.2, 1.5])
+    p.add_argument("--b", type=float, nargs="+", default=[0.3, 0.5, 0.75, 0.9, 1.0])
     p.add_argument("--pair-weight", type=float, nargs="+", default=[0.0, 0.2, 0.35, 0.5, 1.0])
     p.add_argument("--no-append", action="store_true", help="print the table only")
     args = p.parse_args(argv)
 
-    values = args.k1 if args.sweep == "k1" else args.pair_weight
+    values = getattr(args, args.sweep)
     ndcg: dict[tuple[str, float], list[float]] = {}
     for seed in args.seeds:
         opts = EvalOptions(corpus=args.corpus, max_patents=0, seed=seed)
@@ -68,9 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     spread = max(max(v) - min(v) for v in ndcg.values())
     best = max(values, key=lambda v: statistics.mean(ndcg[SELECTION, v]))
     table = markdown_table(["task (nDCG@10, mean over seeds)", *(f"{args.sweep} {v:g}" for v in values)], rows)
-    fixed = f"word-pair weight {DEFAULT_PAIR_WEIGHT:g}" if args.sweep == "k1" else f"k1 {DEFAULT_K1:g}"
+    fixed = ", ".join(f"{name} {value:g}" for name, value in DEFAULTS.items() if name != args.sweep)
     append_results(f"BM25: {SWEEPS[args.sweep]}, chosen on training patents", table, append=not args.no_append,
-                   notes=f"Snowball-stemmed BM25, b 0.75, {fixed}; seeds {', '.join(map(str, args.seeds))} (each its "
+                   notes=f"Snowball-stemmed BM25, {fixed}; seeds {', '.join(map(str, args.seeds))} (each its "
                          f"own held-out split; the largest spread of one cell over seeds: {spread:.4f}); the selection "
                          f"row's best {args.sweep}: {best:g}; held-out rows: all held-out patents as queries, whole "
                          f"corpus searched")

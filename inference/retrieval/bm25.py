@@ -52,6 +52,7 @@ def bm25_tokenize(text: str) -> list[str]:
 # Term saturation: chosen on training patents' titles searching their own abstracts (0.6 and 0.3 tie, 1.5 is
 # 0.015 lower) and better or level on every held-out task too (benchmarks/RESULTS.md "BM25: the k1 constant")
 DEFAULT_K1 = 0.6
+DEFAULT_B = 0.75  # length normalisation (Robertson's usual value; benchmarks/bm25_k1.py --sweep b)
 STEMMERS = ("english", None)  # Snowball English, or none
 DEFAULT_STEMMER = "english"
 # a query's word pairs against its words: chosen on training patents' titles searching their own abstracts
@@ -103,7 +104,7 @@ class Bm25Index:
         self.tokenize = make_tokenizer(stemmer)
 
     @classmethod
-    def build(cls, texts: list[str], k1: float = DEFAULT_K1, b: float = 0.75, stemmer: str | None = DEFAULT_STEMMER,
+    def build(cls, texts: list[str], k1: float = DEFAULT_K1, b: float = DEFAULT_B, stemmer: str | None = DEFAULT_STEMMER,
               pair_weight: float = DEFAULT_PAIR_WEIGHT) -> Bm25Index:
         """The index of ``texts``: their words, and their word pairs unless ``pair_weight`` is 0."""
         if not pair_weight >= 0:
