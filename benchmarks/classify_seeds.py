@@ -2,9 +2,10 @@
 
     python benchmarks/classify_seeds.py                      # seeds 42 and 7, ~25 minutes on 2 cores
     python benchmarks/classify_seeds.py --seeds 42,7,3 --runs-dir /tmp/classify-runs
+    python benchmarks/classify_seeds.py --seeds 42,7,1 --set budget_minutes=30 --runs-dir /tmp/classify-30
 
-Each seed trains ``configs/embedder-classify.toml`` (10 minutes; a finished run in ``--runs-dir`` is
-reused) with its own held-out split, then scores CPC-subclass macro-F1 (logistic regression, 5-fold)
+Each seed trains ``configs/embedder-classify.toml`` (10 minutes, or what ``--set`` overrides; a finished
+run in ``--runs-dir`` is reused) with its own held-out split, then scores CPC-subclass macro-F1 (logistic regression, 5-fold)
 and V-measure (k-means) of that split's held-out patents for three systems: the fine-tuned run, the
 zero-shot backbone and TF-IDF (``solution/embedder/evaluators/tfidf.py``). The table gives every seed
 and the mean with its half-range; the last rows give the preset's gain over the better baseline
@@ -30,11 +31,13 @@ PRESET = "configs/embedder-classify.toml"
 SYSTEMS = ("preset", "zero-shot", "tfidf")
 
 
-def train(run_dir: Path, seed: int) -> None:
-    if (run_dir / "metrics.json").exists():
-        return
-    subprocess.run([sys.executable, "-m", "solution.train", "embedder", "--config", PRESET, "--out", str(run_dir),
-                    "--set", f"seed={seed}"], cwd=ROOT, check=True)
+def train(run_dir: Path, seed: int, overrides: list[str]) -> dict:
+    """The run's metrics.json, training it first unless ``run_dir`` already holds a finished run."""
+    if not (run_dir / "metrics.json").exists():
+        sets = [arg for kv in [f"seed={seed}", *overrides] for arg in ("--set", kv)]
+        subprocess.run([sys.executable, "-m", "solution.train", "embedder", "--config", PRESET, "--out", str(run_dir),
+                        *sets], cwd=ROOT, check=True)
+    return json.loads((run_dir / "metrics.json").read_text())
 
 
 def label_scores(run_dir: Path) -> dict[str, dict[str, float]]:
@@ -65,13 +68,16 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default="42,7", type=lambda s: [int(v) for v in s.split(",") if v])
     p.add_argument("--runs-dir", default="runs/classify-seeds")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a preset key for every run (repeatable), e.g. budget_minutes=30")
     p.add_argument("--no-append", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    scores = {}
+    scores, steps = {}, {}
     for seed in args.seeds:
         run_dir = Path(args.runs_dir) / f"classify-s{seed}"
-        train(run_dir, seed)
+        metrics = train(run_dir, seed, args.overrides)
+        steps[seed] = f"{metrics['steps']} steps, {metrics['budget_minutes']} min budget, stopped by {metrics['stopped_by']}"
         scores[seed] = label_scores(run_dir)
     rows = []
     for metric, key in (("macro-F1", "classification_macro_f1"), ("V-measure", "clustering_v_measure")):
@@ -84,8 +90,9 @@ def main(argv: list[str] | None = None) -> None:
                            rows)
     append_results("Embedder classification preset vs zero-shot and TF-IDF, over seeds", table,
                    append=not args.no_append,
-                   notes=f"{PRESET} (10 minutes of training each), seeds {args.seeds}, each with its own held-out "
-                         "split; labels = first-listed CPC subclass; macro-F1 by 5-fold logistic regression, V-measure "
+                   notes=f"{PRESET} with {', '.join(args.overrides) or 'no overrides'}, seeds {args.seeds}, each "
+                         f"with its own held-out split ({'; '.join(f'{k}: {v}' for k, v in steps.items())}); "
+                         "labels = first-listed CPC subclass; macro-F1 by 5-fold logistic regression, V-measure "
                          "by k-means with k = number of subclasses, on every held-out patent; TF-IDF: sublinear tf, "
                          "English stop words, 1-2-grams, fitted on the held-out patents")
 
