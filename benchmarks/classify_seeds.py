@@ -4,9 +4,10 @@
     python benchmarks/classify_seeds.py --seeds 42,7,3 --runs-dir /tmp/classify-runs
     python benchmarks/classify_seeds.py --seeds 42,7,1 --set budget_minutes=30 --runs-dir /tmp/classify-30
 
-Each seed trains ``configs/embedder-classify.toml`` (10 minutes, or what ``--set`` overrides; a finished
-run in ``--runs-dir`` is reused) with its own held-out split, then scores CPC-subclass macro-F1 (logistic regression, 5-fold)
-and V-measure (k-means) of that split's held-out patents for three systems: the fine-tuned run, the
+Each seed trains ``configs/embedder-classify.toml`` (10 minutes, or what ``--set`` overrides; a
+finished run in ``--runs-dir`` is reused) with its own held-out split, then scores CPC-subclass
+macro-F1 (logistic regression, 5-fold) and V-measure (k-means) of that split's held-out patents
+(title+abstract, whatever the run's ``doc_view``) for three systems: the fine-tuned run, the
 zero-shot backbone and TF-IDF (``solution/embedder/evaluators/tfidf.py``). The table gives every seed
 and the mean with its half-range; the last rows give the preset's gain over the better baseline
 per seed, which counts only where it exceeds the seeds' spread.
