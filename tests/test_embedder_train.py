@@ -190,10 +190,14 @@ def test_ict_role_pairs_a_sentence_with_the_rest_of_its_patent(tmp_path, tiny_mo
             assert query == data.queries["keyword"][i] and doc == data.docs[i]
 
 
-def test_each_text_list_is_encoded_once_per_step(tmp_path, tiny_model, patent_corpus, monkeypatch):
+@pytest.mark.parametrize("doc_view, train_doc_view", [("abstract", ""), ("title+abstract", "abstract")])
+def test_each_text_list_is_encoded_once_per_step(tmp_path, tiny_model, patent_corpus, monkeypatch, doc_view,
+                                                 train_doc_view):
     """With ``queries_per_patent`` 2 every patent gets two distinct roles, both scored against one
-    encoding of its document; with documents that are the abstracts, the alignment loss reuses that
-    encoding too (one document pass per step, not three), and the CPC term sees each encoding once."""
+    encoding of its document; with training documents that are the abstracts (``doc_view``, or
+    ``train_doc_view`` alone, which leaves the run's own document view as it is), the alignment loss
+    reuses that encoding too (one document pass per step, not three), and the CPC term sees each
+    encoding once."""
     import random
 
     import solution.embedder.losses as losses
@@ -202,8 +206,10 @@ def test_each_text_list_is_encoded_once_per_step(tmp_path, tiny_model, patent_co
     from solution.embedder.model import build_encoder
     from solution.embedder.train import TrainingData, check_config, step_loss
 
-    cfg = EmbedderTrainConfig(corpus=str(patent_corpus), recipe="combined", model=str(tiny_model), doc_view="abstract",
-                              train_max_length=32, query_max_length=16, queries_per_patent=2, weight_cpc=1.0)
+    cfg = EmbedderTrainConfig(corpus=str(patent_corpus), recipe="combined", model=str(tiny_model), doc_view=doc_view,
+                              train_doc_view=train_doc_view, train_max_length=32, query_max_length=16,
+                              queries_per_patent=2, weight_cpc=1.0)
+    assert cfg.embedder_config().doc_view == doc_view  # what evaluation, export and the index embed
     patents = read_patents(patent_corpus)[:20]
     data = TrainingData(cfg, patents, tmp_path, corpus=patents)
     model, tokenizer = build_encoder(cfg.embedder_config())

@@ -37,6 +37,9 @@ class EmbedderTrainConfig(BaseTrainConfig):
     # the inference-side defaults are the model's own (one copy: solution/embedder/model.py, with the why)
     doc_view: str = config_field(EmbedderConfig.doc_view,
                                  "document text: title | abstract | claims | title+abstract | ...")
+    train_doc_view: str = config_field("", "document text the training losses encode ('' = doc_view); \"abstract\" "
+                                           "lets the alignment loss reuse the query loss's encoded abstracts (one "
+                                           "document pass per step) while evaluation and the index keep doc_view")
     max_length: int = config_field(EmbedderConfig.max_length, "document tokens at inference (index, evaluation)", min=2)
     train_max_length: int = config_field(128, "document tokens while training (shorter = faster on CPU)", min=2)
     query_max_length: int = config_field(EmbedderConfig.query_max_length, "query tokens", min=2)

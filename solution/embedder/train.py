@@ -59,7 +59,8 @@ class TrainingData:
         from solution.embedder.negatives import fill_random_negatives, mine_hard_negatives
 
         self.patents = patents
-        self.docs = [p.view(cfg.doc_view) for p in patents]
+        self.doc_view = cfg.train_doc_view or cfg.doc_view  # what training encodes; the run keeps doc_view
+        self.docs = [p.view(self.doc_view) for p in patents]
         self.titles = [p.title for p in patents]
         self.groups = [p.subclasses[0] if p.subclasses else "" for p in patents]  # main classification
         self.abstracts = [p.abstract for p in patents]
@@ -135,7 +136,7 @@ def step_loss(model, data: TrainingData, idx: np.ndarray, cfg, weights: dict[str
     # every batch of vectors this step encodes, with the training patent each row belongs to: the CPC
     # loss can span them all (a query carries its patent's subclasses) at no extra encoding cost
     encoded: list[tuple[torch.Tensor, list[int]]] = []
-    # a list of texts is encoded once per step: with doc_view "abstract" the alignment loss reuses the
+    # a list of texts is encoded once per step: with (train_)doc_view "abstract" the alignment loss reuses the
     # query loss's documents, the expensive half of a step on CPU
     cache: dict[tuple, torch.Tensor] = {}
 
@@ -155,7 +156,7 @@ def step_loss(model, data: TrainingData, idx: np.ndarray, cfg, weights: dict[str
         losses = []
         # distinct roles per patent: more query signal for each (expensive) document encoding
         for roles in zip(*(rng.sample(cfg.roles, cfg.queries_per_patent) for _ in idx)):
-            pairs = [inverse_cloze(data.patents[i], cfg.doc_view, rng) if r == ICT_ROLE else (data.queries[r][i], data.docs[i])
+            pairs = [inverse_cloze(data.patents[i], data.doc_view, rng) if r == ICT_ROLE else (data.queries[r][i], data.docs[i])
                      for r, i in zip(roles, idx)]
             q = enc([query for query, _ in pairs], cfg.query_max_length, list(idx))
             doc_vecs = enc([doc for _, doc in pairs], cfg.train_max_length, list(idx))
