@@ -136,8 +136,8 @@ def step_loss(model, data: TrainingData, idx: np.ndarray, cfg, weights: dict[str
     # every batch of vectors this step encodes, with the training patent each row belongs to: the CPC
     # loss can span them all (a query carries its patent's subclasses) at no extra encoding cost
     encoded: list[tuple[torch.Tensor, list[int]]] = []
-    # a list of texts is encoded once per step: with (train_)doc_view "abstract" the alignment loss reuses the
-    # query loss's documents, the expensive half of a step on CPU
+    # a list of texts is encoded once per step: when training documents are the abstracts (train_doc_view or
+    # doc_view "abstract") the alignment loss reuses the query loss's documents, the expensive half of a CPU step
     cache: dict[tuple, torch.Tensor] = {}
 
     def enc(texts: list[str], max_length: int, owners: list[int]):
