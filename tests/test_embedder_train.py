@@ -90,7 +90,7 @@ def test_combined_cpc_loss_spans_every_encoded_view(tmp_path, tiny_model, patent
 
     cfg = EmbedderTrainConfig(corpus=str(patent_corpus), recipe="combined", model=str(tiny_model), hard_negatives=1,
                               negative_top_k=5, train_max_length=32, query_max_length=16, cpc_all_views=all_views,
-                              weight_cpc=1.0)
+                              weight_cpc=1.0, train_doc_view="")  # title+abstract documents: six distinct views
     patents = read_patents(patent_corpus)[:20]
     data = TrainingData(cfg, patents, tmp_path, corpus=patents)
     model, tokenizer = build_encoder(cfg.embedder_config())
@@ -163,7 +163,7 @@ def test_ict_role_pairs_a_sentence_with_the_rest_of_its_patent(tmp_path, tiny_mo
     from solution.embedder.train import TrainingData, step_loss
 
     cfg = EmbedderTrainConfig(corpus=str(patent_corpus), recipe="mqg", model=str(tiny_model), train_max_length=64,
-                              query_max_length=32, roles=["ict", "keyword"])
+                              query_max_length=32, roles=["ict", "keyword"], train_doc_view="")  # title+abstract
     patents = read_patents(patent_corpus)[:20]
     data = TrainingData(cfg, patents, tmp_path, corpus=patents)
     assert set(data.queries) == {"keyword"}
