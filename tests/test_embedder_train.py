@@ -197,7 +197,8 @@ def test_each_text_list_is_encoded_once_per_step(tmp_path, tiny_model, patent_co
     encoding of its document; with training documents that are the abstracts (``doc_view``, or
     ``train_doc_view`` alone, which leaves the run's own document view as it is), the alignment loss
     reuses that encoding too (one document pass per step, not three), and the CPC term sees each
-    encoding once."""
+    encoding once, also for an abstract that does not end in a period (its document text gains one)."""
+    import dataclasses
     import random
 
     import solution.embedder.losses as losses
@@ -211,6 +212,7 @@ def test_each_text_list_is_encoded_once_per_step(tmp_path, tiny_model, patent_co
                               queries_per_patent=2, weight_cpc=1.0)
     assert cfg.embedder_config().doc_view == doc_view  # what evaluation, export and the index embed
     patents = read_patents(patent_corpus)[:20]
+    patents[3] = dataclasses.replace(patents[3], abstract=patents[3].abstract.rstrip(". ") + " ")
     data = TrainingData(cfg, patents, tmp_path, corpus=patents)
     model, tokenizer = build_encoder(cfg.embedder_config())
     texts, pairs, cpc_rows = [], [], []
@@ -227,7 +229,7 @@ def test_each_text_list_is_encoded_once_per_step(tmp_path, tiny_model, patent_co
     monkeypatch.setattr(losses, "supcon_loss", lambda e, labels, tau: cpc_rows.append(len(e)) or e.sum())
     idx = np.arange(8)
     step_loss(model, data, idx, cfg, cfg.loss_weights(), random.Random(0), spy_tokenizer, "cpu", "fp32")
-    abstracts = [patents[i].abstract for i in idx]
+    abstracts = [patents[i].view("abstract") for i in idx]
     assert texts.count(abstracts) == 1 and len(texts) == 4  # queries x 2, abstracts, titles
     first, second = texts[0], texts[2]
     by_role = {r: data.queries[r] for r in cfg.roles}
