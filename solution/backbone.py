@@ -62,3 +62,25 @@ def masked_mean(hidden, mask):
     """Mean of ``hidden`` (B, L, H) over the positions where ``mask`` (B, L) is set."""
     weights = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+# float attributes that attention implementations pass to a functional dropout (transformers 4.x's
+# SDPA attention reads ``dropout_prob``, not its nn.Dropout), and the config keys they come from
+DROPOUT_ATTRIBUTES = ("dropout_prob", "attention_dropout", "dropout_p")
+
+
+def set_dropout(module, p: float) -> None:
+    """Set every dropout of ``module`` to ``p``: its nn.Dropout layers, the dropout rates attention
+    code keeps as plain floats, and the config's ``*dropout*`` rates (whatever a backbone calls them)."""
+    from torch import nn
+
+    for layer in module.modules():
+        if isinstance(layer, nn.Dropout):
+            layer.p = p
+        for name in DROPOUT_ATTRIBUTES:
+            if isinstance(getattr(layer, name, None), float):
+                setattr(layer, name, p)
+    config = getattr(module, "config", None)
+    for key, value in (vars(config).items() if config is not None else ()):
+        if "dropout" in key and isinstance(value, float):
+            setattr(config, key, p)

@@ -79,6 +79,8 @@ class EmbedderTrainConfig(BaseTrainConfig):
     lr: float = redefault(BaseTrainConfig, "lr", 5e-4, "peak learning rate (LoRA)")
     # no dropout: 1.2-1.4x the steps per second on 2 cores at the same title -> abstract (benchmarks/RESULTS.md)
     lora_dropout: float = redefault(BaseTrainConfig, "lora_dropout", 0.0)
+    dropout: float = config_field(-1.0, "dropout of every backbone layer in training (-1 = the backbone's own, "
+                                        "e.g. MiniLM's 0.1)", min=-1, max=0.99)
     val_patents: int = config_field(200, "held-out patents in the per-epoch title -> abstract check (0 = none)",
                                     min=0)
 
@@ -92,5 +94,5 @@ class EmbedderTrainConfig(BaseTrainConfig):
         return EmbedderConfig(backbone=self.model, max_length=self.max_length, query_max_length=self.query_max_length,
                               lora=self.lora, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
                               lora_dropout=self.lora_dropout, lora_target_modules=self.lora_target_modules,
-                              doc_view=self.doc_view)
+                              doc_view=self.doc_view, dropout=None if self.dropout < 0 else self.dropout)
 

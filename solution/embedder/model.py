@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from solution.backbone import DEFAULT_MODEL, load_backbone, masked_mean
+from solution.backbone import DEFAULT_MODEL, load_backbone, masked_mean, set_dropout
 from solution.lora import LoraSpec, load_trainable_state, merge_lora, trainable_state_dict, wrap_lora
 
 
@@ -37,6 +37,7 @@ class EmbedderConfig(LoraSpec):
     max_length: int = 128
     query_max_length: int = 64
     doc_view: str = "title+abstract"
+    dropout: float | None = None  # every dropout of the backbone in training; None = the backbone's own
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,6 +53,8 @@ class BiEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.uses_token_type_ids = getattr(backbone.config, "type_vocab_size", 0) > 0
+        if config.dropout is not None:  # before LoRA wraps it: its adapters keep their own lora_dropout
+            set_dropout(backbone, config.dropout)
         self.backbone = wrap_lora(backbone, config)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

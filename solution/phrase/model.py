@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from solution.backbone import DEFAULT_MODEL, load_backbone, masked_mean
+from solution.backbone import DEFAULT_MODEL, load_backbone, masked_mean, set_dropout
 from solution.lora import LoraSpec, load_trainable_state, merge_lora, trainable_state_dict, wrap_lora
 
 NUM_LEVELS = 5  # scores 0, .25, .5, .75, 1
@@ -236,26 +236,6 @@ class PhraseMatcher(nn.Module):
         """Fold the LoRA weights into the base weights (same outputs, plain transformer inside)."""
         self.backbone = merge_lora(self.backbone)
         return self
-
-
-# float attributes that attention implementations pass to a functional dropout (transformers 4.x's
-# SDPA attention reads ``dropout_prob``, not its nn.Dropout), and the config keys they come from
-DROPOUT_ATTRIBUTES = ("dropout_prob", "attention_dropout", "dropout_p")
-
-
-def set_dropout(module: nn.Module, p: float) -> None:
-    """Set every dropout of ``module`` to ``p``: its nn.Dropout layers, the dropout rates attention
-    code keeps as plain floats, and the config's ``*dropout*`` rates (whatever a backbone calls them)."""
-    for layer in module.modules():
-        if isinstance(layer, nn.Dropout):
-            layer.p = p
-        for name in DROPOUT_ATTRIBUTES:
-            if isinstance(getattr(layer, name, None), float):
-                setattr(layer, name, p)
-    config = getattr(module, "config", None)
-    for key, value in (vars(config).items() if config is not None else ()):
-        if "dropout" in key and isinstance(value, float):
-            setattr(config, key, p)
 
 
 def span_masks(input_ids, attention_mask, sep_id: int, cls_id: int) -> tuple[torch.Tensor, torch.Tensor]:
