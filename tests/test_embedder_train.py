@@ -303,8 +303,8 @@ def test_the_budget_forecast_runs_once_after_the_first_steps(tmp_path, tiny_mode
 
 
 def test_dropout_setting_switches_off_the_backbones_dropout_but_not_loras(tiny_model):
-    """dropout=0 sets every backbone dropout (hidden, attention) to 0 for training, so a training-mode
-    forward pass is deterministic; -1 keeps the backbone's own 0.1; LoRA keeps its lora_dropout."""
+    """dropout=0 (the default) sets every backbone dropout (hidden, attention) to 0 for training, so a
+    training-mode forward pass is deterministic; -1 keeps the backbone's own 0.1; LoRA keeps its lora_dropout."""
     import torch
 
     from solution.embedder.config import EmbedderTrainConfig
@@ -313,12 +313,12 @@ def test_dropout_setting_switches_off_the_backbones_dropout_but_not_loras(tiny_m
     def dropout_rates(model, lora: bool) -> set[float]:
         return {m.p for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout) and ("lora" in name) == lora}
 
-    own, tokenizer = build_encoder(EmbedderTrainConfig(model=str(tiny_model)).embedder_config())
+    own, tokenizer = build_encoder(EmbedderTrainConfig(model=str(tiny_model), dropout=-1.0).embedder_config())
     off, _ = build_encoder(EmbedderTrainConfig(model=str(tiny_model), dropout=0.0, lora_dropout=0.2).embedder_config())
     assert dropout_rates(own, lora=False) == {0.1} and dropout_rates(off, lora=False) == {0.0}
     assert dropout_rates(off, lora=True) == {0.2}
     enc = tokenizer(["a b c", "b c"], padding=True, return_tensors="pt")
-    no_masks, _ = build_encoder(EmbedderTrainConfig(model=str(tiny_model), dropout=0.0).embedder_config())
+    no_masks, _ = build_encoder(EmbedderTrainConfig(model=str(tiny_model)).embedder_config())
     for encoder, deterministic in ((no_masks.train(), True), (own.train(), False)):
         first, second = (encoder(enc["input_ids"], enc["attention_mask"]) for _ in range(2))
         assert torch.equal(first, second) is deterministic
