@@ -1,9 +1,10 @@
 """Phrase matcher comparison on anchor-grouped folds: layouts and seed-design parts, each row run with two seeds.
 
-    python benchmarks/phrase_layouts.py --epochs 2 --jobs 2
-    python benchmarks/phrase_layouts.py --rows default mpnet --mpnet models/all-mpnet-base-v2
+    python benchmarks/phrase_layouts.py --epochs 3 --jobs 2          # the seed-part screening on MiniLM
+    python benchmarks/phrase_layouts.py --rows mpnet mpnet-seed --mpnet models/all-mpnet-base-v2
 
-Every row is one change against today's defaults (``PhraseTrainConfig``), trained on all of train.csv and
+Every row is one change against a config file (the packaged MiniLM preset for most, the default for the
+mpnet rows, ``configs/seed-design.toml`` for the seed rows), trained on all of train.csv and
 scored on fold 0 of 5 grouped by anchor; each seed also re-draws the folds, so the spread covers both
 initialisation and split. A difference counts only if it is larger than the spread. Runs already
 finished in ``--out`` are read back, not re-run. ``--jobs 2`` trains two runs at once with one thread
@@ -27,38 +28,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._results import append_results, markdown_table  # noqa: E402
 from inference.backend.cores import usable_cores  # noqa: E402
 
-# the default before the multi layout: bare pairs, LoRA, ordinal head + Smooth K2
+# the MiniLM default before the multi layout: bare pairs, LoRA, ordinal head + Smooth K2
 PREVIOUS_DEFAULT = {"layout": "pair", "use_title": False, "max_length": 64, "batch_size": 32, "eval_batch_size": 128,
                     "lora": True, "lr": 5e-4, "loss": "smooth_k2"}
-LORA = {"lora": True, "lr": 1e-3}
-# Rows are changes against "multi + class title" without CPC fusion (the default when the table was
-# first run); CPC fusion won there and became the default, so every row states cpc_fusion explicitly.
-ROWS: dict[str, tuple[str, dict]] = {
-    "pair": ("pair layout, bare pairs, LoRA, Smooth K2 (the previous default)", PREVIOUS_DEFAULT),
-    "bare": ("multi, no class title", {"use_title": False, "cpc_fusion": False}),
-    "default": ("multi + class title", {"cpc_fusion": False}),
-    "cpc": ("multi + title + CPC fusion (the default since this table)", {"cpc_fusion": True}),
-    "ntxent3": ("multi + title + NT-Xent lambda 0.3", {"contrastive_weight": 0.3, "cpc_fusion": False}),
-    "ntxent5": ("multi + title + NT-Xent lambda 0.5", {"contrastive_weight": 0.5, "cpc_fusion": False}),
-    "k2": ("multi + title, Smooth K2 (thr 0.25) instead of BCE", {"loss": "smooth_k2", "cpc_fusion": False}),
-    "chunk64": ("multi + title, up to 64 targets per sequence instead of 32",
+MINILM = "configs/minilm.toml"  # the packaged MiniLM preset: multi layout + class title + CPC fusion
+SEED = "configs/seed-design.toml"
+# key: (label, config file the row starts from, "--model" or None, overrides). Every row is one change
+# against its config file; the seed row runs the seed-design file on the packaged MiniLM.
+ROWS: dict[str, tuple[str, str, str | None, dict]] = {
+    "pair": ("pair layout, bare pairs, LoRA, Smooth K2 (the MiniLM default before multi)", MINILM, None,
+             {**PREVIOUS_DEFAULT, "cpc_fusion": False}),
+    "bare": ("MiniLM multi, no class title, no CPC fusion", MINILM, None, {"use_title": False, "cpc_fusion": False}),
+    "title": ("MiniLM multi + class title, no CPC fusion", MINILM, None, {"cpc_fusion": False}),
+    "minilm": ("MiniLM preset: multi + title + CPC fusion (configs/minilm.toml)", MINILM, None, {}),
+    "ntxent3": ("MiniLM preset + NT-Xent on bare phrases, lambda 0.3", MINILM, None, {"contrastive_weight": 0.3}),
+    "ntxent5": ("MiniLM preset + NT-Xent on bare phrases, lambda 0.5", MINILM, None, {"contrastive_weight": 0.5}),
+    "k2": ("MiniLM preset, Smooth K2 (k 2, thr 0.25 label steps) instead of BCE", MINILM, None, {"loss": "smooth_k2"}),
+    "coral": ("MiniLM preset + CORAL term (weight 1) on the ordinal thresholds", MINILM, None, {"coral_weight": 1.0}),
+    "lora": ("MiniLM preset, LoRA r8/alpha16 at lr 3e-4 instead of full fine-tuning", MINILM, None,
+             {"lora": True, "lr": 3e-4}),
+    "seed": ("seed design on MiniLM: CPC fusion + NT-Xent 0.3 + LoRA 3e-4 + Smooth K2 + CORAL (configs/seed-design.toml)",
+             SEED, "sentence-transformers/all-MiniLM-L6-v2", {}),
+    "chunk64": ("MiniLM multi + title, up to 64 targets per sequence instead of 32", MINILM, None,
                 {"max_targets": 64, "max_length": 384, "cpc_fusion": False}),
-    "mse": ("multi + title, linear head + MSE instead of ordinal + BCE", {"head": "linear", "loss": "mse", "cpc_fusion": False}),
-    "lora": ("multi + title, LoRA (lr 1e-3) instead of full fine-tuning", {**LORA, "cpc_fusion": False}),
-    "seed": ("seed design: multi + title + CPC fusion + NT-Xent 0.3 + LoRA + Smooth K2",
-             {"cpc_fusion": True, "contrastive_weight": 0.3, "loss": "smooth_k2", **LORA}),
-    "mpnet": ("multi + title with all-mpnet-base-v2 instead of MiniLM", {"cpc_fusion": False}),
-    # all-mpnet-base-v2 with today's default recipe (CPC fusion on) at lower backbone learning rates:
-    # at lr 1e-4 it collapsed to a constant score (val Pearson 0.00 after one full-data epoch)
-    "mpnet-lr3e-5": ("default recipe with all-mpnet-base-v2, backbone lr 3e-5", {"lr": 3e-5}),
-    "mpnet-lr5e-5": ("default recipe with all-mpnet-base-v2, backbone lr 5e-5", {"lr": 5e-5}),
-    "mpnet-lr5e-5-inter": ("default recipe with all-mpnet-base-v2, backbone lr 5e-5, [t, a, t*a] head input",
-                           {"lr": 5e-5, "pooling": "interaction"}),
-    "mpnet-lr5e-5-head5e-4": ("default recipe with all-mpnet-base-v2, backbone lr 5e-5, head lr 5e-4",
-                              {"lr": 5e-5, "head_lr": 5e-4}),
-    "mpnet-lr3e-5-head5e-4": ("default recipe with all-mpnet-base-v2, backbone lr 3e-5, head lr 5e-4",
-                              {"lr": 3e-5, "head_lr": 5e-4}),
+    "mse": ("MiniLM multi + title, linear head + MSE instead of ordinal + BCE", MINILM, None,
+            {"head": "linear", "loss": "mse", "cpc_fusion": False}),
+    # the default backbone (all-mpnet-base-v2) and its recipe, at other learning rates: at lr 1e-4 it
+    # collapsed to a constant score (val Pearson 0.00 after one full-data epoch)
+    "mpnet": ("the default (all-mpnet-base-v2)", "", None, {}),
+    "mpnet-lr3e-5": ("the default, backbone lr 3e-5", "", None, {"lr": 3e-5}),
+    "mpnet-lr3e-5-head5e-4": ("the default, backbone lr 3e-5, head lr 5e-4", "", None, {"lr": 3e-5, "head_lr": 5e-4}),
+    "mpnet-seed": ("the seed design (configs/seed-design.toml) on all-mpnet-base-v2", SEED, None, {}),
 }
+# the issue-42 screening: the MiniLM preset, each fixed seed part alone on it, the whole fixed seed design
+SCREENING = ["minilm", "ntxent3", "ntxent5", "k2", "coral", "lora", "seed"]
 
 
 def train_row(key: str, seed: int, args, threads: int) -> dict:
@@ -66,11 +69,13 @@ def train_row(key: str, seed: int, args, threads: int) -> dict:
     state = out / "run_state.json"
     if state.exists() and json.loads(state.read_text()).get("complete"):
         return json.loads((out / "metrics.json").read_text())
-    label, overrides = ROWS[key]
+    _, config, model, overrides = ROWS[key]
     cmd = [sys.executable, "-m", "solution.train", "--out", str(out), "--seed", str(seed), "--epochs", str(args.epochs),
-           "--budget-minutes", str(args.minutes), "--folds", "1"]
-    if key.startswith("mpnet"):
-        cmd += ["--model", args.mpnet]
+           "--budget-minutes", str(args.minutes), "--folds", "1", "--set", "fallback_config="]
+    if config:
+        cmd += ["--config", config]
+    if model or key.startswith("mpnet"):
+        cmd += ["--model", model or args.mpnet]
     for name, value in overrides.items():
         cmd += ["--set", f"{name}={json.dumps(value) if isinstance(value, bool) else value}"]
     cmd += ["--set", f"submission={out / 'submission.csv'}"]
@@ -84,7 +89,7 @@ def train_row(key: str, seed: int, args, threads: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", nargs="*", default=[k for k in ROWS if not k.startswith("mpnet")], choices=list(ROWS))
+    p.add_argument("--rows", nargs="*", default=SCREENING, choices=list(ROWS))
     p.add_argument("--seeds", nargs="*", type=int, default=[42, 43])
     p.add_argument("--epochs", type=int, default=3, help="epoch budget of every run (default: the default's)")
     p.add_argument("--minutes", type=float, default=30, help="wall-clock cap of every run (default: the default's)")

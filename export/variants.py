@@ -32,7 +32,7 @@ INT8_ISAS = ("avx512_vnni", "avx2", "arm64")
 
 
 # Weights of layers kept in fp32: the heads (cheap, and one output channel turns rounding into score error).
-KEEP_FP32 = ("head.", "interaction.", "cpc.", "span_projection.")
+KEEP_FP32 = ("head.", "interaction.", "cpc.", "phrase_projection.")
 
 
 def module_scope(node: onnx.NodeProto) -> str:

@@ -46,6 +46,14 @@ def any_true(flag: bool, info: DistInfo, device: str) -> bool:
     return bool(t.item() > 0)
 
 
+def all_reduce_mean(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each tensor averaged over the processes, in place (every process passes the same shapes in order)."""
+    for t in tensors:
+        dist.all_reduce(t)
+        t /= dist.get_world_size()
+    return tensors
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

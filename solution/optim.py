@@ -1,9 +1,11 @@
 """AdamW with parameter groups: the head's lr, layer-wise lr decay, no weight decay on biases and norms.
 
 The head (with its interaction layer) and the NT-Xent projection are new and small, so they get
-``head_lr``. The CPC fusion feeds the token embeddings directly: it gets the backbone's ``lr``,
-because Adam moves every weight by about ``lr`` per step whatever the gradient, and at ``head_lr``
-the added vector soon outweighs the tokens themselves.
+``head_lr``. The CPC fusion (parameters ``cpc.*``) is new too but feeds the token embeddings directly:
+it gets a group of its own at ``fusion_lr`` (the backbone's ``lr`` when not given), because Adam moves
+every weight by about its lr per step whatever the gradient, and at ``head_lr`` (or a LoRA lr) the
+added vector reaches its norm cap within a few dozen steps and becomes a per-context constant on every
+token.
 
 Layer-wise lr decay (``layer_decay`` < 1): transformer layer ``i`` of ``L`` trains at
 ``lr * layer_decay ** (L - i)`` and the embeddings at ``lr * layer_decay ** (L + 1)``; the lower layers
@@ -47,16 +49,18 @@ def layer_depth(name: str) -> int | None:
 
 
 def build_optimizer(model: torch.nn.Module, lr: float, head_lr: float, weight_decay: float,
-                    layer_decay: float = 1.0, eps: float = 1e-8) -> torch.optim.AdamW:
+                    layer_decay: float = 1.0, eps: float = 1e-8, fusion_lr: float | None = None) -> torch.optim.AdamW:
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     top = max((d for n, _ in named if (d := layer_depth(n)) is not None), default=0)
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     for name, param in named:
-        fresh = name.removeprefix("module.").startswith(("head.", "interaction.", "span_projection."))
-        depth = None if fresh else layer_depth(name)
+        bare = name.removeprefix("module.")
+        fresh = bare.startswith(("head.", "interaction.", "phrase_projection."))
+        fusion = bare.startswith("cpc.") and fusion_lr is not None
+        depth = None if fresh or fusion else layer_depth(name)
         scale = 1.0 if depth is None else layer_decay ** (top + 1 - depth)
         no_decay = param.ndim < 2 or "norm" in name.lower() or name.endswith(".bias")
-        key = (head_lr if fresh else lr * scale, 0.0 if no_decay else weight_decay)
+        key = (head_lr if fresh else fusion_lr if fusion else lr * scale, 0.0 if no_decay else weight_decay)
         groups.setdefault(key, []).append(param)
     param_groups = [{"params": p, "lr": lr_, "base_lr": lr_, "weight_decay": wd} for (lr_, wd), p in groups.items()]
     return torch.optim.AdamW(param_groups, eps=eps, fused=True)

@@ -37,9 +37,29 @@ def test_ordinal_score_is_an_expected_level(tiny_model):
     thresholds = model.head.thresholds()
     assert torch.all(thresholds[:-1] > thresholds[1:])
     ids, mask = batch(tokenizer)
-    out = model.eval().forward_train(ids, mask, torch.ones(3, dtype=torch.long), torch.ones(3, dtype=torch.long))
+    out = model.eval()(ids, mask, torch.ones(3, dtype=torch.long), torch.ones(3, dtype=torch.long), train_outputs=True)
     expected = torch.sigmoid(out["logits"]).sum(-1) / 4
     assert torch.allclose(out["score"], expected) and torch.all((out["score"] >= 0) & (out["score"] <= 1))
+
+
+def test_a_phrase_vector_depends_on_its_phrase_and_context_alone(tiny_model):
+    # NT-Xent on spans of one cross-encoded sequence was solvable by a signature of the sequence; a bare
+    # phrase's vector must not see any other phrase of the batch (nor its padding)
+    model, tokenizer = make_phrase_model(tiny_model, lora=True, cpc_fusion=True)
+    model.eval()
+    phrases = ["abatement", "act of abating pollution", "control"]
+    encoded = tokenizer(phrases, padding=True, return_tensors="pt")
+    sections, classes = torch.tensor([1, 2, 1]), torch.tensor([3, 4, 3])
+    with torch.no_grad():
+        together = model.phrase_vectors(encoded["input_ids"], encoded["attention_mask"], sections, classes)
+        for i, phrase in enumerate(phrases):
+            alone = tokenizer([phrase], return_tensors="pt")
+            vec = model.phrase_vectors(alone["input_ids"], alone["attention_mask"], sections[i : i + 1], classes[i : i + 1])
+            assert torch.allclose(vec[0], together[i], atol=1e-5), phrase
+        other_context = model.phrase_vectors(encoded["input_ids"][:1], encoded["attention_mask"][:1], sections[1:2],
+                                             classes[1:2])
+    assert together.shape == (3, model.config.projection_dim)
+    assert not torch.allclose(other_context[0], together[0], atol=1e-4)  # the CPC fusion reaches it
 
 
 def test_lora_merge_keeps_outputs(tiny_model):
@@ -62,7 +82,7 @@ def test_lora_merge_keeps_outputs(tiny_model):
 def test_lora_trains_only_adapters_cpc_and_head(tiny_model):
     model, _ = make_phrase_model(tiny_model, lora=True)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert trainable and all("lora_" in n or n.startswith(("cpc.", "head.", "span_projection.")) for n in trainable)
+    assert trainable and all("lora_" in n or n.startswith(("cpc.", "head.", "phrase_projection.")) for n in trainable)
     assert set(model.trainable_state_dict()) == set(trainable)
 
 

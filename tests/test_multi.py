@@ -78,19 +78,55 @@ def test_span_pooling_equals_pooling_each_target_alone(tiny_model):
 def test_padding_slots_contribute_no_loss(tiny_config, tiny_model):
     from solution.phrase.train import batch_loss
 
-    cfg = tiny_config(contrastive_weight=0.3)
+    cfg = tiny_config(coral_weight=1.0)
     pred = torch.tensor([[0.2, 0.9, 0.5], [0.4, 0.1, 0.7]], requires_grad=True)
+    logits = torch.randn(2, 3, 4, requires_grad=True)
     label = torch.tensor([[0.0, 1.0, 0.25], [0.5, 0.0, 0.0]])
     mask = torch.tensor([[True, True, False], [True, False, False]])
-    vecs = torch.randn(2, 3, 4, requires_grad=True)
-    out = {"score": pred, "anchor_vec": torch.randn(2, 4), "target_vec": vecs}
-    loss, scoring = batch_loss(cfg, out, label, mask, torch.tensor([0, 1]))
+    out = {"score": pred, "logits": logits}
+    loss = batch_loss(cfg, out, label, mask)
     loss.backward()
-    assert torch.all(pred.grad[~mask] == 0) and torch.all(vecs.grad[~mask] == 0)
+    assert torch.all(pred.grad[~mask] == 0) and torch.all(logits.grad[~mask] == 0)
+    assert torch.all(logits.grad[mask] != 0)  # the CORAL term reaches every real slot's thresholds
     changed = label.clone()
     changed[~mask] = 0.77
-    again, scoring_again = batch_loss(cfg, out, changed, mask, torch.tensor([0, 1]))
-    assert again.item() == pytest.approx(loss.item()) and scoring_again.item() == pytest.approx(scoring.item())
+    assert batch_loss(cfg, out, changed, mask).item() == pytest.approx(loss.item())
+
+
+def test_the_nt_xent_batch_holds_each_anchor_once_and_the_positives_and_hard_negatives(tiny_model, small_data):
+    from solution.phrase.contrastive import PhraseBank, contrastive_batch
+
+    pre = multi_preprocessor(tiny_model, small_data, max_targets=3)  # groups split over several sequences
+    table = read_pairs(small_data / "uspppm" / "train.csv", require_score=True)
+    inputs = pre(table)
+    cols, scores = table.columns, table.columns["score"]
+    bank = PhraseBank.of(cols["anchor"], cols["target"], pre.encoder)
+    idx = list(range(len(inputs)))
+    sections, classes = torch.tensor(inputs.section_ids) + 100, torch.tensor(inputs.class_ids) + 200
+    batch = contrastive_batch(bank, [inputs.rows[i] for i in idx], [inputs.group_ids[i] for i in idx], scores,
+                              sections, classes, positive_min_score=0.75, hard_max_score=0.25)
+    n = batch["n_anchors"]
+    assert n == len(set(inputs.group_ids)) < len(inputs)  # one anchor per group, not one per sequence
+    kept = [r for i in idx for r in inputs.rows[i] if scores[r] >= 0.75 or scores[r] <= 0.25]
+    assert len(batch["target_score"]) == len(kept) and sorted(batch["target_score"].tolist()) == sorted(scores[r] for r in kept)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    texts = [tokenizer.decode(row[mask.bool()], skip_special_tokens=True)
+             for row, mask in zip(batch["input_ids"], batch["attention_mask"])]
+    for j, r in enumerate(kept):  # each target beside its own anchor, with the sequence's context
+        g = int(batch["target_group"][j])
+        assert texts[n + j] == cols["target"][r].lower() and texts[g] == cols["anchor"][r].lower()
+        assert int(batch["class_ids"][n + j]) == int(batch["class_ids"][g])
+    assert set(batch["class_ids"].tolist()) <= set(classes.tolist())
+    assert contrastive_batch(bank, [[r] for r in kept if scores[r] <= 0.25], [0] * 2, scores, sections, classes,
+                             0.75, 0.25) is None  # no positive: no pass
+    n_pos = sum(scores[r] >= 0.75 for r in kept)
+    args = ([inputs.rows[i] for i in idx], [inputs.group_ids[i] for i in idx], scores, sections, classes, 0.75, 0.25)
+    capped = [contrastive_batch(bank, *args, max_targets=n_pos + 1, seed=s) for s in (0, 0, 1, 2, 3)]
+    drawn = [str(c["input_ids"].tolist()) for c in capped]
+    assert 0 < n_pos < len(kept) - 1 and drawn[0] == drawn[1]  # the same step draws the same
+    assert all(len(c["target_score"]) == n_pos + 1 and int((c["target_score"] >= 0.75).sum()) == n_pos
+               for c in capped)  # every positive kept, one hard negative beside them
+    assert len(set(drawn)) > 1  # the hard negative is drawn, not always the first
 
 
 def test_a_lone_target_scores_the_same_batched_with_padding(tiny_model, small_data):

@@ -243,18 +243,23 @@ def test_flush_denormals_zeroes_denormal_arithmetic():
 def test_a_fold_near_chance_after_its_first_epoch_restarts_once_at_half_the_lr(tiny_config, monkeypatch):
     import solution.optim
 
-    backbone_lrs = []
+    backbone_lrs, group_lrs = [], []
     real_build = solution.optim.build_optimizer
 
     def recording_build(model, lr, *args):
         backbone_lrs.append(lr)
-        return real_build(model, lr, *args)
+        optimizer = real_build(model, lr, *args)
+        group_lrs.append(sorted(g["base_lr"] for g in optimizer.param_groups))
+        return optimizer
 
     monkeypatch.setattr(solution.optim, "build_optimizer", recording_build)
     cfg = tiny_config(folds=1, epochs=2, restart_below=1.0)  # every first epoch counts as collapsed
     metrics = run(cfg)
     fold = metrics["folds"]["0"]
     assert backbone_lrs == [cfg.lr, cfg.lr / 2]
+    # every group restarts at half its lr: backbone/adapters, head and projection, CPC fusion
+    assert {cfg.lr, cfg.head_lr, cfg.fusion_lr} <= set(group_lrs[0])
+    assert group_lrs[1] == pytest.approx([lr / 2 for lr in group_lrs[0]])
     assert [r["epoch"] for r in fold["restarts"]] == [1] and fold["restarts"][0]["next_lr"] == cfg.lr / 2
     assert [e["epoch"] for e in fold["epochs"]] == [1, 2]  # the restarted fold trains all its epochs
     assert np.isfinite(metrics["oof_pearson"])
@@ -422,18 +427,38 @@ def test_a_collapse_seen_halfway_through_the_first_epoch_restarts_the_fold_there
 def test_the_collapse_guard_reads_the_scoring_loss_not_the_nt_xent_term(tiny_config, monkeypatch):
     # seed design on mpnet: the scores sat at the label prior while NT-Xent kept the total loss falling
     monkeypatch.setattr(train_module, "MIN_STEPS_FOR_EARLY_CHECK", 2)
-    real_batch_loss, parts, watched = train_module.batch_loss, [], []
+    real_train_step, steps, watched = train_module.train_step, [], []
 
-    def recording_batch_loss(*args):
-        total, scoring = real_batch_loss(*args)
-        parts.append((total.item(), scoring.item()))
-        return total, scoring
+    def recording_train_step(*args):
+        steps.append(real_train_step(*args))
+        return steps[-1]
 
-    monkeypatch.setattr(train_module, "batch_loss", recording_batch_loss)
+    monkeypatch.setattr(train_module, "train_step", recording_train_step)
     monkeypatch.setattr(train_module, "loss_stalled", lambda losses: watched.extend(losses) or False)
-    run(tiny_config(folds=1, epochs=2, batch_size=2, contrastive_weight=0.5, restart_below=1.0))
-    assert watched and watched == pytest.approx([scoring for _, scoring in parts[: len(watched)]])
-    assert watched != pytest.approx([total for total, _ in parts[: len(watched)]])
+    run(tiny_config(folds=1, epochs=2, batch_size=2, contrastive_weight=0.5, contrastive_ramp=0.0, restart_below=1.0))
+    assert watched and watched == pytest.approx([s.scoring for s in steps[: len(watched)]])
+    assert any(np.isfinite(s.nt_xent) and s.nt_xent > 0 for s in steps[: len(watched)])  # NT-Xent ran beside it
+
+
+def test_nt_xent_ramps_in_and_its_gradient_stays_a_bounded_fraction_of_the_scoring_loss(tiny_config, monkeypatch):
+    real_train_step, weights, steps = train_module.train_step, [], []
+
+    def recording_train_step(run_, state, inputs, idx, aux_weight=0.0):
+        weights.append(aux_weight)
+        steps.append(real_train_step(run_, state, inputs, idx, aux_weight))
+        return steps[-1]
+
+    monkeypatch.setattr(train_module, "train_step", recording_train_step)
+    cfg = tiny_config(folds=1, epochs=2, batch_size=2, contrastive_weight=0.5, contrastive_ramp=0.5,
+                      contrastive_max_grad_ratio=0.2)
+    epochs = run(cfg)["folds"]["0"]["epochs"]
+    assert weights[0] == pytest.approx(0.0, abs=0.01) and weights[-1] == pytest.approx(0.5) and weights == sorted(weights)
+    ran = [s for s in steps if np.isfinite(s.aux_ratio)]
+    assert ran and all(s.aux_ratio * s.aux_scale <= 0.2 * (1 + 1e-5) for s in ran)
+    assert all(s.aux_scale == 1.0 for s in ran if s.aux_ratio <= 0.2)  # a weak term is left alone
+    for record in epochs:  # per epoch in metrics.json
+        assert record["nt_xent_steps"] > 0 and record["nt_xent_loss"] > 0
+        assert 0 < record["aux_grad_scale"] <= 1 and record["aux_grad_ratio_max"] >= record["aux_grad_ratio"] >= 0
 
 
 def test_a_falling_loss_is_not_cut_short_halfway(tiny_config, monkeypatch):

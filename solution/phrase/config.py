@@ -78,25 +78,40 @@ class PhraseTrainConfig(BaseTrainConfig):
                            "LoRA adapters (false = full fine-tuning: +0.02 Pearson at equal epochs, see README)")
     restart_below: float = config_field(0.2, "a fold whose validation Pearson is below this after its first epoch, or "
                                              "halfway through it with a stalled loss (collapsed to a near-constant "
-                                             "score), restarts once at half the backbone lr; needs epochs >= 2 "
+                                             "score), restarts once at half of every learning rate; needs epochs >= 2 "
                                              "(-1 = never)", min=-1, max=1)
     # loss
     loss: str = config_field("bce", "bce (binary cross-entropy, the score as a soft label) | smooth_k2 | mse",
                              choices=("bce", "smooth_k2", "mse"))
-    k2_k: float = config_field(4.0, "Smooth K2 scale k", above=0)
-    k2_thr: float = config_field(0.25, "Smooth K2 dead zone thr", min=0)
-    contrastive_weight: float = config_field(0.0, "lambda of the NT-Xent term, 0.3-0.5 when on (0 = off: see README results)",
-                                             min=0)
+    k2_k: float = config_field(2.0, "Smooth K2 scale k (the paper's 2, the loss measured in label steps)", above=0)
+    k2_thr: float = config_field(0.25, "Smooth K2 dead zone, in label steps (0.25 = 0.0625 on the [0, 1] score scale, "
+                                       "the paper's 0.25 on labels one unit apart)", min=0)
+    coral_weight: float = config_field(0.0, "ordinal head: weight of the per-threshold binary cross-entropy (CORAL) "
+                                            "beside the score loss (0 = off)", min=0)
+    contrastive_weight: float = config_field(0.0, "lambda of the NT-Xent term on bare anchor/target phrases, 0.3-0.5 "
+                                                  "when on (0 = off)", min=0)
     contrastive_tau: float = config_field(0.1, "NT-Xent temperature", above=0)
-    contrastive_min_score: float = config_field(0.75, "pairs scored at least this are NT-Xent positives")
+    contrastive_min_score: float = config_field(0.75, "pairs scored at least this are NT-Xent positives", min=0, max=1)
+    contrastive_hard_max_score: float = config_field(
+        0.25, "targets of the same anchor scored at most this are NT-Xent hard negatives (those in between are "
+              "left out)", min=0, max=1)
+    contrastive_max_targets: int = config_field(
+        64, "NT-Xent: target phrases encoded per step at most (positives first, hard negatives drawn; 0 = all)", min=0)
+    contrastive_ramp: float = config_field(0.3, "the NT-Xent weight rises from 0 over this share of training", min=0,
+                                           max=1)
+    contrastive_max_grad_ratio: float = config_field(
+        0.5, "cap of the weighted NT-Xent gradient's norm on the shared weights, relative to the scoring loss's "
+             "(logged per epoch as aux_grad_ratio)", above=0)
     # optimisation
     batch_size: int = redefault(BaseTrainConfig, "batch_size", 8,
                                 "training sequences per step and process (multi: a sequence holds a group's targets)")
     eval_batch_size: int = redefault(BaseTrainConfig, "eval_batch_size", 32,
                                      "sequences per forward pass for validation and prediction")
-    lr: float = redefault(BaseTrainConfig, "lr", 5e-5, "peak learning rate of the backbone (LoRA adapters: use ~1e-3)")
-    head_lr: float = config_field(2e-3, "peak learning rate of the new head and NT-Xent projection (CPC fusion uses lr)",
-                                  above=0)
+    lr: float = redefault(BaseTrainConfig, "lr", 5e-5, "peak learning rate of the backbone (LoRA adapters: 2e-4..5e-4 "
+                                                       "at lora_alpha / lora_r = 2)")
+    head_lr: float = config_field(2e-3, "peak learning rate of the new head and NT-Xent projection", above=0)
+    fusion_lr: float = config_field(1e-4, "peak learning rate of the CPC fusion (its own group: at a LoRA or head lr "
+                                          "it reaches its norm cap within steps)", above=0)
     adam_eps: float = redefault(BaseTrainConfig, "adam_eps", 1e-6,
                                 "AdamW epsilon: 1e-6 (BERT's) damps the noise-sized steps that collapsed mpnet's pooled "
                                 "features to one vector at 1e-8, at no cost after 4 epochs")
@@ -111,6 +126,11 @@ class PhraseTrainConfig(BaseTrainConfig):
         if self.layout == "multi" and self.pooling in ("mean", "cls"):
             problems.append(f"pooling={self.pooling}: one vector per sequence would give every target of a multi-layout "
                             "sequence the same score; use pair or interaction (or layout=pair)")
+        if self.contrastive_hard_max_score >= self.contrastive_min_score:
+            problems.append(f"contrastive_hard_max_score={self.contrastive_hard_max_score}: must be below "
+                            f"contrastive_min_score={self.contrastive_min_score} (a pair cannot be both)")
+        if self.coral_weight > 0 and self.head != "ordinal":
+            problems.append(f"coral_weight={self.coral_weight}: needs head=ordinal (it trains the ordinal thresholds)")
         return problems
 
     def fallback(self) -> PhraseTrainConfig | None:

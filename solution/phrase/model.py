@@ -8,6 +8,8 @@
 * Ordinal head (CORAL-style cumulative link): one latent ``f`` and four ordered thresholds give
   ``P(y > level k)``; the score is the expected level ``0.25 * sum_k P(y > k)``, always in [0, 1].
 * LoRA (peft) on the backbone; the CPC tables, projection and head train fully.
+* NT-Xent (training only): :meth:`PhraseMatcher.phrase_vectors` encodes a bare phrase through the same
+  backbone, adapters and CPC fusion (``solution/phrase/losses/nt_xent.py`` says why not spans).
 
 Example:
     >>> from transformers import BertConfig, BertModel
@@ -46,7 +48,6 @@ class ModelConfig(LoraSpec):
     cpc_max_norm_ratio: float = 0.25  # cap of the CPC vector's norm, relative to a token embedding's
     num_sections: int = 10
     num_classes: int = 107
-    contrastive_layer: int = -1  # hidden-state index for the NT-Xent spans; -1 = the middle layer
     projection_dim: int = 128  # NT-Xent projection head output size
     sep_token_id: int = 102
     cls_token_id: int = 101
@@ -132,8 +133,6 @@ class PhraseMatcher(nn.Module):
         self.config = config
         hidden = backbone.config.hidden_size
         self.uses_token_type_ids = getattr(backbone.config, "type_vocab_size", 0) > 0
-        num_layers = backbone.config.num_hidden_layers
-        self.contrastive_layer = config.contrastive_layer if config.contrastive_layer >= 0 else num_layers // 2
         if config.dropout is not None:  # before LoRA wraps it: its adapters keep their own lora_dropout
             set_dropout(backbone, config.dropout)
         # the pooler never reaches the loss (the hidden states are pooled here)
@@ -148,19 +147,17 @@ class PhraseMatcher(nn.Module):
                             if config.pooling == "interaction" else None)
         head_dropout = config.head_dropout if config.dropout is None else config.dropout
         self.head = (OrdinalHead if config.head == "ordinal" else LinearHead)(hidden, head_dropout)
-        # SimCLR-style projection for the NT-Xent spans (training only, never exported): without it
-        # the contrastive term reshaped the shared representation and the score collapsed to the mean
-        # (Pearson 0.06-0.11 vs 0.36 without NT-Xent in a 1-epoch probe).
-        self.span_projection = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, config.projection_dim))
+        # SimCLR-style projection of the NT-Xent vectors (training only, never exported): the contrastive
+        # geometry is learned in its output, so the backbone's features stay free to serve the head.
+        self.phrase_projection = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(),
+                                               nn.Linear(hidden, config.projection_dim))
 
-    def encode(self, input_ids, attention_mask, section_ids, class_ids, token_type_ids=None, hidden_states=False):
+    def encode(self, input_ids, attention_mask, section_ids, class_ids, token_type_ids=None):
         embeds = self.backbone.get_input_embeddings()(input_ids)
         if self.cpc is not None:
             embeds = embeds + self.cpc(section_ids, class_ids)[:, None, :].to(embeds.dtype)
         kwargs = {"token_type_ids": token_type_ids} if self.uses_token_type_ids and token_type_ids is not None else {}
-        return self.backbone(
-            inputs_embeds=embeds, attention_mask=attention_mask, output_hidden_states=hidden_states, **kwargs
-        )
+        return self.backbone(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor, input_ids: torch.Tensor,
              target_masks: torch.Tensor) -> torch.Tensor:
@@ -197,36 +194,24 @@ class PhraseMatcher(nn.Module):
         return span_ids[:, None, :] == slots[None, :, None]
 
     def forward(self, input_ids, attention_mask, section_ids=None, class_ids=None, token_type_ids=None, span_ids=None,
-                train_outputs: bool = False, with_spans: bool = False, num_slots: int | None = None):
+                train_outputs: bool = False, num_slots: int | None = None):
         """Scores: (B,) per row in the pair layout; with ``span_ids`` (multi layout) (B, T) per target slot,
         T = the sequence length unless ``num_slots`` says less (slots past a row's targets are padding).
-        With ``train_outputs`` the dict of :meth:`forward_train` (a DDP wrapper only calls ``forward``)."""
-        if train_outputs:
-            return self.forward_train(input_ids, attention_mask, section_ids, class_ids, token_type_ids, span_ids,
-                                      with_spans, num_slots)
+        With ``train_outputs`` a dict of the scores and the ordinal logits (..., 4) as well (a DDP wrapper
+        only calls ``forward``)."""
         out = self.encode(input_ids, attention_mask, section_ids, class_ids, token_type_ids)
         masks = self.target_masks(input_ids, attention_mask, span_ids, num_slots)
-        score, _ = self.head(self.pool(out.last_hidden_state, attention_mask, input_ids, masks))
-        return (score if span_ids is not None else score[:, 0]).float()
-
-    def forward_train(self, input_ids, attention_mask, section_ids=None, class_ids=None, token_type_ids=None, span_ids=None,
-                      with_spans: bool = False, num_slots: int | None = None) -> dict[str, torch.Tensor]:
-        """Scores and logits per target slot (B, T[, 4]) plus, for the contrastive term, the projected
-        mean vectors of the anchor span (B, P) and of each target span (B, T, P)."""
-        out = self.encode(input_ids, attention_mask, section_ids, class_ids, token_type_ids, hidden_states=with_spans)
-        masks = self.target_masks(input_ids, attention_mask, span_ids, num_slots)
         score, logits = self.head(self.pool(out.last_hidden_state, attention_mask, input_ids, masks))
-        result = {"score": score.float(), "logits": logits.float()}
-        if with_spans:
-            hidden = out.hidden_states[self.contrastive_layer].float()
-            anchor_mask = span_masks(input_ids, attention_mask, self.config.sep_token_id, self.config.cls_token_id)[0]
-            weights = masks.float()
-            target_mean = (weights @ hidden) / weights.sum(-1, keepdim=True).clamp_min(1.0)
-            result["anchor_vec"] = self.span_projection(masked_mean(hidden, anchor_mask))
-            result["target_vec"] = self.span_projection(target_mean)
         if span_ids is None:  # pair layout: one target per row
-            result = {k: v if k == "anchor_vec" else v[:, 0] for k, v in result.items()}
-        return result
+            score, logits = score[:, 0], logits[:, 0]
+        return {"score": score.float(), "logits": logits.float()} if train_outputs else score.float()
+
+    def phrase_vectors(self, input_ids, attention_mask, section_ids, class_ids) -> torch.Tensor:
+        """Projected NT-Xent vectors (N, P) of bare phrases, one per sequence ``[CLS] phrase [SEP]``: the mean
+        of the phrase's own tokens (no CLS, SEP or padding) after the backbone, adapters and CPC fusion."""
+        hidden = self.encode(input_ids, attention_mask, section_ids, class_ids).last_hidden_state
+        special = (input_ids == self.config.cls_token_id) | (input_ids == self.config.sep_token_id)
+        return self.phrase_projection(masked_mean(hidden.float(), attention_mask.bool() & ~special))
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only what training changes: LoRA adapters, CPC fusion, head (a few MB, not the backbone)."""

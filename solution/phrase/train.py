@@ -44,20 +44,16 @@ from solution.run_folder import (
 log = logging.getLogger("solution.train")
 
 
-def batch_loss(cfg, out: dict, target, mask, group_ids):
-    """The training loss of one batch, and its scoring part: (score loss + NT-Xent when on, score loss),
-    both over the real target slots. The collapse guard watches the scoring part alone: with NT-Xent on,
-    the total kept falling through a fold whose scores had collapsed to the label prior.
-
-    NT-Xent pairs: each real slot's target span with its own sequence's anchor span; positives are
-    slots scored >= ``contrastive_min_score``; the negatives are the targets (and anchors) of the other
-    anchor+context groups in the batch. Targets of the same group are masked out, not used as
-    negatives: siblings of a positive are often close matches too.
-    """
+def batch_loss(cfg, out: dict, target, mask):
+    """The scoring loss of one batch over its real target slots: the score loss (``cfg.loss`` on the expected
+    score) plus, with ``coral_weight``, the ordinal head's per-threshold binary cross-entropy. The NT-Xent
+    term is not part of it: it has its own pass and gradient (:func:`auxiliary_gradients`), and the
+    collapse guard watches this loss alone (with NT-Xent in it, the total kept falling through a fold
+    whose scores had collapsed to the label prior)."""
     import torch
     import torch.nn.functional as F
 
-    from solution.phrase.losses import nt_xent_loss, smooth_k2_loss
+    from solution.phrase.losses import coral_loss, smooth_k2_loss
 
     pred, label = out["score"].reshape(mask.shape)[mask], target[mask]
     if cfg.loss == "mse":
@@ -66,16 +62,48 @@ def batch_loss(cfg, out: dict, target, mask, group_ids):
         loss = F.binary_cross_entropy(pred.clamp(1e-6, 1 - 1e-6), label)
     else:
         loss = smooth_k2_loss(pred, label, cfg.k2_k, cfg.k2_thr)
-    scoring = loss
-    if cfg.contrastive_weight > 0:
-        anchor = out["anchor_vec"][:, None, :].expand(*mask.shape, -1)[mask]
-        targets = out["target_vec"].reshape(*mask.shape, -1)[mask]
-        groups = group_ids[:, None].expand(mask.shape)[mask]
-        loss = loss + cfg.contrastive_weight * nt_xent_loss(anchor, targets, label, groups, cfg.contrastive_tau,
-                                                            cfg.contrastive_min_score)
+    if cfg.coral_weight > 0 and cfg.head == "ordinal":
+        logits = out["logits"].reshape(*mask.shape, -1)[mask]
+        loss = loss + cfg.coral_weight * coral_loss(logits, label)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss is {loss.item()}; lower --set lr=...")
-    return loss, scoring
+    return loss
+
+
+def auxiliary_gradients(run: PhraseRun, state: FoldState, phrases: dict | None, weight: float):
+    """(gradients of ``weight`` x NT-Xent for every trainable parameter (None where it does not reach), the
+    loss), from the bare-phrase pass of ``phrases`` (:func:`solution.phrase.contrastive.contrastive_batch`);
+    (None, nan) when no process of the run has a positive in its batch. Taken with ``autograd.grad`` so the
+    scoring loss's gradient can be measured apart before the two are added. Under DDP the pass runs on the
+    bare model and the gradients are averaged here (a process without positives adds zeros)."""
+    import torch
+
+    from solution.distributed import all_reduce_mean, any_true
+    from solution.phrase.losses import nt_xent_loss
+    from solution.precision import autocast
+
+    cfg, device = run.cfg, run.device
+    if not any_true(phrases is not None, run.dist, device):
+        return None, float("nan")
+    params = [p for p in state.model.parameters() if p.requires_grad]
+    loss = float("nan")
+    if phrases is None:
+        grads: list = [None] * len(params)
+    else:
+        n = phrases["n_anchors"]
+        feeds = {k: phrases[k].to(device) for k in ("input_ids", "attention_mask", "section_ids", "class_ids")}
+        with autocast(run.precision, device):
+            vectors = state.model.phrase_vectors(**feeds)
+        aux = nt_xent_loss(vectors[:n], vectors[n:], phrases["target_group"].to(device),
+                           phrases["target_score"].to(device), phrases["anchor_key"].to(device),
+                           cfg.contrastive_tau, cfg.contrastive_min_score, cfg.contrastive_hard_max_score)
+        if not torch.isfinite(aux):
+            raise FloatingPointError(f"NT-Xent loss is {aux.item()}; lower --set lr=...")
+        grads = list(torch.autograd.grad(state.scaler.scale(weight * aux), params, allow_unused=True))
+        loss = aux.item()
+    if run.dist.enabled:
+        grads = all_reduce_mean([g if g is not None else torch.zeros_like(p) for p, g in zip(params, grads)])
+    return grads, loss
 
 
 def subset_by_anchor(table, max_rows: int, seed: int, min_anchors: int = 1):
@@ -238,6 +266,7 @@ class FoldState:
     optimizer: Any
     scaler: Any
     ctx_dropout: Any  # torch.Generator of the context dropout
+    bank: Any  # solution.phrase.contrastive.PhraseBank of the fold's training rows (None without NT-Xent)
     tr_table: Any
     tr_contexts: Any
     val_idx: np.ndarray
@@ -279,11 +308,12 @@ class FoldState:
 
 
 def setup_fold(run: PhraseRun, fold: int, resume: bool, lr_scale: float = 1.0) -> FoldState:
-    """The fold's model (head initialised from the label prior), optimizer (backbone lr x ``lr_scale``)
-    and, on resume, its checkpoint."""
+    """The fold's model (head initialised from the label prior), optimizer (every group's lr x ``lr_scale``:
+    a restart halves them all) and, on resume, its checkpoint."""
     import torch
 
     from solution.optim import build_optimizer
+    from solution.phrase.contrastive import PhraseBank
     from solution.phrase.data import model_input_names
     from solution.phrase.model import build_model
     from solution.precision import grad_scaler
@@ -293,13 +323,15 @@ def setup_fold(run: PhraseRun, fold: int, resume: bool, lr_scale: float = 1.0) -
     tr_table = run.train.subset(train_idx)
     model = build_model(run.model_config).to(run.device)
     if cfg.contrastive_weight <= 0:  # keeps the unused projection out of the optimizer and the checkpoint
-        model.span_projection.requires_grad_(False)
+        model.phrase_projection.requires_grad_(False)
     model.head.init_from_prior(level_counts(tr_table.columns["score"]))
     state = FoldState(fold=fold, model=model, train_model=model, names=model_input_names(model, cfg.layout),
-                      optimizer=build_optimizer(model, cfg.lr * lr_scale, cfg.head_lr, cfg.weight_decay,
-                                                cfg.layer_decay, cfg.adam_eps),
+                      optimizer=build_optimizer(model, cfg.lr * lr_scale, cfg.head_lr * lr_scale, cfg.weight_decay,
+                                                cfg.layer_decay, cfg.adam_eps, cfg.fusion_lr * lr_scale),
                       scaler=grad_scaler(run.precision, run.device),
                       ctx_dropout=torch.Generator().manual_seed(cfg.seed + fold), tr_table=tr_table,
+                      bank=(PhraseBank.of(tr_table.columns["anchor"], tr_table.columns["target"], run.pre.encoder)
+                            if cfg.contrastive_weight > 0 else None),
                       tr_contexts=run.train_contexts.subset(train_idx), val_idx=val_idx,
                       val_inputs=run.pre.build(run.train.subset(val_idx), run.train_contexts.subset(val_idx)),
                       val_pred=np.full(len(val_idx), np.nan, dtype=np.float32))
@@ -330,10 +362,22 @@ def epoch_inputs(run: PhraseRun, state: FoldState, epoch: int):
     return inputs, batches
 
 
-def train_step(run: PhraseRun, state: FoldState, inputs, idx: list[int]) -> tuple[float, float, int]:
-    """One optimizer step on the sequences ``idx``; returns (loss, its scoring part, real target slots)."""
+@dataclass
+class StepResult:
+    scoring: float  # the scoring loss (what the collapse guard watches)
+    slots: int  # real target slots trained on
+    nt_xent: float = float("nan")  # NT-Xent loss (nan: not run this step)
+    aux_ratio: float = float("nan")  # |weighted NT-Xent gradient| / |scoring gradient| on the shared weights
+    aux_scale: float = float("nan")  # what that ratio's cap scaled the NT-Xent gradient by
+
+
+def train_step(run: PhraseRun, state: FoldState, inputs, idx: list[int], aux_weight: float = 0.0) -> StepResult:
+    """One optimizer step on the sequences ``idx``: the scoring loss's gradient, plus NT-Xent's at
+    ``aux_weight`` bounded against it (:func:`solution.phrase.contrastive.add_auxiliary_gradient`), then the
+    clip (after the weighting) and the step."""
     import torch
 
+    from solution.phrase.contrastive import add_auxiliary_gradient, contrastive_batch
     from solution.phrase.data import collate
     from solution.precision import autocast
 
@@ -343,19 +387,30 @@ def train_step(run: PhraseRun, state: FoldState, inputs, idx: list[int]) -> tupl
     if cfg.context_dropout > 0 and cfg.cpc_fusion:
         hide = torch.rand(len(idx), generator=state.ctx_dropout) < cfg.context_dropout
         batch["class_ids"] = batch["class_ids"].masked_fill(hide.to(device), 0)
-    target, mask, group_ids = batch.pop("scores"), batch.pop("target_mask"), batch.pop("group_ids")
+    target, mask = batch.pop("scores"), batch.pop("target_mask")
+    batch.pop("group_ids")
+    result = StepResult(scoring=float("nan"), slots=int(mask.sum()))
+    aux_grads = None
+    if aux_weight > 0:
+        phrases = contrastive_batch(state.bank, [inputs.rows[i] for i in idx], [inputs.group_ids[i] for i in idx],
+                                    scores, batch["section_ids"], batch["class_ids"], cfg.contrastive_min_score,
+                                    cfg.contrastive_hard_max_score, cfg.contrastive_max_targets, cfg.seed + state.step)
+        aux_grads, result.nt_xent = auxiliary_gradients(run, state, phrases, aux_weight)
     with autocast(run.precision, device):
-        out = state.train_model(**batch, train_outputs=True, with_spans=cfg.contrastive_weight > 0,
-                                num_slots=mask.shape[1])
-    loss, scoring = batch_loss(cfg, out, target, mask, group_ids)
-    state.scaler.scale(loss).backward()
+        out = state.train_model(**batch, train_outputs=True, num_slots=mask.shape[1])
+    scoring = batch_loss(cfg, out, target, mask)
+    state.scaler.scale(scoring).backward()
+    if aux_grads is not None:
+        params = [p for p in state.model.parameters() if p.requires_grad]
+        result.aux_ratio, result.aux_scale = add_auxiliary_gradient(params, aux_grads, cfg.contrastive_max_grad_ratio)
     state.scaler.unscale_(state.optimizer)
     torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
     state.scaler.step(state.optimizer)
     state.scaler.update()
     state.optimizer.zero_grad(set_to_none=True)
     state.step += 1
-    return loss.item(), scoring.item(), int(mask.sum())
+    result.scoring = scoring.item()
+    return result
 
 
 def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBudget) -> tuple[dict, str]:
@@ -363,6 +418,7 @@ def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBu
     from tqdm.auto import tqdm
 
     from solution.distributed import any_true
+    from solution.phrase.contrastive import contrastive_weight
     from solution.scheduler import StepTimer, cosine_factor, set_lr
 
     cfg, dist = run.cfg, run.dist
@@ -370,7 +426,8 @@ def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBu
     timer = StepTimer()
     state.train_model.train()
     start, seen, seen_seqs, loss_sum, loss_n, stopped_by = time.time(), 0, 0, 0.0, 0, "epochs"
-    scoring_losses: list[float] = []  # what the collapse guard reads (NT-Xent left out)
+    scoring_losses: list[float] = []  # what the collapse guard reads (NT-Xent has its own pass)
+    aux_steps: list[StepResult] = []  # the steps that ran the NT-Xent pass
     bar = tqdm(batches, desc=f"fold {state.fold} epoch {epoch + 1}/{cfg.epochs}", disable=not dist.is_main,
                mininterval=1 if sys.stderr.isatty() else 30, dynamic_ncols=True)
     # a step's time follows its padded tokens: the mpnet default's steps 2-6 held half the epoch's mean, and
@@ -379,9 +436,12 @@ def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBu
     for idx, step_tokens in zip(bar, tokens):
         progress = budget.progress(state.step, state.train_time + time.time() - start, epoch)
         set_lr(state.optimizer, cosine_factor(progress, cfg.warmup_ratio))
-        loss, scoring, slots = train_step(run, state, inputs, idx)
-        scoring_losses.append(scoring)
-        seen, seen_seqs, loss_sum, loss_n = seen + slots, seen_seqs + len(idx), loss_sum + loss, loss_n + 1
+        aux_weight = contrastive_weight(cfg.contrastive_weight, progress, cfg.contrastive_ramp)
+        step = train_step(run, state, inputs, idx, aux_weight)
+        scoring_losses.append(step.scoring)
+        if not math.isnan(step.aux_ratio):
+            aux_steps.append(step)
+        seen, seen_seqs, loss_sum, loss_n = seen + step.slots, seen_seqs + len(idx), loss_sum + step.scoring, loss_n + 1
         token_s = timer.lap(loss_n, work=step_tokens)
         if token_s is not None and epoch == state.start_epoch:
             if plan_fold(run, state, budget, epoch, token_s * sum(tokens) / len(tokens)):
@@ -405,9 +465,25 @@ def train_one_epoch(run: PhraseRun, state: FoldState, epoch: int, budget: FoldBu
     bar.close()
     train_s = time.time() - start
     state.train_time += train_s
-    return {"epoch": epoch + 1, "steps": state.step, "train_loss": loss_sum / max(1, loss_n),
-            "pairs_per_s": seen * dist.world_size / max(1e-6, train_s),
-            "sequences_per_s": seen_seqs * dist.world_size / max(1e-6, train_s), "train_s": train_s}, stopped_by
+    record = {"epoch": epoch + 1, "steps": state.step, "train_loss": loss_sum / max(1, loss_n),
+              "pairs_per_s": seen * dist.world_size / max(1e-6, train_s),
+              "sequences_per_s": seen_seqs * dist.world_size / max(1e-6, train_s), "train_s": train_s}
+    if cfg.contrastive_weight > 0:
+        record.update(contrastive_summary(aux_steps, aux_weight if loss_n else 0.0))
+    return record, stopped_by
+
+
+def contrastive_summary(steps: list[StepResult], last_weight: float) -> dict:
+    """The NT-Xent part of an epoch's record: its loss, and how its weighted gradient compared with the scoring
+    loss's on the shared weights (mean and largest ratio before the cap, mean scale the cap applied)."""
+    def mean(values: list[float]) -> float:
+        return float(np.mean(values)) if values else float("nan")
+
+    ratios = [s.aux_ratio for s in steps]
+    return {"nt_xent_loss": mean([s.nt_xent for s in steps]), "nt_xent_steps": len(steps),
+            "nt_xent_weight_last": last_weight, "aux_grad_ratio": mean(ratios),
+            "aux_grad_ratio_max": max(ratios) if ratios else float("nan"),
+            "aux_grad_scale": mean([s.aux_scale for s in steps])}
 
 
 def plan_fold(run: PhraseRun, state: FoldState, budget: FoldBudget, epoch: int, step_s: float) -> bool:
@@ -557,8 +633,8 @@ def needs_restart(cfg, state: FoldState, epoch: int, record: dict) -> bool:
     fp32; 2-core Xeon), in a 1-epoch probe at 5e-5 and in one of the first four folds at 5e-5,
     train loss flat at the constant-score value where healthy first epochs reach validation Pearson
     ~0.7. Rounding decides it (the same command and seed did both), so such a fold is started
-    again, once, at half the backbone lr; the lost half-epoch costs less than a useless fold. Not on
-    a fold's last epoch (no time left to use a restart) nor when the clock stopped it.
+    again, once, at half of every learning rate (backbone, head, fusion); the lost half-epoch costs
+    less than a useless fold. Not on a fold's last epoch (no time left to use a restart) nor when the clock stopped it.
     """
     if not may_restart(cfg, state, epoch) or record.get("stopped_by") not in ("epochs", "collapsed"):
         return False
