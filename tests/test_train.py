@@ -72,9 +72,10 @@ def test_budget_stop_still_writes_a_complete_submission(tiny_config, small_data,
     assert submission_ids(Path(cfg.submission)) == input_ids(small_data / "uspppm" / "test.csv")
 
 
-def test_resume_continues_from_the_last_checkpoint(tiny_config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])  # the weight average is resumed too
+def test_resume_continues_from_the_last_checkpoint(tiny_config, tmp_path, monkeypatch, ema_decay):
     # no warm-up and a budget far away: the clock then cannot change a learning rate between the runs
-    steady = dict(epochs=3, warmup_ratio=0.0, budget_minutes=600)
+    steady = dict(epochs=3, warmup_ratio=0.0, budget_minutes=600, ema_decay=ema_decay)
     whole = run(tiny_config(**steady, out=str(tmp_path / "whole"), submission=str(tmp_path / "whole.csv")))
     cfg = tiny_config(**steady)
     real = train_module.predict_scores
@@ -438,6 +439,26 @@ def test_the_collapse_guard_reads_the_scoring_loss_not_the_nt_xent_term(tiny_con
     run(tiny_config(folds=1, epochs=2, batch_size=2, contrastive_weight=0.5, contrastive_ramp=0.0, restart_below=1.0))
     assert watched and watched == pytest.approx([s.scoring for s in steps[: len(watched)]])
     assert any(np.isfinite(s.nt_xent) and s.nt_xent > 0 for s in steps[: len(watched)])  # NT-Xent ran beside it
+
+
+def test_a_fold_with_ema_is_scored_and_saved_as_its_weight_average(tiny_config, monkeypatch):
+    real_finish, seen = train_module.finish_fold, {}
+
+    def recording_finish(run_, state, *args):
+        seen["updates"], seen["steps"] = state.ema.updates, state.step
+        seen["average"] = {k: v.clone() for k, v in state.ema.shadow.items()}
+        seen["last"] = {k: v.detach().clone() for k, v in state.model.named_parameters() if v.requires_grad}
+        return real_finish(run_, state, *args)
+
+    monkeypatch.setattr(train_module, "finish_fold", recording_finish)
+    cfg = tiny_config(folds=1, epochs=2, batch_size=2, ema_decay=0.9, lr=1e-3)
+    run(cfg)
+    saved = torch.load(Path(cfg.out) / "fold0" / "trainable_state.pt", weights_only=True)
+    assert seen["updates"] == seen["steps"] > 2
+    shared = [k for k in saved if k in seen["average"]]
+    assert shared and len(shared) == len(saved)  # every saved weight is a trained one
+    assert all(torch.equal(saved[k].float(), seen["average"][k]) for k in shared)  # saved: the average
+    assert any(not torch.equal(saved[k], seen["last"][k]) for k in shared)  # not the last step's weights
 
 
 def test_nt_xent_ramps_in_and_its_gradient_stays_a_bounded_fraction_of_the_scoring_loss(tiny_config, monkeypatch):

@@ -112,6 +112,9 @@ class PhraseTrainConfig(BaseTrainConfig):
     head_lr: float = config_field(2e-3, "peak learning rate of the new head and NT-Xent projection", above=0)
     fusion_lr: float = config_field(1e-4, "peak learning rate of the CPC fusion (its own group: at a LoRA or head lr "
                                           "it reaches its norm cap within steps)", above=0)
+    ema_decay: float = config_field(0.0, "decay of an exponential moving average of the trainable weights, which is "
+                                         "evaluated and saved in their place (0 = off; warms up as 1 - (1 + step)^-0.75)",
+                                    min=0, max=0.9999)
     adam_eps: float = redefault(BaseTrainConfig, "adam_eps", 1e-6,
                                 "AdamW epsilon: 1e-6 (BERT's) damps the noise-sized steps that collapsed mpnet's pooled "
                                 "features to one vector at 1e-8, at no cost after 4 epochs")

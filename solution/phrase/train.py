@@ -17,6 +17,7 @@ the folds together and writes the outputs. :class:`FoldBudget` holds the wall-cl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -267,6 +268,7 @@ class FoldState:
     scaler: Any
     ctx_dropout: Any  # torch.Generator of the context dropout
     bank: Any  # solution.phrase.contrastive.PhraseBank of the fold's training rows (None without NT-Xent)
+    ema: Any  # solution.ema.WeightEMA of the trainable weights (None when ema_decay is 0)
     tr_table: Any
     tr_contexts: Any
     val_idx: np.ndarray
@@ -291,7 +293,8 @@ class FoldState:
                 "train_time_s": self.train_time, "history": self.history,
                 "val_pred": torch.from_numpy(self.val_pred), "model": self.model.trainable_state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_states(),
-                "ctx_dropout": self.ctx_dropout.get_state(), "restarts": self.restarts}
+                "ctx_dropout": self.ctx_dropout.get_state(), "restarts": self.restarts,
+                "ema": self.ema.state_dict() if self.ema else None}
 
     def restore(self, ckpt: dict) -> None:
         from solution.runtime import restore_rng_states
@@ -305,6 +308,12 @@ class FoldState:
         restore_rng_states(ckpt.get("rng"))
         if "ctx_dropout" in ckpt:
             self.ctx_dropout.set_state(ckpt["ctx_dropout"])
+        if self.ema is not None and ckpt.get("ema"):
+            self.ema.load_state_dict(ckpt["ema"])
+
+    def averaged(self):
+        """A block that evaluates the weight average (ema_decay > 0), or the trained weights."""
+        return self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
 
 
 def setup_fold(run: PhraseRun, fold: int, resume: bool, lr_scale: float = 1.0) -> FoldState:
@@ -312,6 +321,7 @@ def setup_fold(run: PhraseRun, fold: int, resume: bool, lr_scale: float = 1.0) -
     a restart halves them all) and, on resume, its checkpoint."""
     import torch
 
+    from solution.ema import WeightEMA
     from solution.optim import build_optimizer
     from solution.phrase.contrastive import PhraseBank
     from solution.phrase.data import model_input_names
@@ -332,6 +342,7 @@ def setup_fold(run: PhraseRun, fold: int, resume: bool, lr_scale: float = 1.0) -
                       ctx_dropout=torch.Generator().manual_seed(cfg.seed + fold), tr_table=tr_table,
                       bank=(PhraseBank.of(tr_table.columns["anchor"], tr_table.columns["target"], run.pre.encoder)
                             if cfg.contrastive_weight > 0 else None),
+                      ema=WeightEMA.of(model, cfg.ema_decay) if cfg.ema_decay > 0 else None,
                       tr_contexts=run.train_contexts.subset(train_idx), val_idx=val_idx,
                       val_inputs=run.pre.build(run.train.subset(val_idx), run.train_contexts.subset(val_idx)),
                       val_pred=np.full(len(val_idx), np.nan, dtype=np.float32))
@@ -407,6 +418,8 @@ def train_step(run: PhraseRun, state: FoldState, inputs, idx: list[int], aux_wei
     torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
     state.scaler.step(state.optimizer)
     state.scaler.update()
+    if state.ema is not None:
+        state.ema.update(state.model)
     state.optimizer.zero_grad(set_to_none=True)
     state.step += 1
     result.scoring = scoring.item()
@@ -691,7 +704,8 @@ def train_fold(run: PhraseRun, fold: int, deadline: float, resume: bool) -> tupl
             switch_to_fallback(run)
             return train_fold(run, fold, deadline, resume=False)
         if dist.is_main:
-            state.val_pred, budget.eval_rate = evaluate_fold(run, state)
+            with state.averaged():
+                state.val_pred, budget.eval_rate = evaluate_fold(run, state)
             record.update(val_pearson=pearson(state.val_pred, run.train.subset(state.val_idx).columns["score"]),
                           eval_pairs_per_s=budget.eval_rate, wall_s=run.clock.elapsed(), stopped_by=stopped_by,
                           **peak_memory_mb(run.device))
@@ -721,6 +735,8 @@ def finish_fold(run: PhraseRun, state: FoldState, budget: FoldBudget,
     the last epoch's validation pass), test over every order; save its weights. Returns (validation
     predictions, test predictions, fold metrics)."""
     cfg, fold = run.cfg, state.fold
+    if state.ema is not None:  # the fold is the weight average from here on: scored, predicted and saved
+        state.ema.copy_to(state.model)
     test_pred = np.zeros(len(run.test), dtype=np.float32)
     fold_metrics = {"epochs": state.history, "restarts": state.restarts, "stopped_by": stopped_by,
                     "n_train": len(state.tr_table),
