@@ -72,9 +72,9 @@ class WeightEMA:
         return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict) -> None:
-        missing = set(self.shadow) ^ set(state["shadow"])
-        if missing:
-            raise ValueError(f"checkpoint's weight average does not fit the model: {sorted(missing)[:5]}")
+        mismatched = set(self.shadow) ^ set(state["shadow"])
+        if mismatched:
+            raise ValueError(f"checkpoint's weight average does not fit the model: {sorted(mismatched)[:5]}")
         self.decay, self.updates = float(state["decay"]), int(state["updates"])
         self.shadow = {name: t.float() for name, t in state["shadow"].items()}
 

@@ -294,7 +294,7 @@ class FoldState:
                 "val_pred": torch.from_numpy(self.val_pred), "model": self.model.trainable_state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_states(),
                 "ctx_dropout": self.ctx_dropout.get_state(), "restarts": self.restarts,
-                "ema": self.ema.state_dict() if self.ema else None}
+                "ema": self.ema.state_dict() if self.ema is not None else None}
 
     def restore(self, ckpt: dict) -> None:
         from solution.runtime import restore_rng_states
