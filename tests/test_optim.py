@@ -73,6 +73,21 @@ def test_layer_decay_scales_each_layer_and_leaves_the_head_alone():
     assert group_of(without, model.backbone.embeddings.word_embeddings.weight)["lr"] == 1.0
 
 
+def test_lora_plus_gives_only_the_b_matrices_the_ratio():
+    from transformers import BertConfig, BertModel
+
+    from solution.lora import LoraSpec, wrap_lora
+
+    backbone = wrap_lora(BertModel(BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                                              intermediate_size=16)), LoraSpec(lora_r=2), exclude_modules=r".*pooler.*")
+    optimizer = build_optimizer(backbone, lr=1e-3, head_lr=1e-2, weight_decay=0.01, layer_decay=0.5, lora_plus_ratio=16)
+    lr_of = {name: group_of(optimizer, p)["lr"] for name, p in backbone.named_parameters() if p.requires_grad}
+    a = "base_model.model.encoder.layer.1.attention.self.query.lora_A.default.weight"
+    assert lr_of[a] == 1e-3 * 0.5
+    assert lr_of[a.replace("lora_A", "lora_B")] == 1e-3 * 0.5 * 16  # on top of its layer's decay
+    assert len({lr for name, lr in lr_of.items() if ".lora_B." in name}) == 2  # one per layer, all B
+
+
 def test_eps_reaches_the_optimizer_and_damps_near_zero_gradients():
     def first_step(eps: float) -> float:
         torch.manual_seed(0)

@@ -313,7 +313,8 @@ def prepare(cfg, resume: bool) -> tuple[EmbedderRun | None, dict | None]:
     log.info("%d training patents, %d held out; queries and negatives ready in %.1f s", len(train_patents),
              len(heldout), time.time() - t0)
     # head_lr is unused: an embedder has no head, every trainable weight is LoRA
-    optimizer = build_optimizer(model, cfg.lr, cfg.lr, cfg.weight_decay, eps=cfg.adam_eps)
+    optimizer = build_optimizer(model, cfg.lr, cfg.lr, cfg.weight_decay, eps=cfg.adam_eps,
+                                lora_plus_ratio=cfg.lora_plus_ratio)
     metrics = {"run": folder.path.name, "recipe": cfg.recipe, "loss_weights": weights, "device": device,
                "precision": precision, "n_train_patents": len(train_patents), "n_heldout": len(heldout),
                "budget_minutes": cfg.budget_minutes, "epochs": []}

@@ -337,7 +337,8 @@ def setup_fold(run: PhraseRun, fold: int, resume: bool, lr_scale: float = 1.0) -
     model.head.init_from_prior(level_counts(tr_table.columns["score"]))
     state = FoldState(fold=fold, model=model, train_model=model, names=model_input_names(model, cfg.layout),
                       optimizer=build_optimizer(model, cfg.lr * lr_scale, cfg.head_lr * lr_scale, cfg.weight_decay,
-                                                cfg.layer_decay, cfg.adam_eps, cfg.fusion_lr * lr_scale),
+                                                cfg.layer_decay, cfg.adam_eps, cfg.fusion_lr * lr_scale,
+                                                cfg.lora_plus_ratio),
                       scaler=grad_scaler(run.precision, run.device),
                       ctx_dropout=torch.Generator().manual_seed(cfg.seed + fold), tr_table=tr_table,
                       bank=(PhraseBank.of(tr_table.columns["anchor"], tr_table.columns["target"], run.pre.encoder)
