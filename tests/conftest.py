@@ -27,6 +27,18 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def onnxruntime_only_by_default(monkeypatch, tmp_path_factory):
+    """Every test starts with the runtime probe's cache in a fresh folder (never the user's ~/.cache)
+    and with OpenVINO's bf16 (the only engine that races onnxruntime) hidden, so which runtime a test gets does not depend on the
+    machine's speed; tests of the runtime choice put it back (tests/test_runtime.py)."""
+    from inference.backend import openvino_runner
+
+    monkeypatch.setenv("PATENT_SIM_CACHE", str(tmp_path_factory.mktemp("runtime-cache")))
+    monkeypatch.setattr(openvino_runner, "cpu_precisions",
+                        lambda: {"fp32"} if openvino_runner.openvino_installed() else set())
+
+
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory) -> Path:
     """data/ with ~200 training rows of whole anchors (all five score levels), the real test set and CPC titles."""

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from inference import PhraseScorer
+from inference.backend import openvino_runner
 from inference.backend import session as session_module
 from inference.backend.manifest import ModelFolderError
 from inference.backend.session import DeviceError
@@ -305,21 +306,34 @@ def test_a_format_1_manifest_still_loads_with_a_warning(phrase_exported, tmp_pat
     assert "no self-hash" in caplog.text and len(scorer.runners) == 2
 
 
-@pytest.mark.parametrize("variant", ["int8", "fp32"])
-def test_a_rows_score_does_not_depend_on_the_other_rows_of_the_file(phrase_exported, small_data, variant, caplog):
-    """Per-row determinism: the same anchor+context groups score the same whether the file holds only
-    them or many other groups too (other batch mates, other padding), and whatever batch size is asked."""
+REAL_PRECISIONS = openvino_runner.cpu_precisions  # conftest hides bf16 from "auto"; these tests ask for it
+OPENVINO_MISSING = pytest.mark.skipif(not openvino_runner.openvino_installed(), reason="openvino is not installed")
+NO_NATIVE_BF16 = pytest.mark.skipif("bf16" not in openvino_runner.cpu_precisions(), reason="no native bf16 here")
+
+
+@pytest.mark.parametrize(("runtime", "variant"), [
+    ("onnxruntime", "int8"), ("onnxruntime", "fp32"),
+    pytest.param("openvino", "fp32", marks=OPENVINO_MISSING),
+    pytest.param("openvino", "bf16", marks=[OPENVINO_MISSING, NO_NATIVE_BF16]),
+])
+def test_a_rows_score_does_not_depend_on_the_other_rows_of_the_file(phrase_exported, small_data, runtime, variant,
+                                                                    caplog, monkeypatch):
+    """Per-row determinism, for every runtime x variant that ships: the same anchor+context groups score the
+    same whether the file holds only them or many other groups too (other batch mates, other padding), and
+    whatever batch size is asked."""
     from inference.io import read_pairs
+
+    monkeypatch.setattr(openvino_runner, "cpu_precisions", REAL_PRECISIONS)
 
     table = read_pairs(small_data / "uspppm" / "test.csv")
     groups: dict[tuple[str, str], list[int]] = {}
     for i, key in enumerate(zip(table.columns["anchor"], table.columns["context"])):
         groups.setdefault(key, []).append(i)
     few = sorted(i for rows in list(groups.values())[:2] for i in rows)
-    scorer = PhraseScorer.load(phrase_exported[1], device="cpu", variant=variant)
+    scorer = PhraseScorer.load(phrase_exported[1], device="cpu", variant=variant, runtime=runtime)
     alone = scorer.score_table(table.subset(few))
     with caplog.at_level(logging.WARNING):
-        crowded = PhraseScorer.load(phrase_exported[1], device="cpu", variant=variant, batch_size=16)
+        crowded = PhraseScorer.load(phrase_exported[1], device="cpu", variant=variant, batch_size=16, runtime=runtime)
     among_all = crowded.score_table(table)[few]
     assert np.abs(alone - among_all).max() <= 1e-5
     if variant == "int8":

@@ -118,6 +118,12 @@ class OnnxRunner:
     def input_names(self) -> list[str]:
         return [i.name for i in self.session.get_inputs()]
 
+    @property
+    def output_dim(self) -> int | None:
+        """The last axis of the first output where the graph fixes it (an embedder's width), else None."""
+        last = self.session.get_outputs()[0].shape[-1]
+        return last if isinstance(last, int) else None
+
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         if self.on_cuda:
             return self._run_bound(feeds)

@@ -18,7 +18,7 @@ import logging
 
 from inference.backend.manifest import Manifest, ModelFolderError
 
-VARIANTS = ("auto", "fp32", "int8", "fp16")
+VARIANTS = ("auto", "fp32", "int8", "fp16", "bf16")  # bf16: the fp32 graph at bf16 precision, on OpenVINO
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference.backend.manifest import MANIFEST, Manifest, ModelFolderError, is_count, read_manifest
-from inference.backend.session import DEVICES, DeviceError, OnnxRunner, sequences_per_pass, wants_cuda
+from inference.backend.openvino_runner import RuntimeMissingError
+from inference.backend.runtime import RUNTIMES, Engine, Runner, candidate_engines, fastest
+from inference.backend.session import DEVICES, DeviceError, sequences_per_pass, wants_cuda
 from inference.backend.tokens import TextEncoder
-from inference.backend.variants import VARIANTS, VARIANTS_RULE, pick_variant
+from inference.backend.variants import VARIANTS, VARIANTS_RULE
 from inference.cpc import CpcVocab
 from inference.io import (
     DataError,
@@ -91,22 +93,35 @@ MANIFEST_RULES = {
 }
 
 
+def default_batch(cuda: bool, layout: str) -> int:
+    """Sequences per pass unless asked: 64 on CPU and 256 on CUDA in the pair layout, a quarter of that in
+    the multi layout (a sequence holds a group's targets)."""
+    return (256 if cuda else 64) // (4 if layout == "multi" else 1)
+
+
 def forward_batch(variant: str, batch_size: int | None, cuda: bool, layout: str) -> int:
-    """Sequences per forward pass: ``batch_size``, or by default 64 on CPU and 256 on CUDA in the pair
-    layout, a quarter of that in the multi layout (a sequence holds a group's targets); int8 always
-    one (:func:`~inference.backend.session.sequences_per_pass`)."""
+    """Sequences per forward pass: ``batch_size`` or :func:`default_batch`; int8 always one
+    (:func:`~inference.backend.session.sequences_per_pass`)."""
     if variant == "int8" and batch_size not in (None, 1):
         log.warning("int8 scores one sequence per forward pass (dynamic activation scales would tie a row's "
-                    "score to its batch mates); batch_size=%d applies to the fp32 and fp16 variants", batch_size)
-    default = (256 if cuda else 64) // (4 if layout == "multi" else 1)
-    return sequences_per_pass(variant, batch_size or default)
+                    "score to its batch mates); batch_size=%d applies to the other variants", batch_size)
+    return sequences_per_pass(variant, batch_size or default_batch(cuda, layout))
 
 
 def cpu_variant(manifest: Manifest) -> str:
-    """The CPU default: int8 for multi-layout models, fp32 for pair-layout ones. int8 runs one sequence
-    per pass (per-row deterministic): cheap for the multi layout's ~100-token sequences, but for ~20-token
-    pairs 2.6x slower than batched and slower than batched fp32 (benchmarks/RESULTS.md, "int8 schemes")."""
+    """The onnxruntime CPU default: int8 for multi-layout models, fp32 for pair-layout ones. int8 runs one
+    sequence per pass (per-row deterministic): cheap for the multi layout's ~100-token sequences, but for
+    ~20-token pairs 2.6x slower than batched and slower than batched fp32 (benchmarks/RESULTS.md, "int8 schemes")."""
     return "int8" if manifest.get("layout", "pair") == "multi" else "fp32"
+
+
+def probe_table(vocab: CpcVocab, layout: str) -> PairTable:
+    """Rows shaped like a real file's for timing the runtimes: 8 anchor+context groups of 20 targets
+    (multi layout: 8 sequences of ~100 tokens) or of 4 (pair layout: 32 short sequences)."""
+    context = min(vocab.class_titles) if vocab.class_titles else "A01"
+    targets = 20 if layout == "multi" else 4
+    return table_from_pairs([(f"probe anchor phrase {g}", f"probe target phrase number {g} {t}", context)
+                             for g in range(8) for t in range(targets)], path="<runtime probe>")
 
 
 @dataclass
@@ -115,18 +130,22 @@ class PhraseScorer:
 
     manifest: Manifest
     preprocess: Preprocessor
-    runners: list[OnnxRunner]  # one per exported fold; scores are averaged
-    variant: str
+    runners: list[Runner]  # one per exported fold; scores are averaged
+    engine: Engine  # the runtime and variant that run them
     batch_size: int
     orders: int = 1  # sibling orders each row is scored in, averaged (Preprocessor.build_orders)
 
     @classmethod
     def load(cls, folder: str | os.PathLike, device: str = "auto", variant: str = "auto",
-             batch_size: int | None = None, threads: int | None = None, orders: int | None = None) -> PhraseScorer:
+             batch_size: int | None = None, threads: int | None = None, orders: int | None = None,
+             runtime: str = "auto") -> PhraseScorer:
         """Check the folder (manifest, sha256 of every file used) and open the graphs on ``device``.
 
         ``device``: "auto" (CUDA if onnxruntime can use it, else CPU with one warning) | "cpu" | "cuda".
-        ``variant``: "auto" (int8 on CPU, fp16 on CUDA) | "fp32" | "int8" | "fp16".
+        ``runtime``: "auto" (on CPU the fastest of onnxruntime and OpenVINO, measured once per machine:
+        :mod:`inference.backend.runtime`) | "onnxruntime" | "openvino" (``pip install ".[openvino]"``).
+        ``variant``: "auto" (the fastest measured on CPU, fp16 on CUDA) | "fp32" | "int8" | "fp16" |
+        "bf16" (OpenVINO: the fp32 graph at bf16 precision, on CPUs with native bf16).
         ``threads``: intra-op threads on CPU (default: the cores this process may use).
         ``orders``: sibling orders each row is scored in and averaged over (default: the training run's
         ``sibling_orders``, as recorded in the manifest; 1 = file order only, the fastest).
@@ -140,34 +159,55 @@ class PhraseScorer:
         if len(manifest["variants"]["fp32"]) != len(manifest["folds"]):
             raise ModelFolderError(f"{manifest.folder}: {len(manifest['folds'])} folds but "
                                    f"{len(manifest['variants']['fp32'])} fp32 graphs in {MANIFEST}; re-export the model")
-        cuda = wants_cuda(device)
-        chosen = pick_variant(manifest, variant, cuda, cpu_variant(manifest))
-        shared = [manifest["tokenizer"], manifest["template"], manifest["cpc_vocab"]]
-        manifest.verify(shared + manifest["variants"][chosen])
-        first = OnnxRunner.create(manifest.path(manifest["variants"][chosen][0]), device, threads)
-        cpu_pick = pick_variant(manifest, "auto", False, cpu_variant(manifest)) if cuda and variant == "auto" else chosen
-        if cuda and not first.on_cuda and cpu_pick != chosen:
-            # "auto" fell back to CPU (warned once): take the CPU variant instead of fp16 on CPU
-            chosen = cpu_pick
-            manifest.verify(manifest["variants"][chosen])
-            first = OnnxRunner.create(manifest.path(manifest["variants"][chosen][0]), "cpu", threads)
-        # the other folds go where the first one went (no second fallback warning, same providers)
-        rest = [OnnxRunner.create(manifest.path(g), "cuda" if first.on_cuda else "cpu", threads)
-                for g in manifest["variants"][chosen][1:]]
-        runners = [first, *rest]
+        engines = candidate_engines(manifest, runtime, variant, device, cpu_variant(manifest))
+        manifest.verify([manifest["tokenizer"], manifest["template"], manifest["cpc_vocab"]])
         encoder = TextEncoder.load(manifest.path(manifest["tokenizer"]), manifest["max_length"], manifest["pad_id"])
         template = InputTemplate.from_dict(json.loads(manifest.path(manifest["template"]).read_text(encoding="utf-8")))
-        vocab = CpcVocab.load(manifest.path(manifest["cpc_vocab"]))
+        preprocess = Preprocessor(template, CpcVocab.load(manifest.path(manifest["cpc_vocab"])), encoder)
+        engine, first = cls._open_first(manifest, engines, device, preprocess, batch_size, threads)
+        if wants_cuda(device) and not first.on_cuda:
+            # "auto" fell back to CPU (warned once): the CPU's pick instead of fp16 on CPU
+            cpu_engines = candidate_engines(manifest, runtime, variant, "cpu", cpu_variant(manifest))
+            if cpu_engines != [engine]:
+                engine, first = cls._open_first(manifest, cpu_engines, "cpu", preprocess, batch_size, threads)
+        # the other folds go where the first one went (no second fallback warning, same providers)
+        rest = [engine.open(manifest.path(g), "cuda" if first.on_cuda else "cpu", threads)
+                for g in engine.graphs(manifest)[1:]]
         trained_orders = manifest.get("sibling_orders", 1)  # models exported before it: file order only
         if not is_count(trained_orders, 1):
             raise ModelFolderError(f"{manifest.folder}: field 'sibling_orders' is {trained_orders!r}, expected an "
                                    "integer >= 1; re-export the model")
-        return cls(manifest, Preprocessor(template, vocab, encoder), runners, chosen,
-                   forward_batch(chosen, batch_size, runners[0].on_cuda, template.layout), orders or trained_orders)
+        return cls(manifest, preprocess, [first, *rest], engine,
+                   forward_batch(engine.variant, batch_size, first.on_cuda, template.layout), orders or trained_orders)
+
+    @staticmethod
+    def _open_first(manifest: Manifest, engines: list[Engine], device: str, preprocess: Preprocessor,
+                    batch_size: int | None, threads: int | None) -> tuple[Engine, Runner]:
+        """The engine to run (timed against the others where several may) and its first fold's graph."""
+        def open_first(engine: Engine) -> Runner:
+            manifest.verify(engine.graphs(manifest))
+            return engine.open(manifest.path(engine.graphs(manifest)[0]), device, threads)
+
+        def probe_feeds(engine: Engine, runner: Runner) -> list[dict]:
+            inputs = preprocess(probe_table(preprocess.vocab, preprocess.template.layout))
+            per_pass = sequences_per_pass(engine.variant, batch_size or default_batch(False, preprocess.template.layout))
+            return [feeds for _, feeds in inputs.batches(per_pass, preprocess.encoder.pad_id, runner.input_names)]
+
+        fp32_graph = manifest["variants"]["fp32"][0]
+        return fastest(engines, open_first, probe_feeds, manifest["files"][fp32_graph]["sha256"], threads)
+
+    @property
+    def variant(self) -> str:
+        return self.engine.variant
+
+    @property
+    def runtime(self) -> str:
+        return self.engine.runtime
 
     @property
     def providers(self) -> list[str]:
-        """The execution providers onnxruntime really uses (read back from the session)."""
+        """What really runs the graphs, read back from the runtime (onnxruntime's session providers, or
+        OpenVINO's device and precision)."""
         return self.runners[0].providers
 
     @property
@@ -225,8 +265,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=DEVICES,
                    help="auto: CUDA when onnxruntime can use it, else CPU (one warning if CUDA failed); "
                         "cuda: fail unless CUDA really works; cpu: CPU only (default: auto)")
+    p.add_argument("--runtime", default="auto", choices=RUNTIMES,
+                   help="auto: on CPU the faster of onnxruntime and OpenVINO (if installed) for this model, timed once "
+                        "per machine and cached; onnxruntime; openvino (CPU; pip install '.[openvino]') (default: auto)")
     p.add_argument("--variant", default="auto", choices=VARIANTS,
-                   help="which exported graph: auto = int8 on CPU, fp16 on CUDA; fp32 = exact (default: auto)")
+                   help="auto = the fastest measured on CPU, fp16 on CUDA; fp32 = exact; int8 (onnxruntime); fp16; "
+                        "bf16 = the fp32 graph at bf16 precision on OpenVINO (CPUs with native bf16) (default: auto)")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="sequences per forward pass of the fp32/fp16 graphs, batched by length (default: 64 on CPU, "
                         "256 on CUDA in the pair layout; a quarter of that in the multi layout, where a sequence holds "
@@ -237,17 +281,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--orders", type=positive_int, default=None,
                    help="score each row in this many orders of its sibling targets and average (file order + fixed "
                         "shuffles; costs that many passes; default: the training run's, from the manifest)")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary (rows, output, runtime, variant, providers, folds, orders) as JSON")
     p.set_defaults(func=run_score)
     return p
 
 
 def run_score(args: argparse.Namespace) -> None:
     try:
-        scorer = PhraseScorer.load(args.model, args.device, args.variant, args.batch_size, args.threads, args.orders)
+        scorer = PhraseScorer.load(args.model, args.device, args.variant, args.batch_size, args.threads, args.orders,
+                                   args.runtime)
         scores = scorer.score_csv(args.input, args.output)
     except DataError as err:
         raise SystemExit(f"data error: {err}") from None
-    except (ModelFolderError, DeviceError, OutputError) as err:
+    except (ModelFolderError, DeviceError, OutputError, RuntimeMissingError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
-    print(f"wrote {len(scores)} scores to {args.output} (variant {scorer.variant}, {len(scorer.runners)} fold graph(s), "
-          f"{scorer.orders} sibling order(s), providers {scorer.providers})")
+    summary = {"rows": len(scores), "output": str(args.output), "runtime": scorer.runtime, "variant": scorer.variant,
+               "providers": scorer.providers, "fold_graphs": len(scorer.runners), "orders": scorer.orders}
+    if args.json:
+        print(json.dumps(summary))
+        return
+    print(f"wrote {len(scores)} scores to {args.output} ({scorer.runtime} {scorer.variant}, {len(scorer.runners)} fold "
+          f"graph(s), {scorer.orders} sibling order(s), providers {scorer.providers})")

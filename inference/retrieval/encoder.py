@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from inference.backend.manifest import MANIFEST, ModelFolderError, check_fields, is_count, read_manifest
-from inference.backend.session import OnnxRunner, sequences_per_pass, wants_cuda
+from inference.backend.runtime import Engine, Runner, candidate_engines, fastest
+from inference.backend.session import sequences_per_pass
 from inference.backend.tokens import TextEncoder, length_buckets, pad_batch
-from inference.backend.variants import VARIANTS_RULE, pick_variant
+from inference.backend.variants import VARIANTS_RULE
 
 KIND = "embedder"
 LEGACY_GRAPHS = {"fp32": "model.onnx", "int8": "model.int8.onnx"}  # folders exported before the variants map
@@ -32,25 +33,22 @@ MANIFEST_RULES = {
 class OnnxEmbedder:
     """One graph + its tokenizer; :meth:`encode` returns float32 unit vectors in input order.
 
-    The session comes from ``inference/backend`` like the phrase scorer's: the same device rule
-    ("auto" | "cpu" | "cuda", checked against the providers the session really got), thread count
-    and IO binding on CUDA.
+    The runner comes from ``inference/backend`` like the phrase scorer's: the same device rule
+    ("auto" | "cpu" | "cuda", checked against the providers the session really got), runtime choice,
+    thread count and IO binding on CUDA.
     """
 
-    def __init__(self, runner: OnnxRunner, encoder: TextEncoder, variant: str = "fp32"):
+    def __init__(self, runner: Runner, encoder: TextEncoder, variant: str = "fp32"):
         self.runner, self.encoder, self.variant = runner, encoder, variant
 
     @classmethod
     def load(cls, graph: str | os.PathLike, tokenizer_json: str | os.PathLike, max_length: int,
              pad_id: int | None = None, device: str = "auto", threads: int | None = None,
-             variant: str = "fp32") -> OnnxEmbedder:
-        """``variant`` "int8" encodes one text per pass (:func:`sequences_per_pass`)."""
-        if pad_id is None:  # read before TextEncoder switches the tokenizer's own padding off
-            from tokenizers import Tokenizer
-
-            pad_id = pad_id_of(Tokenizer.from_file(str(tokenizer_json)))
-        return cls(OnnxRunner.create(graph, device, threads), TextEncoder.load(tokenizer_json, max_length, pad_id),
-                   variant)
+             variant: str = "fp32", runtime: str = "onnxruntime") -> OnnxEmbedder:
+        """``variant`` "int8" encodes one text per pass (:func:`sequences_per_pass`); ``runtime``
+        "onnxruntime" or "openvino" (``variant`` then "fp32" or "bf16" of the fp32 graph)."""
+        return cls(Engine(runtime, variant).open(graph, device, threads),
+                   text_encoder(tokenizer_json, max_length, pad_id), variant)
 
     @property
     def pad_id(self) -> int:
@@ -58,8 +56,7 @@ class OnnxEmbedder:
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         if not texts:
-            dim = self.runner.session.get_outputs()[0].shape[-1]
-            return np.zeros((0, dim if isinstance(dim, int) else 0), dtype=np.float32)
+            return np.zeros((0, self.runner.output_dim or 0), dtype=np.float32)
         ids = self.encoder.encode(texts).ids
         out: np.ndarray | None = None
         per_pass = sequences_per_pass(self.variant, batch_size)
@@ -71,6 +68,17 @@ class OnnxEmbedder:
                 out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
             out[rows] = vecs
         return out
+
+
+def text_encoder(tokenizer_json: str | os.PathLike, max_length: int, pad_id: int | None) -> TextEncoder:
+    if pad_id is None:  # read before TextEncoder switches the tokenizer's own padding off
+        from tokenizers import Tokenizer
+
+        pad_id = pad_id_of(Tokenizer.from_file(str(tokenizer_json)))
+    return TextEncoder.load(tokenizer_json, max_length, pad_id)
+
+
+PROBE_TEXTS = [" ".join(f"probe word {i} {j}" for j in range(40)) for i in range(8)]  # 8 abstract-sized texts
 
 
 def pad_id_of(tokenizer) -> int:
@@ -94,38 +102,62 @@ class EmbedderModel:
 
     folder: Path
     manifest: dict
-    variant: str
+    engine: Engine  # the runtime and variant that encode
     graph_sha256: str
     queries: OnnxEmbedder
     docs: OnnxEmbedder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, variant: str = "fp32", threads: int | None = None,
-             device: str = "cpu") -> EmbedderModel:
+    def load(cls, folder: str | os.PathLike, variant: str = "auto", threads: int | None = None,
+             device: str = "cpu", runtime: str = "auto") -> EmbedderModel:
         """``device``: "cpu" (default: an index is CPU-sized work), "cuda", or "auto" (CUDA where it works).
-        ``variant``: "fp32" (default) | "int8" | "fp16" | "auto" (fp16 on CUDA, int8 on CPU, where exported)."""
+        ``runtime``: "auto" (on CPU the fastest of onnxruntime and OpenVINO bf16, measured once per machine:
+        :mod:`inference.backend.runtime`) | "onnxruntime" | "openvino".
+        ``variant``: "auto" (the fastest measured on CPU among the exported and gated ones, fp16 on CUDA) |
+        "fp32" | "int8" | "fp16" | "bf16" (OpenVINO)."""
         folder = Path(folder)
         manifest = read_manifest(folder, KIND, MANIFEST_RULES)
         files = manifest.get("files", {})
         if "variants" not in manifest.data:
             manifest.data["variants"] = {v: [f] for v, f in LEGACY_GRAPHS.items() if f in files}
         check_fields(manifest.folder / MANIFEST, manifest.data, {"variants": VARIANTS_RULE})
-        variant = pick_variant(manifest, variant, wants_cuda(device), cpu_preferred="int8")
-        graph = manifest["variants"][variant][0]
-        manifest.verify([graph, "tokenizer.json"])
+        engines = candidate_engines(manifest, runtime, variant, device, cpu_preferred="int8")
+        manifest.verify(["tokenizer.json"])
         tok, pad_id = manifest.path("tokenizer.json"), manifest.get("pad_id")
         if pad_id is not None and not is_count(pad_id):
             raise ModelFolderError(f"{folder}: field 'pad_id' is {pad_id!r}, expected an integer >= 0; re-export the model")
-        queries = OnnxEmbedder.load(manifest.path(graph), tok, manifest["query_max_length"], pad_id, device, threads,
-                                    variant)
-        # one session serves both: queries and documents differ only in their token budget
-        docs = OnnxEmbedder(queries.runner, TextEncoder.load(tok, manifest["max_length"], queries.pad_id), variant)
-        return cls(folder, manifest.data, variant, files[graph]["sha256"], queries, docs)
+        docs_encoder = text_encoder(tok, manifest["max_length"], pad_id)
+
+        def open_graph(engine: Engine) -> Runner:
+            manifest.verify(engine.graphs(manifest))
+            return engine.open(manifest.path(engine.graphs(manifest)[0]), device, threads)
+
+        def probe_feeds(engine: Engine, runner: Runner) -> list[dict]:
+            ids = docs_encoder.encode(PROBE_TEXTS).ids
+            return [{"input_ids": pad_batch([ids[r] for r in rows], docs_encoder.pad_id),
+                     "attention_mask": pad_batch([[1] * len(ids[r]) for r in rows], 0)}
+                    for rows in length_buckets([len(r) for r in ids], sequences_per_pass(engine.variant, 32))]
+
+        engine, runner = fastest(engines, open_graph, probe_feeds, files[manifest["variants"]["fp32"][0]]["sha256"],
+                                 threads)
+        graph = engine.graphs(manifest)[0]
+        # one runner serves both: queries and documents differ only in their token budget
+        queries = OnnxEmbedder(runner, text_encoder(tok, manifest["query_max_length"], docs_encoder.pad_id), engine.variant)
+        docs = OnnxEmbedder(runner, docs_encoder, engine.variant)
+        return cls(folder, manifest.data, engine, files[graph]["sha256"], queries, docs)
 
     @property
     def providers(self) -> list[str]:
-        """The onnxruntime providers the session really runs on (not the ones asked for)."""
+        """What really runs the graph, read back from the runtime (not what was asked for)."""
         return self.queries.runner.providers
+
+    @property
+    def variant(self) -> str:
+        return self.engine.variant
+
+    @property
+    def runtime(self) -> str:
+        return self.engine.runtime
 
     @property
     def dim(self) -> int:

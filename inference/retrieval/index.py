@@ -106,11 +106,13 @@ def check_model(info: dict, model, folder) -> None:
 
 
 def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: str | os.PathLike,
-                dtype: str = "float32", chunk_size: int = 256, variant: str = "fp32", bm25: bool = True,
+                dtype: str = "float32", chunk_size: int = 256, variant: str = "auto", bm25: bool = True,
                 progress: bool = True, batch_size: int = 32, device: str = "cpu",
                 bm25_stemmer: str | None = "english", bm25_pair_weight: float = DEFAULT_PAIR_WEIGHT,
-                ann: str = "auto") -> dict:
+                ann: str = "auto", runtime: str = "auto") -> dict:
     """Embed every patent of ``corpus`` into ``out``; resumes an unfinished build. Returns index.json.
+    ``variant`` / ``runtime``: as :meth:`EmbedderModel.load` ("auto": the fastest measured here; a resumed
+    build keeps the variant it started with).
     ``bm25_stemmer``: "english" (Snowball, the default) or None (unstemmed BM25); ``bm25_pair_weight``:
     what a query's neighbouring word pairs count against its words (0: words only). ``ann``: "auto" (an
     ANN structure for large corpora when FAISS is installed), "hnsw", "ivf" or "none"."""
@@ -124,11 +126,14 @@ def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: st
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype {dtype!r}: float32 or float16")
     out = Path(out)
-    model = EmbedderModel.load(model_dir, variant, device=device)
+    if variant == "auto" and (out / INDEX_FILE).exists():
+        variant = read_index_info(out)["variant"]  # a resumed build's vectors come from the graph it started with
+    model = EmbedderModel.load(model_dir, variant, device=device, runtime=runtime)
     patents = read_patents(corpus)
     ann_kind = _ann_available(ann, len(patents))
     corpus_sha = sha256_file(corpus)
     info = {"format_version": INDEX_VERSION, "model": str(Path(model_dir).resolve()), "variant": model.variant,
+            "runtime": model.runtime,
             "model_sha256": model.graph_sha256, "corpus": str(corpus), "corpus_sha256": corpus_sha,
             "doc_view": model.doc_view, "dim": model.dim, "dtype": dtype, "count": len(patents),
             "chunk_size": chunk_size, "chunks_done": 0, "complete": False, "bm25": False,
