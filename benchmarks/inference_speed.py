@@ -5,7 +5,8 @@
 
 Backends (CPU, ``--threads`` threads, ``--batch-size`` pairs per batch): PyTorch eager fp32, PyTorch
 bf16 autocast (with ``--compile`` also torch.compile in both), ORT fp32, ORT int8 (and ORT fp16 when
-exported); with a CUDA GPU also PyTorch fp16 vs ORT fp16 with IO binding at ``--gpu-batch-size``.
+exported), OpenVINO fp32 and bf16 on the fp32 graph (where installed; bf16 where the CPU has it); with
+a CUDA GPU also PyTorch fp16 vs ORT fp16 with IO binding at ``--gpu-batch-size``.
 Every backend scores the same pre-tokenised, length-bucketed inputs of one fold's validation rows
 (from the run's oof.csv), so pairs/s is model time only; cold start (process start, imports, load,
 first score) is measured in a fresh subprocess. The markdown table is printed and appended to
@@ -110,11 +111,11 @@ class Bench:
     reference: np.ndarray | None = None  # PyTorch fp32 scores: the accuracy reference
     results: list[Result] = field(default_factory=list)
 
-    def scorer(self, variant: str, device: str, batch: int | None):
+    def scorer(self, variant: str, device: str, batch: int | None, runtime: str = "onnxruntime"):
         from inference import PhraseScorer
 
         scorer = PhraseScorer.load(self.model_dir, device=device, variant=variant, batch_size=batch,
-                                   threads=self.args.threads)
+                                   threads=self.args.threads, runtime=runtime)
         scorer.runners = scorer.runners[self.slot : self.slot + 1]  # this fold's graph only, like the PyTorch side
         return scorer
 
@@ -200,7 +201,8 @@ def measure_compiled(bench: Bench, size_torch: float) -> None:
 
 
 def measure_cpu(bench: Bench) -> None:
-    """PyTorch eager fp32 and bf16 autocast, then every exported ONNX variant on onnxruntime's CPU provider."""
+    """PyTorch eager fp32 and bf16 autocast, then every exported ONNX variant on onnxruntime's CPU provider,
+    then OpenVINO (where installed) on the fp32 graph at each precision this CPU runs natively."""
     args = bench.args
     size_torch = torch_size(bench.run_dir, args.fold)
     cold_torch = cold_start(torch_cold_start_code(bench.run_dir, args.fold, args.threads))
@@ -210,15 +212,20 @@ def measure_cpu(bench: Bench) -> None:
                   rate, size_torch, cold_torch if precision == "fp32" else None)
     if args.compile:
         measure_compiled(bench, size_torch)
-    for variant in [v for v in ("fp32", "int8", "fp16") if v in bench.manifest["variants"]]:
-        scorer = bench.scorer(variant, "cpu", args.batch_size)  # int8 runs one sequence per pass, as it scores
+    from inference.backend.openvino_runner import cpu_precisions
+
+    engines = [("onnxruntime", v) for v in ("fp32", "int8", "fp16") if v in bench.manifest["variants"]]
+    for runtime, variant in engines + [("openvino", v) for v in ("fp32", "bf16") if v in cpu_precisions()]:
+        scorer = bench.scorer(variant, "cpu", args.batch_size, runtime)  # int8 runs one sequence per pass, as it scores
         batches = bench.batches if scorer.batch_size == args.batch_size else \
             list(bench.inputs.batches(scorer.batch_size, pad_id(scorer), scorer.input_names))
         scores, rate = timed_scores(batches, bench.inputs, scorer.runners[0].run)
         cold = cold_start(f"from inference import PhraseScorer\ns = PhraseScorer.load({str(bench.model_dir)!r}, "
-                          f"device='cpu', variant={variant!r}, threads={args.threads})\ns.score({PAIR})")
-        bench.add(f"ORT {variant} (CPU)", scorer.batch_size, scores, rate,
-                  mib(bench.model_dir / bench.manifest["variants"][variant][bench.slot]), cold)
+                          f"device='cpu', variant={variant!r}, threads={args.threads}, runtime={runtime!r})\n"
+                          f"s.score({PAIR})")
+        name = f"ORT {variant} (CPU)" if runtime == "onnxruntime" else f"OpenVINO {variant} (CPU)"
+        graph = bench.manifest["variants"]["fp32" if runtime == "openvino" else variant][bench.slot]
+        bench.add(name, scorer.batch_size, scores, rate, mib(bench.model_dir / graph), cold)
 
 
 def measure_gpu(bench: Bench) -> None:

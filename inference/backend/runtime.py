@@ -79,6 +79,33 @@ class Engine:
             return openvino_runner.OpenVinoRunner.create(path, self.variant, threads)
         return OnnxRunner.create(path, device, threads)
 
+    def open_first(self, manifest: Manifest, device: str, threads: int | None) -> Runner:
+        """The first fold's graph, after checking every graph this engine reads against the manifest."""
+        manifest.verify(self.graphs(manifest))
+        return self.open(manifest.path(self.graphs(manifest)[0]), device, threads)
+
+
+class RunsOnEngine:
+    """``variant`` and ``runtime`` of a loaded model, read from its ``engine``."""
+
+    engine: Engine
+
+    @property
+    def variant(self) -> str:
+        return self.engine.variant
+
+    @property
+    def runtime(self) -> str:
+        return self.engine.runtime
+
+
+def add_runtime_argument(parser) -> None:
+    """``--runtime``, the same for every command that loads a model."""
+    parser.add_argument("--runtime", default="auto", choices=RUNTIMES,
+                        help="auto: on CPU the faster of onnxruntime and OpenVINO (if installed) for this model, timed "
+                             "once per machine and cached; onnxruntime; openvino (CPU; pip install '.[openvino]') "
+                             "(default: auto)")
+
 
 def candidate_engines(manifest: Manifest, runtime: str, variant: str, device: str, cpu_preferred: str) -> list[Engine]:
     """The engines that may run this folder as asked (several only when both runtime and variant are
@@ -125,24 +152,23 @@ def time_feeds(runner: Runner, feeds: Sequence[dict[str, np.ndarray]], repeats: 
     return best
 
 
-def fastest(engines: Sequence[Engine], open_first: Callable[[Engine], Runner],
-            probe_feeds: Callable[[Engine, Runner], Sequence[dict[str, np.ndarray]]],
-            graph_sha256: str, threads: int | None) -> tuple[Engine, Runner]:
+def fastest(engines: Sequence[Engine], manifest: Manifest, device: str, threads: int | None,
+            probe_feeds: Callable[[Engine, Runner], Sequence[dict[str, np.ndarray]]]) -> tuple[Engine, Runner]:
     """The engine (and its opened first graph) that runs the probe fastest; one candidate is just opened.
     ``probe_feeds(engine, runner)`` gives the feeds that engine would run for the same probe rows (its own
     sequences per pass)."""
     if len(engines) == 1:
-        return engines[0], open_first(engines[0])
-    key = choice_key(engines, graph_sha256, threads)
+        return engines[0], engines[0].open_first(manifest, device, threads)
+    key = choice_key(engines, manifest["files"][manifest["variants"]["fp32"][0]]["sha256"], threads)
     cached = read_choices().get(key)
     for engine in engines:
         if str(engine) == cached:
             log.info("runtime: %s (measured fastest on this machine earlier; cache %s)", engine, choice_file())
-            return engine, open_first(engine)
+            return engine, engine.open_first(manifest, device, threads)
     timings: dict[Engine, float] = {}
     best: tuple[Engine, Runner] | None = None
     for engine in engines:
-        runner = open_first(engine)
+        runner = engine.open_first(manifest, device, threads)
         timings[engine] = time_feeds(runner, probe_feeds(engine, runner))
         if best is None or timings[engine] < timings[best[0]]:
             best = (engine, runner)

@@ -29,7 +29,7 @@ import numpy as np
 
 from inference.backend.manifest import MANIFEST, Manifest, ModelFolderError, is_count, read_manifest
 from inference.backend.openvino_runner import RuntimeMissingError
-from inference.backend.runtime import RUNTIMES, Engine, Runner, candidate_engines, fastest
+from inference.backend.runtime import Engine, Runner, RunsOnEngine, add_runtime_argument, candidate_engines, fastest
 from inference.backend.session import DEVICES, DeviceError, sequences_per_pass, wants_cuda
 from inference.backend.tokens import TextEncoder
 from inference.backend.variants import VARIANTS, VARIANTS_RULE
@@ -125,7 +125,7 @@ def probe_table(vocab: CpcVocab, layout: str) -> PairTable:
 
 
 @dataclass
-class PhraseScorer:
+class PhraseScorer(RunsOnEngine):
     """An exported phrase matcher ready to score; build it with :meth:`load`."""
 
     manifest: Manifest
@@ -184,25 +184,12 @@ class PhraseScorer:
     def _open_first(manifest: Manifest, engines: list[Engine], device: str, preprocess: Preprocessor,
                     batch_size: int | None, threads: int | None) -> tuple[Engine, Runner]:
         """The engine to run (timed against the others where several may) and its first fold's graph."""
-        def open_first(engine: Engine) -> Runner:
-            manifest.verify(engine.graphs(manifest))
-            return engine.open(manifest.path(engine.graphs(manifest)[0]), device, threads)
-
         def probe_feeds(engine: Engine, runner: Runner) -> list[dict]:
             inputs = preprocess(probe_table(preprocess.vocab, preprocess.template.layout))
             per_pass = sequences_per_pass(engine.variant, batch_size or default_batch(False, preprocess.template.layout))
             return [feeds for _, feeds in inputs.batches(per_pass, preprocess.encoder.pad_id, runner.input_names)]
 
-        fp32_graph = manifest["variants"]["fp32"][0]
-        return fastest(engines, open_first, probe_feeds, manifest["files"][fp32_graph]["sha256"], threads)
-
-    @property
-    def variant(self) -> str:
-        return self.engine.variant
-
-    @property
-    def runtime(self) -> str:
-        return self.engine.runtime
+        return fastest(engines, manifest, device, threads, probe_feeds)
 
     @property
     def providers(self) -> list[str]:
@@ -265,9 +252,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=DEVICES,
                    help="auto: CUDA when onnxruntime can use it, else CPU (one warning if CUDA failed); "
                         "cuda: fail unless CUDA really works; cpu: CPU only (default: auto)")
-    p.add_argument("--runtime", default="auto", choices=RUNTIMES,
-                   help="auto: on CPU the faster of onnxruntime and OpenVINO (if installed) for this model, timed once "
-                        "per machine and cached; onnxruntime; openvino (CPU; pip install '.[openvino]') (default: auto)")
+    add_runtime_argument(p)
     p.add_argument("--variant", default="auto", choices=VARIANTS,
                    help="auto = the fastest measured on CPU, fp16 on CUDA; fp32 = exact; int8 (onnxruntime); fp16; "
                         "bf16 = the fp32 graph at bf16 precision on OpenVINO (CPUs with native bf16) (default: auto)")

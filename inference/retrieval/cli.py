@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from inference.backend.runtime import RUNTIMES
+from inference.backend.runtime import add_runtime_argument
 from inference.backend.session import DEVICES
 from inference.backend.variants import VARIANTS
 from inference.retrieval.bm25 import DEFAULT_PAIR_WEIGHT
@@ -84,9 +84,7 @@ def add_index_parser(subparsers) -> None:
     p.add_argument("--variant", default="auto", choices=VARIANTS,
                    help="graph to embed with: auto = on CPU the fastest measured here (int8 where the export shipped it, "
                         "or OpenVINO bf16), fp16 on CUDA; fp32 = exact; bf16 = the fp32 graph on OpenVINO (default: auto)")
-    p.add_argument("--runtime", default="auto", choices=RUNTIMES,
-                   help="auto: on CPU the faster of onnxruntime and OpenVINO (if installed), timed once per machine; "
-                        "onnxruntime; openvino (CPU; pip install '.[openvino]') (default: auto)")
+    add_runtime_argument(p)
     p.add_argument("--chunk-size", type=positive_int, default=256, help="patents per resumable chunk")
     p.add_argument("--no-bm25", action="store_true", help="skip the BM25 state (no hybrid search)")
     p.add_argument("--bm25-stemmer", default="english", choices=["english", "none"],

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.backend.manifest import MANIFEST, ModelFolderError, check_fields, is_count, read_manifest
-from inference.backend.runtime import Engine, Runner, candidate_engines, fastest
+from inference.backend.runtime import Engine, Runner, RunsOnEngine, candidate_engines, fastest
 from inference.backend.session import sequences_per_pass
 from inference.backend.tokens import TextEncoder, length_buckets, pad_batch
 from inference.backend.variants import VARIANTS_RULE
@@ -97,7 +97,7 @@ def pad_id_of(tokenizer) -> int:
 
 
 @dataclass
-class EmbedderModel:
+class EmbedderModel(RunsOnEngine):
     """An exported embedder folder: manifest checked, graph hashed, queries and documents encodable."""
 
     folder: Path
@@ -128,18 +128,13 @@ class EmbedderModel:
             raise ModelFolderError(f"{folder}: field 'pad_id' is {pad_id!r}, expected an integer >= 0; re-export the model")
         docs_encoder = text_encoder(tok, manifest["max_length"], pad_id)
 
-        def open_graph(engine: Engine) -> Runner:
-            manifest.verify(engine.graphs(manifest))
-            return engine.open(manifest.path(engine.graphs(manifest)[0]), device, threads)
-
         def probe_feeds(engine: Engine, runner: Runner) -> list[dict]:
             ids = docs_encoder.encode(PROBE_TEXTS).ids
             return [{"input_ids": pad_batch([ids[r] for r in rows], docs_encoder.pad_id),
                      "attention_mask": pad_batch([[1] * len(ids[r]) for r in rows], 0)}
                     for rows in length_buckets([len(r) for r in ids], sequences_per_pass(engine.variant, 32))]
 
-        engine, runner = fastest(engines, open_graph, probe_feeds, files[manifest["variants"]["fp32"][0]]["sha256"],
-                                 threads)
+        engine, runner = fastest(engines, manifest, device, threads, probe_feeds)
         graph = engine.graphs(manifest)[0]
         # one runner serves both: queries and documents differ only in their token budget
         queries = OnnxEmbedder(runner, text_encoder(tok, manifest["query_max_length"], docs_encoder.pad_id), engine.variant)
@@ -150,14 +145,6 @@ class EmbedderModel:
     def providers(self) -> list[str]:
         """What really runs the graph, read back from the runtime (not what was asked for)."""
         return self.queries.runner.providers
-
-    @property
-    def variant(self) -> str:
-        return self.engine.variant
-
-    @property
-    def runtime(self) -> str:
-        return self.engine.runtime
 
     @property
     def dim(self) -> int:
