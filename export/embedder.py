@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from export.fusion import fuse_transformer
+from export.mpnet_attention import export_context
 from export.onnx_graph import DEFAULT_EXPORTER, EXPORTERS, GraphSpec, default_opset, export_graph
 from export.parity import ParityError, ParityGate
 from export.staging import apply_gate, open_stage, publish
@@ -124,8 +125,9 @@ def export_embedder(opts: EmbedderExportOptions) -> dict:
     enc = enc.float().eval()  # load_source merged LoRA
     t0 = time.time()
     example = tok(PARITY_TEXTS[:2], padding=True, return_tensors="pt")
-    export_graph(enc, (example["input_ids"], example["attention_mask"]), SPEC, stage / "model.onnx", opts.exporter,
-                 opts.opset)
+    with export_context(enc, opts.fuse, opts.exporter):
+        export_graph(enc, (example["input_ids"], example["attention_mask"]), SPEC, stage / "model.onnx", opts.exporter,
+                     opts.opset)
     arch = enc.backbone.config
     fused = fuse_transformer(stage / "model.onnx", arch.num_attention_heads, arch.hidden_size,
                              arch.num_hidden_layers) if opts.fuse else {}

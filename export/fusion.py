@@ -8,7 +8,9 @@ eager attention; it does not fuse dynamo-exported graphs (onnxruntime PR #23887)
 ``legacy`` exporter is the default.
 
 A fusion that does not cover every layer (an architecture the optimizer does not know) leaves the
-graph as exported: the counts in the manifest say which happened.
+graph as exported: the counts in the manifest say which happened. MPNet's attention (relative position
+bias) does not match the optimizer's pattern; ``export/mpnet_attention.py`` writes it as
+MultiHeadAttention nodes at export time, and the optimizer fuses the layer norms and GELUs around them.
 
 Example:
     >>> fuse_transformer("model.onnx", num_heads=12, hidden_size=384, num_layers=6)   # doctest: +SKIP

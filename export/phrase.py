@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from export.fusion import fuse_transformer
+from export.mpnet_attention import export_context
 from export.onnx_graph import DEFAULT_EXPORTER, GraphSpec, default_opset, export_graph, graph_inputs
 from export.parity import ParityGate
 from export.staging import apply_gate, open_stage, publish
@@ -204,7 +205,9 @@ def export_fold(opts: PhraseExportOptions, run_dir: Path, stage: Path, fold: int
         raise SystemExit(f"fold {fold}: need at least 2 validation sequences to export dynamic axes")
     feeds = inputs.feeds(example_idx, pad_id, spec.inputs)
     example = tuple(torch.from_numpy(feeds[name]) for name in spec.inputs)  # the graph's positional order
-    fp32 = export_graph(_Graph(model, list(spec.inputs)), example, spec, stage / names["fp32"], opts.exporter, opts.opset)
+    with export_context(model, opts.fuse, opts.exporter):
+        fp32 = export_graph(_Graph(model, list(spec.inputs)), example, spec, stage / names["fp32"], opts.exporter,
+                            opts.opset)
     timings = {"export_s": time.time() - t0}
     fusion = {}
     if opts.fuse:
