@@ -1,5 +1,6 @@
 """Embedder encoding speed: PyTorch (fp32, bf16 autocast) against the exported ONNX graphs (unfused fp32,
-fused fp32, fused int8), docs/s on the same patents in one process, with title -> abstract nDCG@10 of each.
+fused fp32, fused int8 on onnxruntime; the fused fp32 graph on OpenVINO in fp32 and, where the CPU has it,
+bf16), docs/s on the same patents in one process, with title -> abstract nDCG@10 of each.
 
     python benchmarks/embedder_speed.py [--model sentence-transformers/all-MiniLM-L6-v2] [--docs 256]
 
@@ -36,9 +37,10 @@ def torch_cold_start_code(model: str, threads: int) -> str:
             f"encode_texts(enc, tok, {TEXT}, 256, 1, 'cpu', 'fp32')")
 
 
-def onnx_cold_start_code(graph: Path, tokenizer: Path, variant: str, threads: int) -> str:
+def onnx_cold_start_code(graph: Path, tokenizer: Path, variant: str, runtime: str, threads: int) -> str:
     return (f"from inference.retrieval.encoder import OnnxEmbedder\n"
-            f"e = OnnxEmbedder.load({str(graph)!r}, {str(tokenizer)!r}, 256, variant={variant!r}, threads={threads})\n"
+            f"e = OnnxEmbedder.load({str(graph)!r}, {str(tokenizer)!r}, 256, variant={variant!r}, threads={threads}, "
+            f"runtime={runtime!r})\n"
             f"e.encode({TEXT})")
 
 
@@ -47,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from export.embedder import EmbedderExportOptions, export_embedder
     from export.variants import quantize_int8
+    from inference.backend.openvino_runner import cpu_precisions
     from inference.retrieval.corpus import read_patents
     from inference.retrieval.encoder import OnnxEmbedder
     from solution.backbone import DEFAULT_MODEL, resolve_model_path
@@ -74,21 +77,23 @@ def main(argv: list[str] | None = None) -> None:
         export_embedder(EmbedderExportOptions(unfused, model=args.model, fuse=False, int8=False))
         int8_kept = "model.int8.onnx" in manifest["files"]
         int8 = fused / "model.int8.onnx" if int8_kept else quantize_int8(fused / "model.onnx", Path(tmp) / "int8.onnx")
-        graphs = {"onnxruntime fp32 (unfused)": (unfused / "model.onnx", "fp32"),
-                  "onnxruntime fp32 (fused)": (fused / "model.onnx", "fp32"),
-                  "onnxruntime int8 (fused)" + ("" if int8_kept else ", dropped by the gate"): (int8, "int8")}
+        graphs = {"onnxruntime fp32 (unfused)": (unfused / "model.onnx", "fp32", "onnxruntime"),
+                  "onnxruntime fp32 (fused)": (fused / "model.onnx", "fp32", "onnxruntime"),
+                  "onnxruntime int8 (fused)" + ("" if int8_kept else ", dropped by the gate"): (int8, "int8", "onnxruntime")}
+        graphs |= {f"OpenVINO {v} (fused fp32 graph)": (fused / "model.onnx", v, "openvino") for v in cpu_precisions()}
         modes = {f"PyTorch {precision}": (lambda texts, n, precision=precision: encode_texts(
                     encoder, tokenizer, texts, n, args.batch_size, "cpu", precision)) for precision in ("fp32", "bf16")}
-        for name, (graph, variant) in graphs.items():
-            by_length = {n: OnnxEmbedder.load(graph, fused / "tokenizer.json", n, variant=variant) for n in (64, 256)}
+        for name, (graph, variant, runtime) in graphs.items():
+            by_length = {n: OnnxEmbedder.load(graph, fused / "tokenizer.json", n, variant=variant, runtime=runtime)
+                         for n in (64, 256)}
             modes[name] = lambda texts, n, m=by_length: m[n].encode(texts, args.batch_size)
         threads = torch.get_num_threads()
         weights = [p for p in Path(resolve_model_path(args.model)).glob("*") if p.suffix in (".safetensors", ".bin")]
         size = {"PyTorch fp32": mib(*weights), "PyTorch bf16": mib(*weights)} | {
-            name: mib(graph) for name, (graph, _) in graphs.items()}
+            name: mib(graph) for name, (graph, _, _) in graphs.items()}
         cold = {"PyTorch fp32": cold_start(torch_cold_start_code(args.model, threads))} | {
-            name: cold_start(onnx_cold_start_code(graph, fused / "tokenizer.json", variant, threads))
-            for name, (graph, variant) in graphs.items()}
+            name: cold_start(onnx_cold_start_code(graph, fused / "tokenizer.json", variant, runtime, threads))
+            for name, (graph, variant, runtime) in graphs.items()}
         times: dict[str, list[float]] = {name: [] for name in modes}
         ndcg = {}
         for name, encode in modes.items():  # warm-up and quality
@@ -104,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     table = markdown_table(["mode", "docs/s", "vs PyTorch fp32", "t2a nDCG@10", "size MiB", "cold start s"], rows)
     gate = "; ".join(f"nDCG@10 loss {c['loss']:+.4f}" + (" (int8 dropped)" if c["dropped"] else "")
                      for c in manifest["parity"]["checks"] if c["name"] == "int8")
-    append_results("Embedder encoding speed: PyTorch vs onnxruntime (unfused fp32, fused fp32, fused int8)", table,
+    append_results("Embedder encoding speed: PyTorch vs onnxruntime (unfused fp32, fused fp32, fused int8) and OpenVINO",
+                   table,
                    append=not args.no_append,
                    notes=f"{args.model} zero-shot, {len(docs)} title+abstract docs at 256 tokens, batch {args.batch_size} "
                          f"(int8: one text per pass, per-row deterministic), {threads} threads, median "
