@@ -38,6 +38,12 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
+def require_openvino() -> None:
+    """The one "not installed" error, raised before any model file is read."""
+    if not openvino_installed():
+        raise RuntimeMissingError(f"runtime 'openvino' was asked for but is not installed: {INSTALL_HINT}")
+
+
 def cpu_precisions() -> set[str]:
     """The precisions OpenVINO's CPU plugin says this CPU runs natively (of :data:`PRECISIONS`); empty
     without OpenVINO. bf16 is listed only where the CPU has it (AVX512-BF16 or AMX): elsewhere OpenVINO
@@ -62,8 +68,7 @@ class OpenVinoRunner:
     def create(cls, path: str | os.PathLike, precision: str = "bf16", threads: int | None = None) -> OpenVinoRunner:
         if precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r}: OpenVINO runs {', '.join(PRECISIONS)}")
-        if not openvino_installed():
-            raise RuntimeMissingError(f"runtime 'openvino' was asked for but is not installed: {INSTALL_HINT}")
+        require_openvino()
         if precision not in cpu_precisions():
             raise RuntimeMissingError(f"runtime 'openvino' with {precision}: this CPU has no native {precision} "
                                       f"(OpenVINO offers {sorted(cpu_precisions())}); use variant fp32")

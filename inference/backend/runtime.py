@@ -131,9 +131,7 @@ def openvino_engine(runtime: str, variant: str, device: str) -> Engine:
     if variant not in ("auto", *OPENVINO_VARIANTS):
         raise ValueError(f"runtime 'openvino' runs variant {' or '.join(OPENVINO_VARIANTS)} (the fp32 graph at that "
                          f"precision), not {variant!r}; use runtime 'onnxruntime' for it")
-    if not openvino_runner.openvino_installed():
-        raise openvino_runner.RuntimeMissingError(
-            f"runtime 'openvino' was asked for but is not installed: {openvino_runner.INSTALL_HINT}")
+    openvino_runner.require_openvino()
     if variant == "auto":
         variant = "bf16" if "bf16" in openvino_runner.cpu_precisions() else "fp32"
     return Engine("openvino", variant)
