@@ -45,7 +45,8 @@ requirements=$("$python" - "$root/setup.cfg" <<'EOF'
 import configparser, sys
 cfg = configparser.ConfigParser()
 cfg.read(sys.argv[1])
-print(" ".join(line.strip() for line in cfg["options"]["install_requires"].splitlines() if line.strip()))
+lines = cfg["options"]["install_requires"] + cfg["options.extras_require"]["cpu"]  # the library + its CPU runtime
+print(" ".join(line.strip() for line in lines.splitlines() if line.strip()))
 EOF
 )
 platform_args=()
@@ -59,19 +60,28 @@ name=$(basename "$out")
 if [ "$kind" = "embedder" ]; then
     use="python -m inference index --model /kaggle/input/$name/model --corpus patents.csv --out /kaggle/working/index --no-bm25"
 else
-    use="python -m inference score --model /kaggle/input/$name/model --input test.csv --output submission.csv"
+    use="python -m inference score --model /kaggle/input/$name/model --input /kaggle/input/us-patent-phrase-to-phrase-matching/test.csv --output /kaggle/working/submission.csv"
 fi
 cat > "$stage/README.md" <<EOF
 # $name: offline bundle
 
 Made by \`bash scripts/kaggle_bundle.sh $src $out\` for Python $kaggle_python (Linux x86_64):
-the exported $kind model and the wheels of the torch-free inference library. Upload this folder as a
-Kaggle dataset named \`$name\`, attach it to the notebook, switch the internet off, and run:
+the exported $kind model and the wheels of the torch-free inference library.
+
+In a Kaggle notebook with the internet off:
+1. Upload this folder as a dataset: kaggle.com -> Datasets -> New Dataset, drop the folder (or
+   \`kaggle datasets create -p $out\` with the Kaggle CLI), name it \`$name\`.
+2. In the competition notebook: Add Input -> Your Datasets -> \`$name\`; it appears at
+   \`/kaggle/input/$name\`. The competition's own files are at
+   \`/kaggle/input/us-patent-phrase-to-phrase-matching/\` (\`train.csv\`, \`test.csv\`).
+3. Settings -> Internet off, then in a cell:
 
 \`\`\`bash
-pip install --no-index --find-links /kaggle/input/$name/wheels patent-similarity
-$use
+!pip install --no-index --find-links /kaggle/input/$name/wheels 'patent-similarity[cpu]'
+!$use
 \`\`\`
+
+The submission must be \`/kaggle/working/submission.csv\` (\`id,score\`), which the command writes.
 EOF
 mv "$stage" "$out"
 echo "bundle written: $out ($(ls "$out/wheels" | wc -l) wheels, model kind $kind)"

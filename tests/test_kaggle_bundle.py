@@ -27,7 +27,7 @@ def test_bundle_installs_offline_and_scores_like_the_source(phrase_exported, sma
     venv.create(target, with_pip=True)
     python = str(target / "bin" / "python")
     subprocess.run([python, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(bundle / "wheels"),
-                    "patent-similarity"], check=True, capture_output=True, cwd=tmp_path)
+                    "patent-similarity[cpu]"], check=True, capture_output=True, cwd=tmp_path)
     test_csv = small_data / "uspppm" / "test.csv"
     offline, here = tmp_path / "offline.csv", tmp_path / "here.csv"
     # run outside the repository, so the installed package (not the working tree) is what scores
@@ -35,8 +35,9 @@ def test_bundle_installs_offline_and_scores_like_the_source(phrase_exported, sma
                     "--output", str(offline)], check=True, capture_output=True, cwd=tmp_path)
     has_torch = subprocess.run([python, "-c", "import torch"], capture_output=True, cwd=tmp_path).returncode == 0
     assert not has_torch  # the bundle is the torch-free library
+    # the bundle carries onnxruntime only; here "auto" may race OpenVINO bf16 in (a CPU with bf16), so pin the runtime
     subprocess.run([sys.executable, "-m", "inference", "score", "--model", str(model_dir), "--input", str(test_csv),
-                    "--output", str(here)], check=True, capture_output=True, cwd=ROOT)
+                    "--output", str(here), "--runtime", "onnxruntime"], check=True, capture_output=True, cwd=ROOT)
     assert offline.read_text() == here.read_text()
 
 
