@@ -57,6 +57,10 @@ def commit() -> str:
 
 
 def command_line() -> str:
+    """The command as typed: ``python -m benchmarks.NAME ...`` for a benchmark run as a module."""
+    script = Path(sys.argv[0])
+    if script.suffix == ".py" and script.resolve().parent == RESULTS.parent:
+        return " ".join(["python", "-m", f"benchmarks.{script.stem}", *map(shlex.quote, sys.argv[1:])])
     return "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
 

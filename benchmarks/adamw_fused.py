@@ -1,7 +1,7 @@
 """AdamW step time on the phrase matcher's backbone: torch's fused kernel against ``foreach``.
 
-    python benchmarks/adamw_fused.py                       # all-mpnet-base-v2, precision auto
-    python benchmarks/adamw_fused.py --model sentence-transformers/all-MiniLM-L6-v2 --no-append
+    python -m benchmarks.adamw_fused                       # all-mpnet-base-v2, precision auto
+    python -m benchmarks.adamw_fused --model sentence-transformers/all-MiniLM-L6-v2 --no-append
 
 One training step of the default is forward + backward over 8 sequences of ~140 tokens, then an
 AdamW step over every weight (full fine-tuning). The two optimizers take turns on the same model
@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+from benchmarks._results import append_results, markdown_table
 
 
 def time_steps(model, optimizer, batch: dict, precision: str, steps: int) -> tuple[list[float], list[float]]:

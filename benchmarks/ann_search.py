@@ -1,6 +1,6 @@
 """Search at 1M vectors: exact memory-mapped scan vs FAISS HNSW vs FAISS IVF (build, RSS, latency, recall).
 
-    python benchmarks/ann_search.py [--docs 1000000] [--dim 384] [--queries 500]
+    python -m benchmarks.ann_search [--docs 1000000] [--dim 384] [--queries 500]
 
 The vectors are synthetic but shaped like embeddings: unit vectors around 20,000 centres (uniform
 noise has no neighbourhoods, which makes every ANN look bad and no real corpus looks like it). They
@@ -21,10 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
-from inference.retrieval.vector_search import ann_top_k, build_ann, exact_top_k, load_ann, save_ann  # noqa: E402
+from benchmarks._results import append_results, markdown_table
+from inference.retrieval.vector_search import ann_top_k, build_ann, exact_top_k, load_ann, save_ann
 
 
 def make_vectors(path: Path, n: int, dim: int, seed: int, centres: int = 20_000, block: int = 100_000) -> None:
@@ -97,9 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     truth, _ = exact_top_k(emb, np.load(queries), 10)
     rows = []
     for method in args.methods:
-        child = subprocess.run([sys.executable, __file__, "--docs", str(args.docs), "--dim", str(args.dim), "--queries",
-                                str(args.queries), "--work", str(work), "--child", method],
-                               capture_output=True, text=True, check=True)
+        child = subprocess.run([sys.executable, "-m", "benchmarks.ann_search", "--docs", str(args.docs), "--dim",
+                                str(args.dim), "--queries", str(args.queries), "--work", str(work), "--child", method],
+                               capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1])
         r = json.loads(child.stdout.strip().splitlines()[-1])
         recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(r["found"], truth.tolist())])
         rows.append([method, json.dumps(r.get("params", {})) if r.get("params") else "-", f"{r['build_s']:.1f}",

@@ -1,9 +1,9 @@
 """BM25's term-saturation constant k1 (or its length normalisation b, or its word-pair weight), chosen on
 training patents and reported on held-out ones.
 
-    python benchmarks/bm25_k1.py [--corpus data/patents/a61_patents.csv] [--seeds 42 7 1] [--k1 0.3 0.6 0.9 1.2 1.5]
-    python benchmarks/bm25_k1.py --sweep pair_weight [--pair-weight 0 0.2 0.35 0.5 1]
-    python benchmarks/bm25_k1.py --sweep b [--b 0.3 0.5 0.75 0.9 1]
+    python -m benchmarks.bm25_k1 [--corpus data/patents/a61_patents.csv] [--seeds 42 7 1] [--k1 0.3 0.6 0.9 1.2 1.5]
+    python -m benchmarks.bm25_k1 --sweep pair_weight [--pair-weight 0 0.2 0.35 0.5 1]
+    python -m benchmarks.bm25_k1 --sweep b [--b 0.3 0.5 0.75 0.9 1]
 
 The choice is made on the **training** patents of each split (their titles searching their own
 abstracts, the title -> abstract task on patents the evaluation never queries), then the held-out
@@ -16,22 +16,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
-from benchmarks.bm25_stemming import task_ndcg  # noqa: E402
-from inference.retrieval.bm25 import DEFAULT_B, DEFAULT_K1, DEFAULT_PAIR_WEIGHT  # noqa: E402
-from solution.embedder.evaluate import (  # noqa: E402
+from benchmarks._results import append_results, markdown_table
+from benchmarks.bm25_stemming import task_ndcg
+from inference.retrieval.bm25 import DEFAULT_B, DEFAULT_K1, DEFAULT_PAIR_WEIGHT
+from solution.embedder.evaluate import (
     EvalOptions,
     build_tasks,
     heldout_patents,
     known_item_qrels,
     query_patents,
 )
-from solution.embedder.evaluators.ir import RetrievalTask  # noqa: E402
+from solution.embedder.evaluators.ir import RetrievalTask
 
 SELECTION = "title2abstract on training patents (selection)"
 SWEEPS = {"k1": "the k1 constant", "b": "the length normalisation b", "pair_weight": "the word-pair weight"}

@@ -1,6 +1,6 @@
 """BM25 with and without word pairs, alone and in the convex hybrid, on several runs' own held-out splits.
 
-    python benchmarks/bm25_pairs.py --runs runs/pr-s42 runs/pr-s7 runs/pr-s1 runs/pr-s2 runs/pr-s3
+    python -m benchmarks.bm25_pairs --runs runs/pr-s42 runs/pr-s7 runs/pr-s1 runs/pr-s2 runs/pr-s3
 
 The retrieval issue's hybrid setting (``solution.evaluate embedder --distractors 0 --max-patents 0``):
 each run's held-out titles search that split's held-out abstracts only. For words only (pair weight 0)
@@ -11,17 +11,14 @@ fine-tuned model and with the zero-shot backbone. Dense scores are computed once
 from __future__ import annotations
 
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
-from benchmarks.hybrid_alpha import fused_ndcg, heldout_dense, runs_parser  # noqa: E402
-from inference.retrieval.bm25 import DEFAULT_PAIR_WEIGHT  # noqa: E402
-from inference.retrieval.fusion import DEFAULT_ALPHA  # noqa: E402
-from solution.embedder.evaluators.ir import bm25_matrix  # noqa: E402
-from solution.embedder.metrics import ir_metrics  # noqa: E402
+from benchmarks._results import append_results, markdown_table
+from benchmarks.hybrid_alpha import fused_ndcg, heldout_dense, runs_parser
+from inference.retrieval.bm25 import DEFAULT_PAIR_WEIGHT
+from inference.retrieval.fusion import DEFAULT_ALPHA
+from solution.embedder.evaluators.ir import bm25_matrix
+from solution.embedder.metrics import ir_metrics
 
 WEIGHTS = (0.0, DEFAULT_PAIR_WEIGHT)
 

@@ -1,6 +1,6 @@
 """BM25 with and without the Snowball English stemmer on the embedder evaluation's retrieval tasks.
 
-    python benchmarks/bm25_stemming.py [--corpus data/patents/a61_patents.csv] [--seeds 42 7 1]
+    python -m benchmarks.bm25_stemming [--corpus data/patents/a61_patents.csv] [--seeds 42 7 1]
 
 The tasks are the embedder evaluation's (``solution.embedder.evaluate.build_tasks``): the held-out
 patents' titles (and their offline synthetic queries, per role) search the whole corpus, every other
@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
-from inference.retrieval.bm25 import Bm25Index  # noqa: E402
-from solution.embedder.evaluate import EvalOptions, build_tasks, heldout_patents, query_patents  # noqa: E402
-from solution.embedder.metrics import ir_metrics  # noqa: E402
+from benchmarks._results import append_results, markdown_table
+from inference.retrieval.bm25 import Bm25Index
+from solution.embedder.evaluate import EvalOptions, build_tasks, heldout_patents, query_patents
+from solution.embedder.metrics import ir_metrics
 
 STEMMERS = {"english": "english", "none": None}
 

@@ -1,8 +1,8 @@
 """The classification preset against zero-shot and TF-IDF, over seeds: does it win by more than the spread?
 
-    python benchmarks/classify_seeds.py                      # seeds 42 and 7, ~25 minutes on 2 cores
-    python benchmarks/classify_seeds.py --seeds 42,7,3 --runs-dir /tmp/classify-runs
-    python benchmarks/classify_seeds.py --seeds 42,7,1 --set budget_minutes=30 --runs-dir /tmp/classify-30
+    python -m benchmarks.classify_seeds                      # seeds 42 and 7, ~25 minutes on 2 cores
+    python -m benchmarks.classify_seeds --seeds 42,7,3 --runs-dir /tmp/classify-runs
+    python -m benchmarks.classify_seeds --seeds 42,7,1 --set budget_minutes=30 --runs-dir /tmp/classify-30
 
 Each seed trains ``configs/embedder-classify.toml`` (10 minutes, or what ``--set`` overrides; a
 finished run in ``--runs-dir`` is reused) with its own held-out split, then scores CPC-subclass
@@ -23,10 +23,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks._results import append_results, markdown_table
 
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PRESET = "configs/embedder-classify.toml"
 SYSTEMS = ("preset", "zero-shot", "tfidf")

@@ -1,7 +1,7 @@
 """Cross-landscape check: an embedder fine-tuned on A61 patents against zero-shot on USPPPM phrase
 retrieval, split by CPC section: in-domain (section A) gain and out-of-domain (every other section) change.
 
-    python benchmarks/cross_landscape.py --run runs/NAME [--groups 400]
+    python -m benchmarks.cross_landscape --run runs/NAME [--groups 400]
 
 The seed paper found fine-tuning on one landscape helps there and can hurt elsewhere. Each side
 ranks the targets of ``--groups`` anchor + context groups of data/uspppm/train.csv (graded nDCG@10,
@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+from benchmarks._results import append_results, markdown_table
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """The default training run, measured: wall time, pairs/s, peak RSS, validation Pearson.
 
-    python benchmarks/default_run.py                 # runs `python -m solution.train --out runs/bench-default`
-    python benchmarks/default_run.py --metrics runs/NAME/metrics.json   # tabulate a finished run
+    python -m benchmarks.default_run                 # runs `python -m solution.train --out runs/bench-default`
+    python -m benchmarks.default_run --metrics runs/NAME/metrics.json   # tabulate a finished run
 
 Extra arguments after ``--`` go to solution.train (e.g. ``-- --model PATH --config configs/gpu.toml``).
 """
@@ -15,9 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+from benchmarks._results import append_results, markdown_table
 
 
 def main() -> None:
@@ -51,14 +49,14 @@ def main() -> None:
     table += (f"\n\n**Out-of-fold Pearson {metrics['oof_pearson']:.4f}**, whole run {metrics['wall_s'] / 60:.1f} min "
               f"(budget {metrics['budget_minutes']} min) on {metrics['device']} with {metrics['precision']}{chosen}, "
               f"{metrics.get('layout', 'pair')} layout.")
-    orders = {k: v for k, v in metrics["folds"].items() if "val_pearson_file_order" in v}
+    orders = {k: v for k, v in metrics["folds"].items() if "val_pearson_first_order" in v}
     if orders:
         table += (" Validation averaged over the sibling orders (the last epoch's model): "
-                  + "; ".join(f"fold {k} {v['val_pearson']:.4f} (file order alone {v['val_pearson_file_order']:.4f})"
+                  + "; ".join(f"fold {k} {v['val_pearson']:.4f} (first order alone {v['val_pearson_first_order']:.4f})"
                               for k, v in sorted(orders.items())) + ".")
     file_order_only = sorted(k for k, v in metrics["folds"].items() if v.get("val_sibling_orders") == 1)
     if file_order_only:
-        table += (f" Fold(s) {', '.join(file_order_only)} scored validation in file order only (the clock cut their "
+        table += (f" Fold(s) {', '.join(file_order_only)} scored validation in the first sibling order only (the clock cut their "
                   "training; test rows still over every sibling order).")
     if "model_fallback" in metrics:
         fell = metrics["model_fallback"]

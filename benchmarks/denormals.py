@@ -1,6 +1,6 @@
 """AdamW step time once the optimizer state turns denormal, with and without flush-to-zero.
 
-    python benchmarks/denormals.py
+    python -m benchmarks.denormals
 
 The parameter is MiniLM's word-embedding matrix (30522 x 384). A long run drives the first moment of
 rows that get no gradient towards zero by 0.9 a step; after ~800 steps it is denormal. Here the state
@@ -11,15 +11,11 @@ the table takes seconds instead of a 1,000-step run. Same process, interleaved r
 from __future__ import annotations
 
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+from benchmarks._results import append_results, markdown_table
 
 
 def step_ms(flush: bool, denormal_state: bool, repeats: int = 15) -> float:

@@ -1,6 +1,6 @@
 """Document tokens at evaluation and indexing (``max_length``): every embedder metric at each length.
 
-    python benchmarks/doc_length.py --runs runs/pr-s42 runs/pr-s7 runs/pr-s1 --lengths 128 256 [--queries]
+    python -m benchmarks.doc_length --runs runs/pr-s42 runs/pr-s7 runs/pr-s1 --lengths 128 256 [--queries]
 
 For each run and length, the fine-tuned model and its zero-shot backbone, both encoding documents cut
 at that many tokens (queries keep their own budget): the dense rows of ``solution.evaluate embedder
@@ -14,18 +14,15 @@ zero-shot as the ratio's baseline.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
-from benchmarks.hybrid_alpha import fused_ndcg, heldout_dense, runs_parser  # noqa: E402
-from inference.retrieval.fusion import DEFAULT_ALPHA  # noqa: E402
-from solution.embedder.evaluate import EvalOptions, evaluate_systems, heldout_patents, torch_encoder  # noqa: E402
-from solution.embedder.evaluators.ir import bm25_matrix  # noqa: E402
-from solution.embedder.metrics import ir_metrics  # noqa: E402
+from benchmarks._results import append_results, markdown_table
+from benchmarks.hybrid_alpha import fused_ndcg, heldout_dense, runs_parser
+from inference.retrieval.fusion import DEFAULT_ALPHA
+from solution.embedder.evaluate import EvalOptions, evaluate_systems, heldout_patents, torch_encoder
+from solution.embedder.evaluators.ir import bm25_matrix
+from solution.embedder.metrics import ir_metrics
 
 METRICS = [  # row label, the evaluators' key
     ("t2a nDCG@10, whole corpus", "title2abstract"),

@@ -2,7 +2,7 @@
 fused fp32, fused int8 on onnxruntime; the fused fp32 graph on OpenVINO in fp32 and, where the CPU has it,
 bf16), docs/s on the same patents in one process, with title -> abstract nDCG@10 of each.
 
-    python benchmarks/embedder_speed.py [--model sentence-transformers/all-MiniLM-L6-v2] [--docs 256]
+    python -m benchmarks.embedder_speed [--model sentence-transformers/all-MiniLM-L6-v2] [--docs 256]
 
 The model is exported here (zero-shot: no run needed) twice: with the defaults (fused graph, int8 kept
 only if its nDCG@10 on the gate's held-out patents stays within 0.005) and unfused. The int8 row is
@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
-from benchmarks.inference_speed import cold_start, mib  # noqa: E402
+from benchmarks._results import append_results, markdown_table
+from benchmarks.inference_speed import cold_start, mib
 
 TEXT = "['A drug-coated balloon catheter for angioplasty.']"  # the cold-start probe
 

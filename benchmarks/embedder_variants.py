@@ -1,8 +1,8 @@
 """Short embedder training variants, each changing one thing: what moves title -> abstract retrieval,
 classification and clustering on this CPU.
 
-    python benchmarks/embedder_variants.py                       # every variant (~50 min on 2 cores)
-    python benchmarks/embedder_variants.py --only mqg,mqg-h0     # some of them
+    python -m benchmarks.embedder_variants                       # every variant (~50 min on 2 cores)
+    python -m benchmarks.embedder_variants --only mqg,mqg-h0     # some of them
 
 Each variant trains ``configs/embedder-cpu.toml`` (with the trainer defaults it was measured under,
 ``AS_MEASURED``) or the preset it names, plus its overrides, for a few minutes of wall clock into
@@ -17,13 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+from benchmarks._results import append_results, markdown_table
 
 WITH_ICT = ["concept", "keyword", "question", "colloquial", "misspelled", "ict"]  # the default roles + ict
 # The rows without a "config" of their own were measured on configs/embedder-cpu.toml when the trainer's defaults

@@ -1,8 +1,8 @@
 """End to end: ``python -m inference score`` (torch-free venv) against ``python -m solution.predict``.
 
-    python benchmarks/end_to_end.py --run runs/NAME --model models/NAME
-    python benchmarks/end_to_end.py --run runs/NAME --model models/NAME --input pseudo/test.csv
-    python benchmarks/end_to_end.py --run runs/NAME --model models/NAME --rows 2000 --engines auto onnxruntime:fp32
+    python -m benchmarks.end_to_end --run runs/NAME --model models/NAME
+    python -m benchmarks.end_to_end --run runs/NAME --model models/NAME --input pseudo/test.csv
+    python -m benchmarks.end_to_end --run runs/NAME --model models/NAME --rows 2000 --engines auto onnxruntime:fp32
 
 Every command scores the same Kaggle-format CSV (``id,anchor,target,context``: ``--input``, e.g. a
 pseudo-test of unseen anchors, or ``--rows`` rows of train.csv, whole anchor+context groups drawn at
@@ -35,10 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks._results import append_results, markdown_table
 
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 

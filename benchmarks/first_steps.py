@@ -1,7 +1,7 @@
 """The phrase matcher's first steps, watched: does the backbone's pooled output collapse to one vector?
 
-    python benchmarks/first_steps.py --seeds 1 2 3 4 --set adam_eps=1e-8 --set adam_eps=1e-6
-    python benchmarks/first_steps.py --model /tmp/tiny-bert --steps 20 --no-append   # a quick check
+    python -m benchmarks.first_steps --seeds 1 2 3 4 --set adam_eps=1e-8 --set adam_eps=1e-6
+    python -m benchmarks.first_steps --model /tmp/tiny-bert --steps 20 --no-append   # a quick check
 
 For every (seed, setting) pair: the default config with that seed (which also redraws the folds)
 and that ``--set KEY=VALUE`` override trains fold 0 for ``--steps`` steps (the run's own warm-up, then
@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+from benchmarks._results import append_results, markdown_table
 
 
 def watch_first_steps(overrides: dict, steps: int, out_dir: Path) -> dict:

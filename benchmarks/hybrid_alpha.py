@@ -1,6 +1,6 @@
 """The convex hybrid's dense weight (alpha), read over several runs' own held-out splits.
 
-    python benchmarks/hybrid_alpha.py --runs runs/probe-preset-retrieval runs/probe-preset-retrieval-s7 ...
+    python -m benchmarks.hybrid_alpha --runs runs/probe-preset-retrieval runs/probe-preset-retrieval-s7 ...
 
 Each run's held-out titles search that split's held-out abstracts only (the retrieval issue's hybrid
 setting: ``solution.evaluate embedder --distractors 0 --max-patents 0``). For the fine-tuned model
@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
-from inference.retrieval.bm25 import DEFAULT_K1  # noqa: E402
-from inference.retrieval.fusion import DEFAULT_ALPHA, convex_scores  # noqa: E402
-from solution.embedder.evaluate import EvalOptions, build_tasks, heldout_patents, torch_encoder  # noqa: E402
-from solution.embedder.evaluators.ir import bm25_matrix  # noqa: E402
-from solution.embedder.metrics import ir_metrics  # noqa: E402
+from benchmarks._results import append_results, markdown_table
+from inference.retrieval.bm25 import DEFAULT_K1
+from inference.retrieval.fusion import DEFAULT_ALPHA, convex_scores
+from solution.embedder.evaluate import EvalOptions, build_tasks, heldout_patents, torch_encoder
+from solution.embedder.evaluators.ir import bm25_matrix
+from solution.embedder.metrics import ir_metrics
 
 ALPHAS = tuple(sorted({0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, DEFAULT_ALPHA}))  # the default is always a column
 

@@ -1,7 +1,7 @@
 """Inference speed and accuracy of an exported phrase matcher against PyTorch, on the validation split.
 
-    python benchmarks/inference_speed.py --run runs/NAME --model models/NAME
-    python benchmarks/inference_speed.py --run runs/NAME --model models/NAME --max-rows 2000 --no-append
+    python -m benchmarks.inference_speed --run runs/NAME --model models/NAME
+    python -m benchmarks.inference_speed --run runs/NAME --model models/NAME --max-rows 2000 --no-append
 
 Backends (CPU, ``--threads`` threads, ``--batch-size`` pairs per batch): PyTorch eager fp32, PyTorch
 bf16 autocast (with ``--compile`` also torch.compile in both), ORT fp32, ORT int8 (and ORT fp16 when
@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks._results import append_results, markdown_table
 
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PAIR = "[('abatement', 'abatement of pollution', 'A47')]"  # the cold-start probe
 
@@ -261,7 +260,7 @@ def write_table(bench: Bench, argv: list[str] | None) -> None:
     notes = (f"{layout} layout; fold {args.fold}, {bench.inputs.n_rows} validation rows in {len(bench.inputs)} sequences, "
              f"{args.threads} threads; batch = sequences per forward pass; pairs/s is model time on pre-tokenised "
              "length-bucketed batches; cold start = fresh process to first score")
-    command = "python benchmarks/inference_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.inference_speed " + " ".join(sys.argv[1:] if argv is None else argv)
     append_results(args.title, table, command, notes, append=not args.no_append)
 
 

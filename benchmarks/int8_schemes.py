@@ -1,7 +1,7 @@
 """int8 schemes for per-row determinism: dynamic scales (batched, or one sequence per pass) vs static
 (calibrated) scales in QDQ form, against the fp32 graph, on one fold's validation rows.
 
-    python benchmarks/int8_schemes.py --run runs/NAME --model models/NAME
+    python -m benchmarks.int8_schemes --run runs/NAME --model models/NAME
 
 "batch drift" is the largest change of a row's score between batches of 16 sequences and one
 sequence per pass: 0 means per-row deterministic. Same process, same pre-tokenised inputs.
@@ -10,43 +10,14 @@ sequence per pass: 0 means per-row deterministic. Same process, same pre-tokenis
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
-
-
-def static_int8(fp32: Path, dst: Path, calibration: list[dict]) -> Path:
-    """QDQ int8 with activation scales calibrated (min/max) on ``calibration`` feeds; the same nodes stay
-    float as in the dynamic scheme."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    from export.variants import fp32_nodes
-
-    class Feeds(CalibrationDataReader):
-        def __init__(self):
-            self.feeds = iter(calibration)
-
-        def get_next(self):
-            return next(self.feeds, None)
-
-    model = onnx.load(str(fp32))
-    model.graph.ClearField("value_info")
-    staged = dst.with_suffix(".in.onnx")
-    onnx.save(model, str(staged))
-    quantize_static(staged, dst, Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    nodes_to_exclude=fp32_nodes(model, ffn_down_fp32=False), calibrate_method=CalibrationMethod.MinMax,
-                    op_types_to_quantize=["MatMul", "Attention", "Gather"],
-                    extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True})
-    return dst
+from benchmarks._results import append_results, markdown_table
+from export.variants import quantize_static_int8
 
 
 def measure(path: Path, inputs, pad: int, batch: int, threads: int) -> tuple[np.ndarray, float]:
@@ -86,7 +57,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         graphs = {"fp32": fp32_graph, "int8 dynamic": model_dir / base.manifest["variants"]["int8"][0],
-                  "int8 static (QDQ, min/max)": static_int8(fp32_graph, Path(tmp) / "static.onnx", calibration)}
+                  "int8 static (QDQ, min/max)": quantize_static_int8(fp32_graph, Path(tmp) / "static.onnx",
+                                                                      calibration)}
         reference = None
         for name, graph in graphs.items():
             batched, rate16 = measure(graph, inputs, pad, 16, args.threads)

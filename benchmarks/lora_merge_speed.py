@@ -2,7 +2,7 @@
 small matmuls per adapted layer) against LoRA merged into the base weights (what ``load_run_encoder`` now
 returns for evaluation, and what export writes), docs/s and the largest difference between their vectors.
 
-    python benchmarks/lora_merge_speed.py --run runs/pr-s42 [--docs 384] [--max-length 256]
+    python -m benchmarks.lora_merge_speed --run runs/pr-s42 [--docs 384] [--max-length 256]
 
 Documents are the corpus's first abstracts cut at the run's own ``max_length`` (or ``--max-length``),
 batch 64 sorted by length as ``encode_texts`` does; the two forms are timed in turn, three times,
@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+from benchmarks._results import append_results, markdown_table
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """What one training step of the backbone costs with full fine-tuning, LoRA, and LoRA without its dropout.
 
-    python benchmarks/lora_step_cost.py                                  # mpnet, batch 8 x 256 tokens, bf16
-    python benchmarks/lora_step_cost.py --model models/all-MiniLM-L6-v2 --precision fp32 --no-append
+    python -m benchmarks.lora_step_cost                                  # mpnet, batch 8 x 256 tokens, bf16
+    python -m benchmarks.lora_step_cost --model models/all-MiniLM-L6-v2 --precision fp32 --no-append
 
 Forward + backward of the bare backbone (the backbone's own dropout off, as the phrase trainer runs it)
 on a fixed random batch, malloc tuned and denormals flushed as the trainer does; the mean of the steps
@@ -13,14 +13,12 @@ input (a fresh mask over a hidden-size activation, per adapter, forward and back
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks._results import append_results, markdown_table
 
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def step_ms(model, ids, precision: str, warmup: int, steps: int) -> float:

@@ -1,7 +1,7 @@
 """How many BM25-mined hard negatives are near-duplicates of their positive (the same invention filed
 again), by word-set Jaccard threshold: what ``negative_max_overlap`` removes.
 
-    python benchmarks/near_duplicates.py [--corpus data/patents/a61_patents.csv] [--top-k 30]
+    python -m benchmarks.near_duplicates [--corpus data/patents/a61_patents.csv] [--top-k 30]
 
 Each patent's title is the query, its title + abstract the positive (as the mqg recipe indexes them);
 the top mined negative (BM25 depth ``--top-k``, never a positive) is compared with the positive.
@@ -10,12 +10,8 @@ the top mined negative (BM25 depth ``--top-k``, never a positive) is compared wi
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+from benchmarks._results import append_results, markdown_table
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 

@@ -1,6 +1,6 @@
 """Ablation of the phrase matcher: each row adds one design element, all rows get the same budget.
 
-    python benchmarks/phrase_ablation.py --rows 10000 --epochs 1
+    python -m benchmarks.phrase_ablation --rows 10000 --epochs 1
 
 One fixed grouped split (fold 0 of 5 over a subset of whole anchors), the same training budget per
 row in *pairs* (rows x epochs; the wall clock is only a safety cap, because on a shared machine a
@@ -15,17 +15,14 @@ import argparse
 import json
 import logging
 import shutil
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from solution.runtime import tune_malloc  # noqa: E402
+from solution.runtime import tune_malloc
 
 tune_malloc()
 
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+from benchmarks._results import append_results, markdown_table  # noqa: E402 (after tune_malloc: before torch loads)
 from solution.phrase.config import PhraseTrainConfig  # noqa: E402
 from solution.phrase.train import run  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Phrase matcher comparison on anchor-grouped folds: layouts and seed-design parts, each row run with two seeds.
 
-    python benchmarks/phrase_layouts.py --epochs 3 --jobs 2          # the seed-part screening on MiniLM
-    python benchmarks/phrase_layouts.py --rows mpnet mpnet-seed --mpnet models/all-mpnet-base-v2
+    python -m benchmarks.phrase_layouts --epochs 3 --jobs 2          # the seed-part screening on MiniLM
+    python -m benchmarks.phrase_layouts --rows mpnet mpnet-seed --mpnet models/all-mpnet-base-v2
 
 Every row is one change against a config file (the packaged MiniLM preset for most, the default for the
 mpnet rows, ``configs/seed-design.toml`` for the seed rows), trained on all of train.csv and
@@ -23,10 +23,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
-from inference.backend.cores import usable_cores  # noqa: E402
+from benchmarks._results import append_results, markdown_table
+from inference.backend.cores import usable_cores
 
 # the MiniLM default before the multi layout: bare pairs, LoRA, ordinal head + Smooth K2
 PREVIOUS_DEFAULT = {"layout": "pair", "use_title": False, "max_length": 64, "batch_size": 32, "eval_batch_size": 128,

@@ -1,7 +1,7 @@
 """The phrase matcher on a pseudo-test of unseen anchors: the 2-fold ensemble against one model, EMA on/off.
 
-    python benchmarks/phrase_pseudo_test.py                                  # every row, two seeds, 30 min each
-    python benchmarks/phrase_pseudo_test.py --rows two-folds one-model --seeds 42 --minutes 5 --max-train-rows 4000
+    python -m benchmarks.phrase_pseudo_test                                  # every row, two seeds, 30 min each
+    python -m benchmarks.phrase_pseudo_test --rows two-folds one-model --seeds 42 --minutes 5 --max-train-rows 4000
 
 A share of train.csv's anchors (``--holdout``, 20%; the draw is fixed by ``--split-seed`` so every row and
 seed sees the same pseudo-test) is carved out with all their rows and contexts and never trained on; the
@@ -34,9 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+from benchmarks._results import append_results, markdown_table
 
 ONE_MODEL = {"n_splits": 10, "folds": 1}
 ROWS: dict[str, tuple[str, dict]] = {
@@ -47,7 +45,11 @@ ROWS: dict[str, tuple[str, dict]] = {
     # one model finishes the default's 4 epochs in ~19 of its 30 minutes: 8 lets the clock end it
     "one-model-ema-8ep": ("one model + EMA, up to 8 epochs (the clock ends it)",
                           {**ONE_MODEL, "ema_decay": 0.995, "epochs": 8}),
+    "seed-design": ("configs/seed-design.toml (2 of 5 folds)", {}),
+    "seed-design-one-model": ("configs/seed-design.toml as one model + EMA, up to 8 epochs",
+                              {**ONE_MODEL, "ema_decay": 0.995, "epochs": 8}),
 }
+CONFIGS = {"seed-design": "configs/seed-design.toml", "seed-design-one-model": "configs/seed-design.toml"}
 
 
 def carve(data: Path, out: Path, holdout: float, seed: int) -> dict[str, float]:
@@ -79,6 +81,8 @@ def train_row(key: str, seed: int, args, data: Path) -> dict:
         cmd = [sys.executable, "-m", "solution.train", "--data", str(data), "--out", str(out), "--seed", str(seed),
                "--budget-minutes", str(args.minutes), "--set", f"submission={out / 'submission.csv'}",
                "--set", f"max_train_rows={args.max_train_rows}", *args.train_args]
+        if key in CONFIGS:
+            cmd += ["--config", CONFIGS[key]]
         for name, value in ROWS[key][1].items():
             cmd += ["--set", f"{name}={value}"]
         with open(f"{out}.log", "w") as log:

@@ -1,7 +1,7 @@
 """Retrieval benchmark: zero-shot vs each recipe vs BM25 vs hybrid, plus CPU speed of the exported model.
 
-    python benchmarks/retrieval.py                                   # all recipes, 10 min each (~1 h on 2 cores)
-    python benchmarks/retrieval.py --recipes mqg --budget-minutes 5 --max-patents 200 --index-patents 500   # short
+    python -m benchmarks.retrieval                                   # all recipes, 10 min each (~1 h on 2 cores)
+    python -m benchmarks.retrieval --recipes mqg --budget-minutes 5 --max-patents 200 --index-patents 500   # short
 
 Trains each recipe into ``--runs-dir`` (a finished run is reused), evaluates every system on the same
 held-out patents (the split depends only on the seed and the held-out fraction), exports the best run
@@ -13,24 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
-from benchmarks.embedder_variants import AS_MEASURED  # noqa: E402
+from benchmarks._results import append_results, markdown_table
+from benchmarks.embedder_variants import AS_MEASURED
 
 
 def train_recipes(args) -> dict[str, Path]:
     from solution.embedder.config import EmbedderTrainConfig
     from solution.embedder.train import run
 
-    # the recipes' rows (README "Retrieval", RESULTS.md) were measured under the trainer's earlier defaults (LoRA
+    # the recipes' rows (docs/retrieval.md, RESULTS.md) were measured under the trainer's earlier defaults (LoRA
     # dropout 0.1; combined = queries 1 / alignment 0.5 / CPC 1): pinned, so a rerun trains what they measured
     pinned = {k: v for k, v in AS_MEASURED.items() if k != "recipe"}
     runs = {}

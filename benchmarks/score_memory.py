@@ -1,6 +1,6 @@
 """Peak memory of `python -m inference score` as rows grow, for one huge anchor group vs distinct anchors.
 
-    python benchmarks/score_memory.py --model models/NAME [--rows 2000 4000 8000]
+    python -m benchmarks.score_memory --model models/NAME [--rows 2000 4000 8000]
 
 The multi layout groups a CSV's rows by anchor + context; a group of thousands of targets must cost
 memory in proportion to its rows, like thousands of distinct anchors do, not to their square (the
@@ -18,10 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks._results import append_results, markdown_table
 
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_rows(path: Path, n: int, one_anchor: bool) -> None:

@@ -1,6 +1,6 @@
 """Validation Pearson of a trained phrase run by the number of sibling orders averaged (test-time augmentation).
 
-    python benchmarks/sibling_orders.py --run runs/bench-default --max-orders 6
+    python -m benchmarks.sibling_orders --run runs/bench-default --max-orders 6
 
 For each trained fold: its validation rows scored in file order, then averaged over 2, 3, ... orders
 (``Preprocessor.build_orders``: file order + fixed shuffles of each anchor's targets), and each
@@ -12,14 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+from benchmarks._results import append_results, markdown_table
 
 
 def fold_scores(run: Path, fold: int, max_orders: int) -> list[np.ndarray]:

@@ -1,6 +1,6 @@
 """Soak: long scoring and search loops must keep memory flat and leak no file handles.
 
-    python benchmarks/soak.py --phrase-model models/NAME --embedder-model models/EMB [--pairs 1000000 --queries 100000]
+    python -m benchmarks.soak --phrase-model models/NAME --embedder-model models/EMB [--pairs 1000000 --queries 100000]
 
 PhraseScorer scores ``--pairs`` pairs in calls of ``--chunk`` pairs (real USPPPM rows, re-labelled with
 fresh ids each call); PatentRanker answers ``--queries`` queries in batches of ``--query-batch`` over an
@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks._results import append_results, markdown_table
 
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def rss_mib() -> float:

@@ -1,7 +1,7 @@
 """Training steps per minute on this CPU, per precision: the phrase matcher's default and the retrieval preset.
 
-    python benchmarks/train_steps.py                  # 2 minutes of each (job, precision), ~10 minutes
-    python benchmarks/train_steps.py --minutes 1 --no-append
+    python -m benchmarks.train_steps                  # 2 minutes of each (job, precision), ~10 minutes
+    python -m benchmarks.train_steps --minutes 1 --no-append
 
 Each row is a short real run (``python -m solution.train [embedder] --set precision=P``) whose rate
 is the slope of its ``steps.jsonl`` (every step logged; first to last), so start-up, query generation and
@@ -19,9 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._results import append_results, markdown_table  # noqa: E402
+from benchmarks._results import append_results, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 # (row label, solution.train arguments before the common ones, what one step holds)
