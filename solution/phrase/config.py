@@ -14,11 +14,11 @@ from pathlib import Path
 
 from inference.phrase.multi import MIN_LENGTH
 from solution.backbone import PHRASE_MODEL
-from solution.config import BaseTrainConfig, ConfigError, config_field, load_config_file, redefault, validate
+from solution.config import BaseTrainConfig, config_field, load_config_file, redefault, validate
 from solution.phrase.model import ModelConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # where configs/ lies when a run starts elsewhere
-# what a fallback may not change: fold 0 restarts on it within the run's data, folds, clock and outputs
+# what a fallback does not change: fold 0 restarts on it within the run's data, folds, clock and outputs
 RUN_KEYS = ("data", "out", "submission", "test_csv", "n_splits", "folds", "seed", "max_train_rows", "budget_minutes",
             "device", "precision")
 
@@ -34,17 +34,18 @@ class PhraseTrainConfig(BaseTrainConfig):
     submission: str = config_field("", "submission CSV (default submissions/<run name>/submission.csv)")
     test_csv: str = config_field("", "CSV to predict for the submission (default DATA/uspppm/test.csv)")
     # budgets and validation
-    epochs: int = redefault(BaseTrainConfig, "epochs", 4, "epoch budget (per fold)")
+    epochs: int = redefault(BaseTrainConfig, "epochs", 8, "epoch budget (per fold; the clock usually ends the default first)")
     budget_minutes: float = redefault(BaseTrainConfig, "budget_minutes", 30.0,
                                       "wall-clock budget for the whole run (all folds, eval and submission included)")
-    n_splits: int = config_field(5, "folds the data is split into (grouped by anchor, stratified by score)", min=2)
-    folds: int = config_field(2, "how many of those folds to train; test predictions are averaged over them", min=1)
+    n_splits: int = config_field(10, "folds the data is split into (grouped by anchor, stratified by score)", min=2)
+    folds: int = config_field(1, "how many of those folds to train (1: one model on the rest, the fold its validation "
+                                 "slice); test predictions are averaged over them", min=1)
     max_train_rows: int = config_field(0, "use only this many training rows (0 = all); for quick runs", min=0)
     fallback_config: str = config_field(
         "configs/minilm.toml", "when the clock would train the default backbone (mpnet) for fewer than "
         "fallback_below_epochs epochs a fold (timed a few steps into fold 0), the run restarts on this config's "
-        "model, taking its other keys where the run has the defaults; other backbones are never swapped "
-        "('' = never: keep mpnet whatever the clock allows)")
+        "model, taking its other keys where the run has the defaults (not the run's data, folds or clock); other "
+        "backbones are never swapped ('' = never: keep mpnet whatever the clock allows)")
     fallback_below_epochs: float = config_field(
         1.5, "see fallback_config: mpnet beats MiniLM from ~2 epochs a fold, loses at under one "
              "(0.67 vs 0.74 out of fold on an AVX2-only CPU)", above=0)
@@ -58,7 +59,7 @@ class PhraseTrainConfig(BaseTrainConfig):
                                    min=MIN_LENGTH)
     use_title: bool = config_field(True, "put the CPC class title into the input")
     sibling_orders: int = config_field(4, "score each validation and test row in this many orders of its siblings and "
-                                          "average (file order + shuffles; 1 = file order only)", min=1)
+                                          "average (targets by text, then seeded shuffles; 1 = by text only)", min=1)
     group_targets: bool = config_field(False, "pair layout: append the other targets of the same anchor+context (multi has them)")
     # model
     head: str = config_field("ordinal", "ordinal (cumulative link, expected level) | linear", choices=("ordinal", "linear"))
@@ -75,7 +76,7 @@ class PhraseTrainConfig(BaseTrainConfig):
     context_dropout: float = config_field(0.1, "probability of hiding the class id (trains the unknown-class fallback)",
                                           min=0, max=1)
     lora: bool = redefault(BaseTrainConfig, "lora", False,
-                           "LoRA adapters (false = full fine-tuning: +0.02 Pearson at equal epochs, see README)")
+                           "LoRA adapters (false = full fine-tuning: docs/decisions/seed-design-parts.md)")
     restart_below: float = config_field(0.2, "a fold whose validation Pearson is below this after its first epoch, or "
                                              "halfway through it with a stalled loss (collapsed to a near-constant "
                                              "score), restarts once at half of every learning rate; needs epochs >= 2 "
@@ -112,7 +113,7 @@ class PhraseTrainConfig(BaseTrainConfig):
     head_lr: float = config_field(2e-3, "peak learning rate of the new head and NT-Xent projection", above=0)
     fusion_lr: float = config_field(1e-4, "peak learning rate of the CPC fusion (its own group: at a LoRA or head lr "
                                           "it reaches its norm cap within steps)", above=0)
-    ema_decay: float = config_field(0.0, "decay of an exponential moving average of the trainable weights, which is "
+    ema_decay: float = config_field(0.995, "decay of an exponential moving average of the trainable weights, which is "
                                          "evaluated and saved in their place (0 = off; warms up as 1 - (1 + step)^-0.75)",
                                     min=0, max=0.9999)
     adam_eps: float = redefault(BaseTrainConfig, "adam_eps", 1e-6,
@@ -140,12 +141,15 @@ class PhraseTrainConfig(BaseTrainConfig):
         """The config this run restarts on when the clock is too short for its backbone, or None where it
         never would: ``fallback_config`` empty, a backbone other than the default, or the same model. The
         fallback's keys replace this run's where this run has the defaults (the model always), so a key set
-        by hand (``--lr``, ``--budget-minutes``) stays. A relative path is read from the working directory,
-        else from the repository.
+        by hand (``--lr``, ``--budget-minutes``) stays, and the run's data, folds and clock (``RUN_KEYS``)
+        are never the fallback's. A relative path is read from the working directory, else from the
+        repository.
 
         >>> small = PhraseTrainConfig(lr=3e-5, budget_minutes=60).fallback()   # configs/minilm.toml
         >>> small.model, small.lr, small.budget_minutes, small.epochs, small.cpc_fusion, small.fallback_config
         ('sentence-transformers/all-MiniLM-L6-v2', 3e-05, 60, 6, True, '')
+        >>> small.folds, small.n_splits      # the run's, not the file's 2 of 5
+        (1, 10)
         >>> PhraseTrainConfig(model="microsoft/deberta-v3-large").fallback() is None   # a model you chose
         True
         """
@@ -156,15 +160,12 @@ class PhraseTrainConfig(BaseTrainConfig):
             path = REPO_ROOT / path
         values = load_config_file(path, type(self))
         defaults = type(self)()
+        # the run's own data, folds and clock stay: fold 0 restarts on the fallback within them
         kept = {key: value for key, value in values.items()
-                if key == "model" or getattr(self, key) == getattr(defaults, key)}
+                if key not in RUN_KEYS and (key == "model" or getattr(self, key) == getattr(defaults, key))}
         if kept.get("model", self.model) == self.model:
             return None
         fallback = dataclasses.replace(self, **kept, fallback_config="")
-        moved = [key for key in RUN_KEYS if getattr(fallback, key) != getattr(self, key)]
-        if moved:
-            raise ConfigError(f"fallback_config {path}: it may not change {', '.join(moved)} (fold 0 restarts on it "
-                              "within this run's data, folds and clock)")
         validate(fallback)
         return fallback
 
