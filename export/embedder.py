@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from export.fusion import fuse_transformer
+from export.model_card import write_model_card
 from export.mpnet_attention import export_context
 from export.onnx_graph import DEFAULT_EXPORTER, EXPORTERS, GraphSpec, default_opset, export_graph
 from export.parity import ParityError, ParityGate
@@ -158,6 +159,7 @@ def export_embedder(opts: EmbedderExportOptions) -> dict:
             "variants": variants, "exporter": opts.exporter, "opset": opts.opset or default_opset(opts.exporter),
             "options": asdict(opts), "fused_operators": fused, "export_s": export_s, "parity": gate.to_dict()}
     manifest = write_manifest(stage, KIND, body, ["tokenizer.json", *(f for fs in variants.values() for f in fs)])
+    write_model_card(stage, out.name, KIND, body, asdict(cfg), cfg.backbone)
     publish(stage, out)
     return manifest
 

@@ -16,6 +16,7 @@ are left alone.
 
 from __future__ import annotations
 
+import inspect
 import math
 import types
 from collections.abc import Iterator
@@ -49,11 +50,16 @@ class _MultiHeadAttention(torch.autograd.Function):
                     num_heads_i=num_heads).setType(q.type())
 
 
-def _fused_forward(self, hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kwargs):
+def _fused_forward(self, hidden_states, *args, **kwargs):
     """MPNetSelfAttention.forward through :class:`_MultiHeadAttention` (eval only: no attention dropout).
-    The encoder always passes the position bias; a mask the encoder dropped (no padding) means none."""
-    if position_bias is None or output_attentions:
-        return type(self).forward(self, hidden_states, attention_mask, position_bias, output_attentions, **kwargs)
+    The arguments are bound by name against the class's own forward: transformers 4.x passes a
+    ``head_mask`` between the mask and the position bias, 5.x does not. The encoder always passes the
+    position bias; a mask the encoder dropped (no padding) means none."""
+    own_forward = type(self).forward
+    given = inspect.signature(own_forward).bind(self, hidden_states, *args, **kwargs).arguments
+    position_bias, attention_mask = given.get("position_bias"), given.get("attention_mask")
+    if position_bias is None or given.get("output_attentions") or given.get("head_mask") is not None:
+        return own_forward(self, hidden_states, *args, **kwargs)
     attention_bias = position_bias if attention_mask is None else position_bias + attention_mask
     bias = torch.cat([self.q.bias, self.k.bias, self.v.bias])
     context = _MultiHeadAttention.apply(F.linear(hidden_states, self.q.weight), F.linear(hidden_states, self.k.weight),

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from export.fusion import fuse_transformer
+from export.model_card import write_model_card
 from export.mpnet_attention import export_context
 from export.onnx_graph import DEFAULT_EXPORTER, GraphSpec, default_opset, export_graph, graph_inputs
 from export.parity import ParityGate
@@ -309,6 +310,7 @@ def export_run(opts: PhraseExportOptions) -> dict:
     }
     files = ["tokenizer.json", "template.json", "cpc_vocab.json"] + [f for fs in variants.values() for f in fs]
     manifest = write_manifest(stage, KIND, body, files)
+    write_model_card(stage, Path(out).name, KIND, body, train_cfg)
     publish(stage, out)
     return manifest
 

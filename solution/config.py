@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import reprlib
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from solution.backbone import DEFAULT_MODEL
+from solution.errors import ConfigError
 
-
-class ConfigError(ValueError):
-    """A config value out of its range or of the wrong type; the message names the key."""
+MAX_CONFIG_BYTES = 1_000_000
 
 
 def config_field(default: Any, help: str, *, min: float | None = None, above: float | None = None,
                  max: float | None = None, choices: tuple | None = None) -> Any:
-    """A dataclass field with its help text (shown by --help and the README table) and its valid
+    """A dataclass field with its help text (shown by --help and docs/configuration.md) and its valid
     values (``min``/``max`` inclusive, ``above`` exclusive, ``choices``), checked by :func:`validate`."""
     metadata = {"help": help, "min": min, "above": above, "max": max, "choices": choices}
     if isinstance(default, (list, dict)):
@@ -30,33 +31,43 @@ def config_field(default: Any, help: str, *, min: float | None = None, above: fl
     return field(default=default, metadata=metadata)
 
 
-def field_problem(name: str, value: Any, default: Any, rules: dict) -> str | None:
-    """Why ``value`` is not valid for the field ``name`` (its type from ``default``), or None."""
-    if isinstance(default, bool):
-        ok_type = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok_type = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok_type = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
-    else:
-        ok_type = True
-    if not ok_type:
-        return f"{name}={value!r}: expected {type(default).__name__}"
+def is_text_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+# What a value of each annotated field type must be (``Any``: a string or a list of strings, as peft's
+# target modules); the expected-type words name it in the error.
+TYPE_CHECKS: dict[str, tuple[str, Any]] = {
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "float": ("a finite number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "list": ("a list of strings", is_text_list),
+    "Any": ("a string or a list of strings", lambda v: isinstance(v, str) or is_text_list(v)),
+}
+
+
+def field_problem(name: str, value: Any, kind: str, rules: dict) -> str | None:
+    """Why ``value`` is not valid for the field ``name`` of annotated type ``kind``, or None."""
+    expected, check = TYPE_CHECKS[kind]
+    if not check(value):
+        return f"{name}={short_repr(value)}: expected {expected}"
     if rules.get("choices") and value not in rules["choices"]:
-        return f"{name}={value!r}: choose one of {', '.join(map(str, rules['choices']))}"
+        return f"{name}={short_repr(value)}: choose one of {', '.join(map(str, rules['choices']))}"
     if rules.get("min") is not None and value < rules["min"]:
-        return f"{name}={value!r}: must be at least {rules['min']}"
+        return f"{name}={short_repr(value)}: must be at least {rules['min']}"
     if rules.get("above") is not None and value <= rules["above"]:
-        return f"{name}={value!r}: must be more than {rules['above']}"
+        return f"{name}={short_repr(value)}: must be more than {rules['above']}"
     if rules.get("max") is not None and value > rules["max"]:
-        return f"{name}={value!r}: must be at most {rules['max']}"
+        return f"{name}={short_repr(value)}: must be at most {rules['max']}"
     return None
 
 
 def validate(config) -> None:
     """Raise :class:`ConfigError` listing every key of ``config`` outside its valid values."""
-    problems = [field_problem(f.name, getattr(config, f.name), _default(f), f.metadata) for f in fields(config)]
-    problems = [p for p in problems if p] + list(config.cross_field_problems())
+    problems = [field_problem(f.name, getattr(config, f.name), f.type, f.metadata) for f in fields(config)]
+    problems = [p for p in problems if p]
+    problems = problems or list(config.cross_field_problems())  # those compare values: only once each is sound
     if problems:
         raise ConfigError("; ".join(problems))
 
@@ -113,6 +124,9 @@ def load_config_file(path: str | Path, schema: type) -> dict:
     if path.suffix not in (".toml", ".yaml", ".yml", ".json"):
         raise ConfigError(f"{path}: config must be .toml, .yaml/.yml or .json")
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a config is a few dozen keys (at most "
+                              f"{MAX_CONFIG_BYTES:,} bytes are read)")
         text = path.read_text(encoding="utf-8")
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -124,8 +138,14 @@ def load_config_file(path: str | Path, schema: type) -> dict:
             except ImportError as err:
                 raise ConfigError(f"{path}: YAML configs need PyYAML (pip install pyyaml), or use TOML") from err
             data = yaml.safe_load(text) or {}
-    except (OSError, UnicodeDecodeError, ValueError) as err:  # TOML and JSON decode errors are ValueErrors
-        raise ConfigError(f"{path}: cannot read this config ({err})") from None
+    except ConfigError:
+        raise
+    except (OSError, ValueError, RecursionError) as err:  # TOML, JSON, UTF-8 errors are ValueErrors; deep nesting
+        raise ConfigError(f"{path}: cannot read this config ({type(err).__name__}: {str(err)[:300]})") from None
+    except Exception as err:  # PyYAML's errors (YAMLError) derive from Exception alone
+        if type(err).__module__.split(".")[0] != "yaml":
+            raise
+        raise ConfigError(f"{path}: cannot read this YAML config ({' '.join(str(err).split())[:300]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config is a table of key = value pairs")
     check_keys(data, str(path), schema)
@@ -134,9 +154,20 @@ def load_config_file(path: str | Path, schema: type) -> dict:
 
 def check_keys(data: dict, source: str, schema: type) -> None:
     known = {f.name for f in fields(schema)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(short_repr(k) for k in data if k not in known)  # YAML keys may be numbers, not only strings
     if unknown:
-        raise SystemExit(f"{source}: unknown config key(s) {unknown}; see --help for the list")
+        raise SystemExit(f"{source}: unknown config key(s) {', '.join(unknown[:10])}; see --help for the list")
+
+
+def short_repr(value: Any) -> str:
+    """A bounded ``repr``: a hostile value (a huge string, a deep table, YAML aliases) is named, not printed.
+
+    >>> short_repr({"a": [[[[1]]]], "b": "x" * 500})
+    "{'a': [[[...]]], 'b': 'xxxxxxxxxxxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxxxxxxxxxxxx'}"
+    """
+    bounded = reprlib.Repr()  # Python 3.11's Repr takes no keyword arguments
+    bounded.maxlevel, bounded.maxstring, bounded.maxother, bounded.maxlist, bounded.maxdict = 3, 60, 60, 6, 6
+    return bounded.repr(value)
 
 
 def _default(f: dataclasses.Field) -> Any:
@@ -180,7 +211,7 @@ def build_config(file: str | None, overrides: dict[str, Any], schema: type):
 
 
 def markdown_reference(schema: type) -> str:
-    """The README's configuration table: every key of ``schema`` with its default and meaning."""
+    """docs/configuration.md's table: every key of ``schema`` with its default and meaning."""
     rows = [f"| `{f.name}` | `{json.dumps(_default(f))}` | {f.metadata['help'].replace('|', chr(92) + '|')} |"
             for f in fields(schema)]
     return "\n".join(["| key | default | meaning |", "|---|---|---|", *rows])

@@ -35,6 +35,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 STATE_FILE = "run_state.json"
+MARKER_FILE = "run_folder.json"  # written first, into a new or empty folder: what makes a folder a run's own
 
 
 @dataclass
@@ -139,6 +140,7 @@ class RunFolder:
         if not resume:
             if state_path.exists():
                 raise SystemExit(f"{self.path} already holds a run: pass --resume to continue it, or another --out")
+            self.claim()
             return 0.0, None
         state = read_state(self.path, self.kind)
         if state.get("complete"):
@@ -146,9 +148,31 @@ class RunFolder:
             return state["elapsed_s"], json.loads((self.path / "metrics.json").read_text())
         return state["elapsed_s"], None  # the budget covers the whole run, interruptions included
 
+    def claim(self) -> None:
+        """Check the folder may become this run's: refused if it exists and holds anything this trainer did
+        not write (a user's folder is never written into, let alone overwritten). Nothing is created yet:
+        a run that fails on a bad option right after leaves nothing behind; :meth:`mark` comes first when
+        the run writes."""
+        if self.path.exists() and not self.path.is_dir():
+            raise SystemExit(f"{self.path} is a file, not a folder: pass another --out")
+        if self.path.is_dir() and not (self.path / MARKER_FILE).exists():
+            # another process of the same run may be writing the marker (its temporary file) right now
+            foreign = sorted(p.name for p in self.path.iterdir()
+                             if p.name != MARKER_FILE and not p.name.startswith(f".{MARKER_FILE}."))
+            if foreign:
+                raise SystemExit(f"{self.path} exists and holds files that are not a training run's "
+                                 f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}): a run writes only "
+                                 "into a new or empty folder, or resumes its own; pass another --out")
+
+    def mark(self) -> None:
+        """Create the folder with its marker (before any other file of the run)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not (self.path / MARKER_FILE).exists():
+            atomic_json(self.path / MARKER_FILE, {"kind": self.kind})
+
     def save_state(self, config: dict, elapsed_s: float, complete: bool = False, metrics: dict | None = None) -> None:
         """``run_state.json`` (and ``metrics.json`` when given), each written atomically."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.mark()
         atomic_json(self.path / STATE_FILE, {"kind": self.kind, "config": config, "elapsed_s": elapsed_s,
                                              "complete": complete})
         if metrics is not None:

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
+
+# The fuzz harness's profiles (tests/test_fuzz.py): "ci", a fixed draw of a few dozen examples per target,
+# and "long" (benchmarks/fuzz_long.py), FUZZ_EXAMPLES random ones. The deadline bounds each example's time
+# (a hang or a quadratic blow-up fails), far above the ~1 s a model-folder example takes.
+_FUZZ = dict(deadline=60_000, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("ci", max_examples=40, derandomize=True, **_FUZZ)
+settings.register_profile("long", max_examples=int(os.environ.get("FUZZ_EXAMPLES", "20000")), **_FUZZ)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def _rows(path: Path) -> list[dict]:
@@ -92,7 +102,8 @@ def tiny_config(tiny_model, small_data, tmp_path):
 
     def make(**overrides):
         values = dict(model=str(tiny_model), data=str(small_data), out=str(tmp_path / "run"),
-                      submission=str(tmp_path / "submission.csv"), epochs=2, budget_minutes=5, n_splits=3,
+                      submission=str(tmp_path / "submission.csv"), epochs=2, budget_minutes=5, n_splits=3, folds=2,
+                      ema_decay=0.0,  # the tests of the other parts were written without the weight average
                       device="cpu", precision="fp32", batch_size=16, eval_batch_size=32, max_length=48, log_every=2,
                       # every part of the design, whatever the measured defaults switch off
                       head="ordinal", loss="smooth_k2", cpc_fusion=True, contrastive_weight=0.3, use_title=True,

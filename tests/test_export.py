@@ -23,11 +23,15 @@ from tests.conftest import ROOT
 def test_export_writes_everything_inference_needs_and_nothing_else(phrase_exported):
     run_dir, model_dir = phrase_exported
     manifest = json.loads((model_dir / "manifest.json").read_text())
-    expected = {"tokenizer.json", "template.json", "cpc_vocab.json", "manifest.json"} | {
+    expected = {"tokenizer.json", "template.json", "cpc_vocab.json", "manifest.json", "README.md"} | {
         f"model.fold{k}{suffix}.onnx" for k in (0, 1) for suffix in ("", ".int8", ".fp16")}
     assert {p.name for p in model_dir.iterdir()} == expected
     assert not (model_dir.parent / ".model.partial").exists()
     assert manifest["format_version"] == 2 and manifest["kind"] == "phrase-scorer"
+    card = (model_dir / "README.md").read_text()  # the model card, with the Hub's metadata and the run's evidence
+    assert card.startswith("---\nlibrary_name: patent-similarity\nlicense: apache-2.0\n")
+    assert f"out-of-fold Pearson of the training run: {manifest['training']['oof_pearson']:.4f}" in card
+    assert "| fold0/fp32 | pearson |" in card and "## Intended use" in card and "`epochs`: `1`" in card
     assert manifest["folds"] == [0, 1] and manifest["max_length"] == 48
     assert manifest["variants"]["int8"] == ["model.fold0.int8.onnx", "model.fold1.int8.onnx"]
     assert manifest["inputs"] == ["input_ids", "attention_mask", "token_type_ids", "span_ids", "section_ids", "class_ids"]

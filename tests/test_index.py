@@ -237,3 +237,42 @@ def test_cli_index_build_killed_midway_resumes_to_the_same_index(tmp_path, embed
     resumed = json.loads(state.read_text())
     whole = json.loads((tmp_path / "whole" / "index.json").read_text())
     assert resumed["complete"] and resumed["files"] == whole["files"]  # byte-identical embeddings, ids, titles
+
+
+def test_an_index_moved_together_with_its_model_still_searches(tmp_path, embedder_exported, patent_corpus):
+    import shutil
+
+    from inference.retrieval.index import IndexMismatchError, build_index
+    from inference.retrieval.ranker import PatentRanker
+
+    before = tmp_path / "here"
+    shutil.copytree(embedder_exported[0], before / "model")
+    build_index(before / "model", patent_corpus, before / "index", chunk_size=32, progress=False, bm25=False)
+    hits = PatentRanker.load(before / "index", ann=False).search("catheter", k=3)
+    after = tmp_path / "moved"
+    before.rename(after)  # the old paths are gone: only the relative reference can find the model
+    assert PatentRanker.load(after / "index", ann=False).search("catheter", k=3) == hits
+    shutil.rmtree(after / "model")
+    with pytest.raises(IndexMismatchError, match="its model is at neither"):
+        PatentRanker.load(after / "index", ann=False)
+
+
+def test_a_load_checks_a_sample_of_the_embeddings_and_verify_hashes_them_whole(tmp_path):
+    """Opening an index reads 4 MiB of its embeddings for the check, whatever their size; verify reads all."""
+    from inference.backend.manifest import sha256_file
+    from inference.retrieval.index import IndexMismatchError, check_files, sampled_sha256
+
+    path = tmp_path / "embeddings.npy"
+    data = bytearray(np.random.default_rng(0).bytes(8 << 20))
+    path.write_bytes(bytes(data))
+    info = {"files": {path.name: sha256_file(path)}, "sampled": {path.name: sampled_sha256(path)}}
+    check_files(tmp_path, info, [path.name], verify=True)
+    data[(8 << 20) // 2 + 12345] ^= 1  # between two sampled blocks: the sample cannot see it
+    path.write_bytes(bytes(data))
+    check_files(tmp_path, info, [path.name], verify=False)
+    with pytest.raises(IndexMismatchError, match="sha256 does not match"):
+        check_files(tmp_path, info, [path.name], verify=True)
+    data[-1] ^= 1  # the last block is always in the sample
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexMismatchError, match="checked on a sample"):
+        check_files(tmp_path, info, [path.name], verify=False)

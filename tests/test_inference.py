@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 from inference import PhraseScorer
 from inference.backend import openvino_runner
 from inference.backend import session as session_module
-from inference.backend.manifest import ModelFolderError
+from inference.backend.manifest import ModelFolderError, sha256_file
 from inference.backend.session import DeviceError
 from inference.backend.tokens import TextEncoder
 from inference.io import DataError, read_pairs
@@ -42,6 +43,16 @@ def torch_reference(phrase_exported, shuffled_test) -> np.ndarray:
     ids, scores = predict_file(run_dir, shuffled_test[0], device="cpu")
     assert ids == shuffled_test[1]
     return scores
+
+
+def test_predict_scores_do_not_depend_on_the_files_row_order(phrase_exported, small_data, shuffled_test,
+                                                             torch_reference):
+    """solution.predict on the test file as written and reversed (``shuffled_test``): every id the same score."""
+    from solution.phrase.predict import predict_file
+
+    ids, scores = predict_file(phrase_exported[0], small_data / "uspppm" / "test.csv", device="cpu")
+    reversed_by_id = dict(zip(shuffled_test[1], torch_reference))
+    assert np.abs(scores - np.array([reversed_by_id[i] for i in ids])).max() <= 1e-5
 
 
 def test_predict_precision_overrides_the_runs(phrase_exported, shuffled_test, torch_reference):
@@ -251,7 +262,7 @@ def test_fresh_venv_without_torch_scores_a_csv(phrase_exported, shuffled_test, t
             (src / name).write_text("")
     shutil.copytree(ROOT / "inference", src / "inference", ignore=shutil.ignore_patterns("__pycache__"))
     # with its declared dependencies: the base install must bring numpy, tokenizers, onnxruntime and no torch
-    subprocess.run(pip + [str(src)], check=True, timeout=600)
+    subprocess.run(pip + [f"{src}[cpu]"], check=True, timeout=600)
     clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     assert subprocess.run([python, "-c", "import torch"], capture_output=True, env=clean_env).returncode != 0
     out = tmp_path / "venv.csv"
@@ -260,6 +271,14 @@ def test_fresh_venv_without_torch_scores_a_csv(phrase_exported, shuffled_test, t
     assert proc.returncode == 0, proc.stderr[-3000:]
     ids, scores = read_scores(out)
     assert ids == shuffled_test[1] and np.abs(scores - torch_reference).max() < 0.02
+    command = str(env_dir / "bin" / "patent-sim")  # the console command, as pip installed it
+    proc = subprocess.run([command, "score", "--model", str(phrase_exported[1]), "--input", str(shuffled_test[0]),
+                           "--output", str(tmp_path / "console.csv"), "--quiet"], capture_output=True, text=True,
+                          env=clean_env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert read_scores(tmp_path / "console.csv")[0] == shuffled_test[1]
+    proc = subprocess.run([command, "train", "--help"], capture_output=True, text=True, env=clean_env, cwd=tmp_path)
+    assert proc.returncode == 1 and "which this install lacks; install the 'train' extra" in proc.stderr
 
 
 def rewrite_manifest(folder: Path, change, rehash: bool = True) -> None:
@@ -319,8 +338,8 @@ NO_NATIVE_BF16 = pytest.mark.skipif("bf16" not in openvino_runner.cpu_precisions
 def test_a_rows_score_does_not_depend_on_the_other_rows_of_the_file(phrase_exported, small_data, runtime, variant,
                                                                     caplog, monkeypatch):
     """Per-row determinism, for every runtime x variant that ships: the same anchor+context groups score the
-    same whether the file holds only them or many other groups too (other batch mates, other padding), and
-    whatever batch size is asked."""
+    same whether the file holds only them or many other groups too (other batch mates, other padding),
+    whatever batch size is asked, and whatever the order of the file's rows (reversed, shuffled)."""
     from inference.io import read_pairs
 
     monkeypatch.setattr(openvino_runner, "cpu_precisions", REAL_PRECISIONS)
@@ -334,8 +353,10 @@ def test_a_rows_score_does_not_depend_on_the_other_rows_of_the_file(phrase_expor
     alone = scorer.score_table(table.subset(few))
     with caplog.at_level(logging.WARNING):
         crowded = PhraseScorer.load(phrase_exported[1], device="cpu", variant=variant, batch_size=16, runtime=runtime)
-    among_all = crowded.score_table(table)[few]
-    assert np.abs(alone - among_all).max() <= 1e-5
+    everything = crowded.score_table(table)
+    assert np.abs(alone - everything[few]).max() <= 1e-5
+    for order in (list(range(len(table)))[::-1], random.Random(0).sample(range(len(table)), len(table))):
+        assert np.abs(crowded.score_table(table.subset(order)) - everything[order]).max() <= 1e-5
     if variant == "int8":
         assert crowded.batch_size == 1 and "one sequence per forward pass" in caplog.text
 
@@ -394,3 +415,29 @@ def test_scorer_averages_the_runs_sibling_orders_by_default(phrase_exported, sma
     one = PhraseScorer.load(model_dir, device="cpu", variant="fp32", orders=1)
     assert np.array_equal(one.score_table(table), one.score_inputs(one.preprocess(table)))
     assert np.abs(one.score_table(table) - by_hand).max() > 0  # the second order moved some score
+
+
+def test_a_hub_repo_id_loads_from_the_local_cache_offline(phrase_exported, tmp_path):
+    """A Hugging Face repo id in place of a folder: taken from a pre-filled Hub cache with HF_HUB_OFFLINE=1
+    (no network); an id that is neither a folder nor cached is one error naming it."""
+    repo = tmp_path / "hub" / "models--acme--patent-scorer"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    for file in phrase_exported[1].iterdir():  # laid out as huggingface_hub does: snapshot files link to blobs
+        blob = repo / "blobs" / sha256_file(file)
+        shutil.copy(file, blob)
+        (repo / "snapshots" / "abc123" / file.name).symlink_to(os.path.relpath(blob, repo / "snapshots" / "abc123"))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "hub.csv"
+    proc = subprocess.run([sys.executable, "-m", "inference", "score", "--model", "acme/patent-scorer", "--input",
+                           str(ROOT / "data" / "uspppm" / "test.csv"), "--output", str(out), "--quiet"],
+                          capture_output=True, text=True, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(read_scores(out)[0]) == 36
+    proc = subprocess.run([sys.executable, "-m", "inference", "score", "--model", "acme/not-cached", "--input",
+                           str(ROOT / "data" / "uspppm" / "test.csv"), "--output", str(out)],
+                          capture_output=True, text=True, env=env, cwd=ROOT)
+    assert proc.returncode != 0 and "acme/not-cached: no such local folder, and the Hugging Face repo could not be" \
+        in proc.stderr and "Traceback" not in proc.stderr

@@ -111,7 +111,7 @@ def test_pair_pooling_averages_only_anchor_and_target_tokens(tiny_model):
 
 def test_dropout_option_sets_every_backbone_and_head_dropout_but_not_loras(tiny_model):
     """dropout=0 switches off the backbone's hidden and attention dropout and the head's (the collapse
-    fix for larger backbones, see README); None keeps the backbone's config; LoRA keeps lora_dropout."""
+    fix for larger backbones, docs/decisions/mpnet-dropout-off.md); None keeps the backbone's config; LoRA keeps lora_dropout."""
     from solution.phrase.config import PhraseTrainConfig
 
     def rates(model, part):

@@ -180,19 +180,44 @@ def test_precision_auto_keeps_fp32_where_bf16_is_slower():
     assert resolve_precision("fp32", "cpu", timer=lambda bf16: 1 / 0) == "fp32"  # a fixed choice times nothing
 
 
-def test_sibling_orders_are_file_order_then_fixed_shuffles_covering_every_row(tiny_model, small_data):
+def test_sibling_orders_are_text_order_then_fixed_shuffles_covering_every_row(tiny_model, small_data):
     pre = multi_preprocessor(tiny_model, small_data, max_targets=3)
     table = read_pairs(small_data / "uspppm" / "train.csv", require_score=True)
     contexts = TableContexts.of(table, pre.vocab)
     orders = pre.build_orders(table, contexts, 3)
     again = pre.build_orders(table, contexts, 3)
-    assert len(orders) == 3 and orders[0].ids == pre(table).ids  # the first order is file order
+    assert len(orders) == 3 and orders[0].ids == pre(table).ids  # the first order is what a plain build gives
+    first = orders[0].rows[0]
+    assert [table.columns["target"][r] for r in first] == sorted(table.columns["target"][r] for r in first)
     assert [o.ids for o in orders] == [o.ids for o in again]  # the same table, the same inputs: deterministic
     assert orders[1].rows != orders[0].rows and orders[2].rows != orders[1].rows  # siblings really move
     for inputs in orders:
         assert sorted(r for rows in inputs.rows for r in rows) == list(range(len(table)))
     with pytest.raises(ValueError, match="orders must be >= 1"):
         pre.build_orders(table, contexts, 0)
+
+
+@pytest.mark.parametrize("layout", ["multi", "pair"])
+def test_a_rows_sequences_depend_on_its_own_group_alone_not_on_the_files_row_order(tiny_model, small_data, layout):
+    """Each row's token sequence (and its slot in it) in every sibling order is the same with the file's
+    rows shuffled: the orders are built from each group's own text, not from where its rows stand."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    template = InputTemplate(sep_token=tokenizer.sep_token, cls_token=tokenizer.cls_token, layout=layout,
+                             group_targets=True, max_targets=3)
+    pre = preprocessor(tokenizer, template, CpcVocab.from_data_dir(small_data / "cpc"), 48)
+    table = read_pairs(small_data / "uspppm" / "train.csv", require_score=True)
+
+    def sequence_of_each_row(t):
+        seen = {}
+        for k, inputs in enumerate(pre.build_orders(t, TableContexts.of(t, pre.vocab), 3)):
+            for ids, rows in zip(inputs.ids, inputs.rows):
+                for slot, r in enumerate(rows):
+                    seen[k, t.ids[r]] = (tuple(ids), slot)
+        return seen
+
+    in_file_order = sequence_of_each_row(table)
+    assert in_file_order == sequence_of_each_row(table.subset(random.Random(3).sample(range(len(table)), len(table))))
+    assert len(in_file_order) == 3 * len(table)
 
 
 def test_bare_pairs_have_one_sibling_order(tiny_model, small_data):
@@ -219,7 +244,7 @@ def test_validation_and_predict_average_the_same_sibling_orders(tiny_config, tmp
                       contrastive_weight=0.0)
     metrics = run(cfg)
     fold = metrics["folds"]["0"]
-    assert "val_pearson_file_order" in fold and fold["val_pearson"] != fold["val_pearson_file_order"]
+    assert "val_pearson_first_order" in fold and fold["val_pearson"] != fold["val_pearson_first_order"]
     with open(Path(cfg.out) / "oof.csv", newline="") as f:
         oof = list(csv.DictReader(f))
     path = tmp_path / "val.csv"
@@ -247,7 +272,7 @@ def test_a_fold_the_clock_will_cut_keeps_the_test_orders_and_scores_validation_i
     cfg = tiny_config(epochs=1, layout="multi", max_targets=3, sibling_orders=3, folds=1, batch_size=2, lora=False,
                       contrastive_weight=0.0, test_csv=str(rows))
     fold = train_module.run(cfg)["folds"]["0"]
-    assert fold["val_sibling_orders"] == 1 and "val_pearson_file_order" not in fold
+    assert fold["val_sibling_orders"] == 1 and "val_pearson_first_order" not in fold
     assert fold["val_pearson"] == fold["epochs"][-1]["val_pearson"]
     with open(cfg.submission, newline="") as f:
         submitted = np.array([float(r["score"]) for r in csv.DictReader(f)])

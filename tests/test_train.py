@@ -197,13 +197,13 @@ def test_resume_cli_keeps_the_run_config(tiny_model, small_data, tmp_path, monke
     assert seen["cfg"].budget_minutes == 7
 
 
-def test_readme_documents_every_config_key_with_its_default():
+def test_the_configuration_reference_documents_every_key_with_its_default():
     from solution.config import markdown_reference
     from solution.phrase.config import PhraseTrainConfig
 
-    readme = (ROOT / "README.md").read_text()
-    missing = [row for row in markdown_reference(PhraseTrainConfig).splitlines() if row not in readme]
-    assert not missing, f"README configuration table differs from PhraseTrainConfig in {missing}"
+    reference = (ROOT / "docs" / "configuration.md").read_text()
+    missing = [row for row in markdown_reference(PhraseTrainConfig).splitlines() if row not in reference]
+    assert not missing, f"docs/configuration.md's table differs from PhraseTrainConfig in {missing}"
 
 
 class _Planted:
@@ -339,7 +339,7 @@ def test_a_fold_stops_at_an_epoch_end_when_the_next_epoch_would_be_cut_short(tin
     fold = metrics["folds"]["0"]
     assert [e["epoch"] for e in fold["epochs"]] == [1] and fold["stopped_by"] == "budget"
     # its file-order validation is the first epoch's pass: the model scored is that epoch's
-    assert fold["val_pearson_file_order"] == fold["epochs"][0]["val_pearson"]
+    assert fold["val_pearson_first_order"] == fold["epochs"][0]["val_pearson"]
     assert submission_ids(Path(cfg.submission)) == input_ids(small_data / "uspppm" / "test.csv")
 
 
@@ -502,9 +502,9 @@ def test_the_default_backbone_falls_back_to_the_smaller_config_keeping_the_keys_
     assert PhraseTrainConfig(model="microsoft/deberta-v3-large").fallback() is None
     assert PhraseTrainConfig(fallback_config="").fallback() is None
     moves_folds = tmp_path / "folds.toml"
-    moves_folds.write_text('model = "other"\nfolds = 3\n')
-    with pytest.raises(ConfigError, match="may not change folds"):
-        PhraseTrainConfig(fallback_config=str(moves_folds)).fallback()
+    moves_folds.write_text('model = "other"\nfolds = 3\nn_splits = 4\n')
+    other = PhraseTrainConfig(fallback_config=str(moves_folds)).fallback()
+    assert (other.model, other.folds, other.n_splits) == ("other", 1, 10)  # the run's folds, not the file's
     with pytest.raises(ConfigError, match="missing.toml"):
         PhraseTrainConfig(fallback_config=str(tmp_path / "missing.toml")).fallback()
     monkeypatch.setattr(config_module, "PHRASE_MODEL", "other")  # the same model: nothing to fall back to
@@ -580,3 +580,22 @@ def test_a_run_that_falls_back_trains_every_fold_on_the_fallback_and_its_folder_
         submitted = np.array([float(r["score"]) for r in csv.DictReader(f)])
     _, scores = predict_file(cfg.out, small_data / "uspppm" / "test.csv", device="cpu")
     assert np.abs(scores - submitted).max() < 1e-5  # the folder's tokenizer and weights are the fallback's
+
+
+def test_the_default_layout_trains_one_model_with_a_validation_slice_and_a_weight_average(tiny_model, small_data,
+                                                                                          tmp_path):
+    """The defaults' shape on the tiny model: one fold of ten trained (its tenth of the anchors the validation
+    slice), the EMA of the weights evaluated and saved, a submission of every test row."""
+    from solution.phrase.config import PhraseTrainConfig
+
+    defaults = PhraseTrainConfig()
+    assert (defaults.n_splits, defaults.folds, defaults.ema_decay, defaults.epochs) == (10, 1, 0.995, 8)
+    cfg = PhraseTrainConfig(model=str(tiny_model), data=str(small_data), out=str(tmp_path / "run"),
+                            submission=str(tmp_path / "sub.csv"), epochs=2, device="cpu", precision="fp32",
+                            max_length=48, batch_size=16, fallback_config="",
+                            n_splits=5)  # the small data's 7 training anchors cannot make 10 grouped folds
+    metrics = run(cfg)
+    assert list(metrics["folds"]) == ["0"] and np.isfinite(metrics["oof_pearson"])
+    n_val = metrics["folds"]["0"]["n_val"]
+    assert 0 < n_val < 0.3 * (n_val + metrics["folds"]["0"]["n_train"])  # a slice, not half
+    assert submission_ids(tmp_path / "sub.csv") == input_ids(small_data / "uspppm" / "test.csv")

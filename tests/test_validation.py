@@ -27,14 +27,36 @@ def cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     (["--config", "/nonexistent.toml"], "config error: /nonexistent.toml: cannot read this config"),
     (["--config", "BAD_TOML"], "cannot read this config"),
     (["--set", "lora_target_modules=[q"], "not a JSON list"),
+    (["--set", "lr=inf"], "config error: lr=inf: expected a finite number"),
+    (["--set", "lr=nan"], "config error: lr=nan: expected a finite number"),
+    (["--set", "budget_minutes=-inf"], "config error: budget_minutes=-inf: expected a finite number"),
+    (["--config", "NAN_TOML"], "config error: lr=nan: expected a finite number"),
+    (["--config", "MODEL_NUMBER_TOML"], "config error: layout=5: expected a string"),
+    (["--config", "NESTED_TOML"], "config error: epochs={'a': {'b': {'c': {...}}}}: expected an integer"),
+    (["--config", "DEEP_JSON"], "cannot read this config (RecursionError"),
+    (["--config", "ALIAS_YAML"], "expected a string or a list of strings"),
+    (["--config", "NUMBER_KEY_YAML"], "unknown config key(s) 1"),
 ])
 def test_bad_training_options_are_one_line_errors_and_leave_no_run_folder(tiny_model, small_data, tmp_path, option,
                                                                           message):
     out = tmp_path / "run"
-    if "BAD_TOML" in option:
-        (tmp_path / "bad.toml").write_text("epochs = = 3\n")
-        option = ["--config", str(tmp_path / "bad.toml")]
-    base = ["solution.train", "--model", str(tiny_model), "--data", str(small_data), "--out", str(out)]
+    hostile = {  # configs hostile in shape: every one a one-line error, in bounded time and memory
+        "BAD_TOML": ("bad.toml", "epochs = = 3\n"),
+        "NAN_TOML": ("nan.toml", "lr = nan\n"),
+        "MODEL_NUMBER_TOML": ("number.toml", "layout = 5\n"),
+        "NESTED_TOML": ("nested.toml", "[epochs.a.b.c]\nd = 1\n"),
+        "DEEP_JSON": ("deep.json", "[" * 100_000 + "]" * 100_000),
+        # a "billion laughs": nine levels of nine aliases, ~387M leaves if expanded
+        "ALIAS_YAML": ("alias.yaml", "lora_target_modules: [&a0 [x, x, x, x, x, x, x, x, x], " + ", ".join(
+            f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)) + "]\n"),
+        "NUMBER_KEY_YAML": ("key.yaml", "1: 2\n"),
+    }
+    if option[-1] in hostile:
+        name, text = hostile[option[-1]]
+        (tmp_path / name).write_text(text)
+        option = ["--config", str(tmp_path / name)]
+    base = ["solution.train", "--model", str(tiny_model), "--data", str(small_data), "--out", str(out),
+            "--set", "n_splits=3"]  # the small data's anchors cannot make the default's 10 grouped folds
     if option[0] == "--model":
         base = base[:1] + base[3:]
     proc = cli(*base, *option)

@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,9 @@ class Manifest:
 
     folder: Path
     data: dict = field(default_factory=dict)
+    # where the folder's files may really live: the folder itself, or for a Hugging Face Hub snapshot its
+    # repo's cache folder (the snapshot's files are links into the repo's blobs/)
+    root: Path | None = None
 
     @property
     def kind(self) -> str:
@@ -77,7 +81,7 @@ class Manifest:
         if not isinstance(name, str) or not name or Path(name).is_absolute():
             raise ModelFolderError(f"{self.folder / MANIFEST}: file entry {name!r} is not a file name inside the folder")
         path = self.folder / name
-        if not path.resolve().is_relative_to(self.folder.resolve()):
+        if not path.resolve().is_relative_to((self.root or self.folder).resolve()):
             raise ModelFolderError(f"{self.folder / MANIFEST}: file entry {name!r} points outside {self.folder}")
         return path
 
@@ -131,10 +135,43 @@ def check_fields(path: Path, data: dict, rules: dict[str, FieldRule]) -> None:
             raise ModelFolderError(f"{path}: field {key!r} is {data[key]!r}, expected {expected}; re-export the model")
 
 
+REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?")
+
+
+def resolve_model_folder(name: str | os.PathLike) -> Path:
+    """``name`` as a local folder; or, where no such path exists and it reads as a Hugging Face Hub repo id
+    (``owner/name``, optionally ``@revision``) whose first part is not a local folder either, the repo's
+    snapshot: fetched into the Hub cache, or taken from the cache alone under ``HF_HUB_OFFLINE=1``."""
+    path = Path(name)
+    text = str(name)
+    if path.exists() or not REPO_ID.fullmatch(text) or Path(text.split("/")[0]).exists():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:  # tokenizers brings it; without it, a repo id is just a missing folder
+        return path
+    repo, _, revision = text.partition("@")
+    try:
+        return Path(snapshot_download(repo_id=repo, revision=revision or None))
+    except Exception as err:  # offline and not cached, no such repo, no access: one line saying which
+        reason = " ".join(str(err).split())[:200]
+        raise ModelFolderError(f"{text}: no such local folder, and the Hugging Face repo could not be fetched "
+                               f"({type(err).__name__}: {reason})") from None
+
+
+def hub_repo_root(folder: Path) -> Path | None:
+    """The Hub cache's repo folder (``models--owner--name``) of a snapshot folder, else None."""
+    parts = folder.resolve().parts
+    if len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--"):
+        return folder.resolve().parent.parent
+    return None
+
+
 def read_manifest(folder: str | os.PathLike, kind: str, rules: dict[str, FieldRule] | None = None) -> Manifest:
     """Parse and check ``folder/manifest.json`` for a model of ``kind``: version, kind, self-hash and the
-    fields in ``rules`` (the files themselves are hashed by :meth:`Manifest.verify` when used)."""
-    folder = Path(folder)
+    fields in ``rules`` (the files themselves are hashed by :meth:`Manifest.verify` when used). ``folder``
+    may be a Hugging Face Hub repo id (:func:`resolve_model_folder`)."""
+    folder = resolve_model_folder(folder)
     path = folder / MANIFEST
     if not folder.is_dir():
         raise ModelFolderError(f"{folder}: no such model folder (write one with `python -m export`)")
@@ -161,4 +198,4 @@ def read_manifest(folder: str | os.PathLike, kind: str, rules: dict[str, FieldRu
     if not isinstance(data.get("files"), dict):
         raise ModelFolderError(f"{path}: field 'files' is missing; re-export the model")
     check_fields(path, data, rules or {})
-    return Manifest(folder, data)
+    return Manifest(folder, data, hub_repo_root(folder))

@@ -79,7 +79,13 @@ class OpenVinoRunner:
             "INFERENCE_NUM_THREADS": threads or usable_cores(),
             "PERFORMANCE_HINT": "LATENCY",  # one stream: every core on the one request, as with onnxruntime
         }
-        compiled = ov.Core().compile_model(str(path), "CPU", config)
+        try:
+            compiled = ov.Core().compile_model(str(path), "CPU", config)
+        except RuntimeError as err:  # OpenVINO's one exception type for a file it cannot read as a graph
+            from inference.backend.manifest import ModelFolderError
+
+            raise ModelFolderError(f"{path}: not a valid ONNX graph for OpenVINO ({' '.join(str(err).split())[:300]})") \
+                from None
         return cls(compiled, compiled.create_infer_request(), precision)
 
     @property

@@ -18,9 +18,26 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import onnxruntime as ort
+
+try:
+    import onnxruntime as ort
+    from onnxruntime.capi.onnxruntime_pybind11_state import (
+        Fail,
+        InvalidArgument,
+        InvalidGraph,
+        InvalidProtobuf,
+        NoSuchFile,
+        NotImplemented,
+    )
+except ModuleNotFoundError as err:  # the runtime is an extra: say which, in one line
+    if err.name != "onnxruntime":
+        raise
+    raise ModuleNotFoundError("no ONNX runtime is installed: pip install 'patent-similarity[cpu]' (onnxruntime), or "
+                              "'patent-similarity[gpu]' (onnxruntime-gpu, CUDA); one of the two, never both",
+                              name="onnxruntime") from err
 
 from inference.backend.cores import usable_cores
+from inference.backend.manifest import ModelFolderError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +74,10 @@ def sequences_per_pass(variant: str, batch_size: int) -> int:
     return 1 if variant == "int8" else batch_size
 
 
+DEVICE_HELP = ("auto: CUDA when onnxruntime can use it, else CPU (one warning if CUDA failed); cuda: fail unless "
+               "CUDA really works; cpu: CPU only (default: auto)")
+
+
 def cuda_offered() -> bool:
     return CUDA in ort.get_available_providers()
 
@@ -71,7 +92,7 @@ def wants_cuda(device: str) -> bool:
 def create_session(path: str | os.PathLike, device: str, threads: int | None = None) -> ort.InferenceSession:
     """A session on ``device`` ("auto" | "cpu" | "cuda"), with the providers it really got checked."""
     if not wants_cuda(device):
-        return ort.InferenceSession(str(path), session_options(threads), providers=[CPU])
+        return cpu_session(path, threads)
     if device == "cuda" and not cuda_offered():
         raise DeviceError(
             f"device='cuda' was asked for, but this onnxruntime ({ort.__version__}) has no CUDA provider "
@@ -93,7 +114,15 @@ def create_session(path: str | os.PathLike, device: str, threads: int | None = N
             f"device='cuda': onnxruntime fell back to {session.get_providers()} because {reason}; check that "
             "the CUDA and cuDNN versions match onnxruntime-gpu's requirements, or use device='cpu'")
     log.warning("device='auto': CUDA is not usable (%s); running on CPU", reason)
-    return ort.InferenceSession(str(path), session_options(threads), providers=[CPU])
+    return cpu_session(path, threads)
+
+
+def cpu_session(path: str | os.PathLike, threads: int | None) -> ort.InferenceSession:
+    """A CPU session; a file onnxruntime cannot read as a graph is a model-folder error naming it."""
+    try:
+        return ort.InferenceSession(str(path), session_options(threads), providers=[CPU])
+    except (InvalidProtobuf, InvalidGraph, InvalidArgument, NoSuchFile, NotImplemented, Fail) as err:
+        raise ModelFolderError(f"{path}: not a valid ONNX graph ({' '.join(str(err).split())[:300]})") from None
 
 
 @dataclass

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Tokenizer
 
+from inference.validate import check_texts
+
 
 @dataclass
 class EncodedTexts:
@@ -54,6 +56,7 @@ class TextEncoder:
         return cls(tokenizer, max_length, pad_id)
 
     def encode(self, texts: Sequence[str]) -> EncodedTexts:
+        check_texts(texts)  # the tokenizer's own error for a lone surrogate is a bare TypeError
         encodings = self.tokenizer.encode_batch(list(texts))
         return EncodedTexts(
             ids=[e.ids for e in encodings],

@@ -30,7 +30,7 @@ import numpy as np
 from inference.backend.tokens import TextEncoder, length_buckets, pad_batch
 from inference.cpc import CpcVocab, encode_contexts
 from inference.io import PairTable
-from inference.phrase.multi import MultiEncoder, anchor_groups
+from inference.phrase.multi import MultiEncoder, anchor_groups, sibling_arrangement
 from inference.template import InputTemplate, group_other_targets
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,9 @@ class TableContexts:
     titles: list[str]
 
     @classmethod
-    def of(cls, table: PairTable, vocab: CpcVocab) -> TableContexts:
-        return cls(*encode_contexts(table, vocab, log))
+    def of(cls, table: PairTable, vocab: CpcVocab, logger: logging.Logger | None = None) -> TableContexts:
+        """``logger``: where the unknown-class warning goes (default this module's)."""
+        return cls(*encode_contexts(table, vocab, logger or log))
 
     def subset(self, indices: Sequence[int]) -> TableContexts:
         return TableContexts(*([values[i] for i in indices] for values in (self.section_ids, self.class_ids, self.titles)))
@@ -130,12 +131,15 @@ class Preprocessor:
         elif self.template.layout != "pair":
             raise ValueError(f"input layout {self.template.layout!r}: expected 'pair' or 'multi'")
 
-    def pair_texts(self, table: PairTable, titles: list[str], rng: random.Random | None = None) -> list[str]:
-        """Pair-layout texts; the other targets are in file order, or shuffled per row with ``rng``."""
+    def pair_texts(self, table: PairTable, titles: list[str], rng: random.Random | None = None,
+                   order: int = 0) -> list[str]:
+        """Pair-layout texts; the other targets in sibling order ``order`` (:meth:`build_orders`), or
+        shuffled per row with ``rng`` (training)."""
         cols = table.columns
         if self.template.group_targets:
+            arranged = None if rng is not None else self.arrangement(table, order)
             groups = group_other_targets(cols["anchor"], cols["target"], cols["context"], rng,
-                                         limit=self.encoder.max_length)
+                                         limit=self.encoder.max_length, arranged=arranged)
         else:  # not built at all: a group's lists grow with the square of its size
             groups = [[] for _ in range(len(table))]
         return self.template.build_all(cols["anchor"], cols["target"], titles, groups)
@@ -145,28 +149,37 @@ class Preprocessor:
         """Whether a row's input holds the other targets of its anchor+context (so their order matters)."""
         return self.multi is not None or self.template.group_targets
 
+    @staticmethod
+    def arrangement(table: PairTable, order: int) -> list[list[int]]:
+        """Each anchor+context group's rows in sibling order ``order`` (:func:`sibling_arrangement`)."""
+        cols = table.columns
+        return sibling_arrangement(cols["anchor"], cols["target"], cols["context"], cols.get("id"), order)
+
     def build_orders(self, table: PairTable, contexts: TableContexts, orders: int) -> list[PhraseInputs]:
-        """The inputs in ``orders`` orders of each row's siblings: file order first, then the targets of
-        every anchor+context shuffled (and re-chunked) with the fixed seeds 1, 2, ... so the same table
-        always gives the same inputs. Averaging a row's scores over them is test-time augmentation: a
-        target's score moves a little with which siblings share its sequence, and where (README,
-        "sibling orders"). Bare pairs have no siblings: one order."""
+        """The inputs in ``orders`` orders of each row's siblings: each anchor+context group sorted by target
+        text first, then that shuffled (and re-chunked) with seeds made of 1, 2, ... and the group's own
+        text, so a row's inputs depend on its group alone, never on the file's order or the other groups.
+        Averaging a row's scores over them is test-time augmentation: a target's score moves a little with
+        which siblings share its sequence, and where (docs/phrase-matcher.md, "sibling orders"). Bare pairs have no
+        siblings: one order."""
         if orders < 1:
             raise ValueError(f"orders must be >= 1, got {orders}")
         orders = orders if self.has_siblings else 1
-        return [self.build(table, contexts, random.Random(k) if k else None, warn=k == 0) for k in range(orders)]
+        return [self.build(table, contexts, order=k, warn=k == 0) for k in range(orders)]
 
     def build(self, table: PairTable, contexts: TableContexts, rng: random.Random | None = None,
-              small_chunk_prob: float = 0.0, warn: bool = True) -> PhraseInputs:
-        """The inputs; ``rng`` (training) shuffles groups and, in the multi layout, redraws the chunks.
+              small_chunk_prob: float = 0.0, warn: bool = True, order: int = 0) -> PhraseInputs:
+        """The inputs; ``rng`` (training) shuffles groups and, in the multi layout, redraws the chunks;
+        without it each group's siblings are in sibling order ``order`` (:meth:`build_orders`).
         ``warn``: log the count of cut inputs (once per table, not once per sibling order)."""
         cols = table.columns
         group_of = np.zeros(len(table), dtype=np.int64)
         for g, rows in enumerate(anchor_groups(cols["anchor"], cols["context"])):
             group_of[rows] = g
         if self.multi is not None:
+            arranged = None if rng is not None else self.arrangement(table, order)
             chunks, n_cut = self.multi.encode(cols["anchor"], cols["target"], cols["context"], contexts.titles, rng,
-                                              small_chunk_prob)
+                                              small_chunk_prob, arranged)
             if n_cut and warn:
                 log.warning("%s: %d of %d target(s) are longer than the room max_length=%d leaves beside the anchor "
                             "and title, and were cut", table.path, n_cut, len(table), self.encoder.max_length)
@@ -174,7 +187,7 @@ class Preprocessor:
             return PhraseInputs([c.ids for c in chunks], [[0] * len(c.ids) for c in chunks], [c.spans for c in chunks],
                                 [c.rows for c in chunks], [contexts.section_ids[r] for r in firsts],
                                 [contexts.class_ids[r] for r in firsts], [int(group_of[r]) for r in firsts], n_cut)
-        encoded = self.encoder.encode(self.pair_texts(table, contexts.titles, rng))
+        encoded = self.encoder.encode(self.pair_texts(table, contexts.titles, rng, order))
         if encoded.n_truncated and warn:
             log.warning("%s: %d of %d input(s) are longer than max_length=%d tokens and were truncated (their "
                         "end, the grouped other targets, is cut; training did the same)", table.path,

@@ -10,7 +10,8 @@ sequence per pair.
 
 A group longer than ``max_targets`` targets or ``max_length`` tokens is split into chunks. Training
 shuffles each group, redraws its chunks every epoch and sometimes cuts smaller chunks (down to one
-target) so a lone pair at prediction time is in-distribution; prediction keeps file order. Every row
+target) so a lone pair at prediction time is in-distribution; prediction chunks each group in
+fixed orders of its own (:func:`sibling_arrangement`), whatever the file's row order. Every row
 lands in exactly one chunk (checked). Torch-free: training, ``solution.predict`` and the exported
 scorer all build their inputs here.
 
@@ -26,9 +27,12 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 MIN_LENGTH = 8  # the shortest max_length that leaves room for an anchor, a title and a target
 
@@ -39,6 +43,31 @@ def anchor_groups(anchors: Sequence[str], contexts: Sequence[str]) -> list[list[
     for i, key in enumerate(zip(anchors, contexts)):
         members.setdefault(key, []).append(i)
     return list(members.values())
+
+
+def sibling_arrangement(anchors: Sequence[str], targets: Sequence[str], contexts: Sequence[str],
+                        keys: Sequence[str] | None = None, order: int = 0) -> list[list[int]]:
+    """Each anchor+context group's rows in sibling order ``order``, for scoring: order 0 sorts a group by
+    target text (ties by ``keys``, the row ids); order k >= 1 shuffles that with a seed made of k and
+    the group's own anchor and context. So which siblings share a row's sequence, and where, depends on
+    its group alone: never on the file's row order or on the other groups (training shuffles instead).
+
+    >>> sibling_arrangement(["a", "b", "a", "a"], ["z", "q", "x", "y"], ["A47"] * 4)
+    [[2, 3, 0], [1]]
+    >>> targets = ["x", "y", "z"]
+    >>> shuffled = sibling_arrangement(["a"] * 3, targets, ["A47"] * 3, order=1)[0]
+    >>> reversed_file = sibling_arrangement(["a"] * 3, targets[::-1], ["A47"] * 3, order=1)[0]
+    >>> [targets[r] for r in shuffled] == [targets[::-1][r] for r in reversed_file]  # the same sibling order
+    True
+    """
+    keys = keys if keys is not None else [""] * len(targets)
+    arranged = []
+    for rows in anchor_groups(anchors, contexts):
+        rows = sorted(rows, key=lambda r: (targets[r], keys[r]))
+        if order:  # a str seed is hashed with SHA-512: the same on every run and machine
+            random.Random(f"{order}\0{anchors[rows[0]]}\0{contexts[rows[0]]}").shuffle(rows)
+        arranged.append(rows)
+    return arranged
 
 
 def chunk_group(rows: Sequence[int], target_costs: Sequence[int], budget: int, max_targets: int,
@@ -110,6 +139,7 @@ class MultiEncoder:
     max_length: int
     max_targets: int = 32
     use_title: bool = True
+    unk_id: int | None = None  # stands in for a phrase with no tokens (e.g. only control characters)
 
     def __post_init__(self) -> None:
         if self.max_length < MIN_LENGTH or self.max_targets < 1:
@@ -126,17 +156,35 @@ class MultiEncoder:
         missing = [token for token, i in ids.items() if i is None]
         if missing:
             raise ValueError(f"the tokenizer has no id for {missing}; pass its own CLS and SEP tokens")
-        return cls(encode_pieces, ids[cls_token], ids[sep_token], **kwargs)
+        unk = getattr(tokenizer.model, "unk_token", None)
+        unk_id = tokenizer.token_to_id(unk) if unk else None
+        return cls(encode_pieces, ids[cls_token], ids[sep_token], unk_id=unk_id, **kwargs)
 
     def _token_table(self, texts: Sequence[str]) -> dict[str, list[int]]:
         unique = sorted(set(texts))
         return dict(zip(unique, self.encode_pieces(unique)))
 
+    def _fill_empty(self, tokens: dict[str, list[int]], phrases: Sequence[str]) -> None:
+        """A phrase that tokenizes to nothing (only control characters, say) would leave its slot without
+        a token to pool: it gets the unknown token instead, with one warning naming a few."""
+        empty = sorted({p for p in phrases if not tokens[p]})
+        if not empty:
+            return
+        stand_in = [self.unk_id] if self.unk_id is not None else self.encode_pieces(["?"])[0]
+        log.warning("%d phrase(s) have no tokens (e.g. %s) and are scored as the unknown token", len(empty),
+                    ", ".join(repr(p) for p in empty[:3]))
+        for phrase in empty:
+            tokens[phrase] = stand_in
+
     def encode(self, anchors: Sequence[str], targets: Sequence[str], contexts: Sequence[str], titles: Sequence[str],
-               rng: random.Random | None = None, small_chunk_prob: float = 0.0) -> tuple[list[MultiChunk], int]:
-        """(chunks, number of targets whose tokens were cut to fit ``max_length``). Every row is in one chunk."""
+               rng: random.Random | None = None, small_chunk_prob: float = 0.0,
+               groups: list[list[int]] | None = None) -> tuple[list[MultiChunk], int]:
+        """(chunks, number of targets whose tokens were cut to fit ``max_length``). Every row is in one chunk.
+        ``groups``: each group's rows in the order to chunk them (:func:`sibling_arrangement`; default: file
+        order); with ``rng`` (training) groups and rows are shuffled instead."""
         tokens = self._token_table([*anchors, *targets, *(titles if self.use_title else [])])
-        groups = anchor_groups(anchors, contexts)
+        self._fill_empty(tokens, [*anchors, *targets])
+        groups = anchor_groups(anchors, contexts) if groups is None else groups
         if rng is not None:
             rng.shuffle(groups)
         chunks: list[MultiChunk] = []

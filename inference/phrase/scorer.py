@@ -22,15 +22,17 @@ import argparse
 import json
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from inference.backend.manifest import MANIFEST, Manifest, ModelFolderError, is_count, read_manifest
 from inference.backend.openvino_runner import RuntimeMissingError
 from inference.backend.runtime import Engine, Runner, RunsOnEngine, add_runtime_argument, candidate_engines, fastest
-from inference.backend.session import DEVICES, DeviceError, sequences_per_pass, wants_cuda
+from inference.backend.session import DEVICE_HELP, DEVICES, DeviceError, sequences_per_pass, wants_cuda
 from inference.backend.tokens import TextEncoder
 from inference.backend.variants import VARIANTS, VARIANTS_RULE
 from inference.cpc import CpcVocab
@@ -41,15 +43,35 @@ from inference.io import (
     check_output_path,
     is_cpc_class,
     is_missing,
-    read_pairs,
-    write_scores,
 )
 from inference.phrase.inputs import PhraseInputs, Preprocessor, TableContexts
 from inference.phrase.multi import MIN_LENGTH
+from inference.phrase.stream import (
+    BUCKET_ROWS,
+    pearson_of_labels,
+    progress_bar,
+    score_buckets,
+    scratch_folder,
+    split_pairs,
+    warnings_once,
+    write_ids_and_scores,
+)
 from inference.template import InputTemplate
-from inference.validate import check_positive, positive_int
+from inference.validate import check_positive, positive_int, text_problem
 
 log = logging.getLogger(__name__)
+SILENT = logging.getLogger("inference.phrase.scorer.silent")  # per-bucket context warnings: said once per file
+SILENT.addHandler(logging.NullHandler())
+SILENT.propagate = False
+
+
+@dataclass
+class ScoredFile:
+    """What :meth:`PhraseScorer.score_file` did: the scores in file order, and (where the file has a score
+    column) the Pearson against it and the rows it was measured on."""
+
+    scores: np.ndarray
+    labels: tuple[float, int] | None = None
 
 KIND = "phrase-scorer"
 
@@ -66,8 +88,9 @@ def table_from_pairs(pairs: Sequence[Sequence[str]], path: str = "<pairs>") -> P
             errors.append(f"line {n}: expected (anchor, target, context), got {pair!r}")
             continue
         for col, value in zip(("anchor", "target", "context"), pair):
-            if not isinstance(value, str) or is_missing(value):
-                errors.append(f"line {n}, column '{col}': empty value {value!r}")
+            problem = text_problem(value)
+            if problem or is_missing(value):
+                errors.append(f"line {n}, column '{col}': {problem or f'empty value {value!r}'}")
         anchor, target, context = (str(v).strip() for v in pair)
         if not is_missing(context) and not is_cpc_class(context.upper()):
             errors.append(f"line {n}, column 'context': {context!r} is not a CPC class code like 'A47'")
@@ -148,7 +171,7 @@ class PhraseScorer(RunsOnEngine):
         "bf16" (OpenVINO: the fp32 graph at bf16 precision, on CPUs with native bf16).
         ``threads``: intra-op threads on CPU (default: the cores this process may use).
         ``orders``: sibling orders each row is scored in and averaged over (default: the training run's
-        ``sibling_orders``, as recorded in the manifest; 1 = file order only, the fastest).
+        ``sibling_orders``, as recorded in the manifest; 1 = targets by text only, the fastest).
         """
         if device not in DEVICES:
             raise ValueError(f"device {device!r}: expected one of {', '.join(DEVICES)}")
@@ -161,9 +184,7 @@ class PhraseScorer(RunsOnEngine):
                                    f"{len(manifest['variants']['fp32'])} fp32 graphs in {MANIFEST}; re-export the model")
         engines = candidate_engines(manifest, runtime, variant, device, cpu_variant(manifest))
         manifest.verify([manifest["tokenizer"], manifest["template"], manifest["cpc_vocab"]])
-        encoder = TextEncoder.load(manifest.path(manifest["tokenizer"]), manifest["max_length"], manifest["pad_id"])
-        template = InputTemplate.from_dict(json.loads(manifest.path(manifest["template"]).read_text(encoding="utf-8")))
-        preprocess = Preprocessor(template, CpcVocab.load(manifest.path(manifest["cpc_vocab"])), encoder)
+        preprocess = read_preprocessor(manifest)
         engine, first = cls._open_first(manifest, engines, device, preprocess, batch_size, threads)
         if wants_cuda(device) and not first.on_cuda:
             # "auto" fell back to CPU (warned once): the CPU's pick instead of fp16 on CPU
@@ -178,7 +199,7 @@ class PhraseScorer(RunsOnEngine):
             raise ModelFolderError(f"{manifest.folder}: field 'sibling_orders' is {trained_orders!r}, expected an "
                                    "integer >= 1; re-export the model")
         return cls(manifest, preprocess, [first, *rest], engine,
-                   forward_batch(engine.variant, batch_size, first.on_cuda, template.layout), orders or trained_orders)
+                   forward_batch(engine.variant, batch_size, first.on_cuda, preprocess.template.layout), orders or trained_orders)
 
     @staticmethod
     def _open_first(manifest: Manifest, engines: list[Engine], device: str, preprocess: Preprocessor,
@@ -214,9 +235,11 @@ class PhraseScorer(RunsOnEngine):
                 inputs.scatter(idx, runner.run(feeds), scores)
         return per_fold.mean(axis=0)
 
-    def score_table(self, table: PairTable) -> np.ndarray:
+    def score_table(self, table: PairTable, contexts: TableContexts | None = None) -> np.ndarray:
         """Scores in row order, averaged over the fold graphs and :attr:`orders` sibling orders."""
-        contexts = TableContexts.of(table, self.preprocess.vocab)
+        if not len(table):
+            return np.zeros(0, dtype=np.float32)
+        contexts = contexts or TableContexts.of(table, self.preprocess.vocab)
         return np.mean([self.score_inputs(inputs) for inputs in self.preprocess.build_orders(table, contexts, self.orders)],
                        axis=0)
 
@@ -225,15 +248,50 @@ class PhraseScorer(RunsOnEngine):
         return self.score_table(table_from_pairs(pairs))
 
     def score_csv(self, input_csv: str | os.PathLike, output_csv: str | os.PathLike) -> np.ndarray:
-        """Score an ``id,anchor,target,context`` CSV and write ``id,score`` atomically, in input order.
+        """Score an ``id,anchor,target,context`` CSV and write ``id,score`` atomically, in input order; returns
+        the scores (:meth:`score_file` says more)."""
+        return self.score_file(input_csv, output_csv).scores
 
-        The output path is checked first: a folder, the input itself or an unwritable place is refused
-        before any scoring."""
-        check_output_path(output_csv, [input_csv])
-        table = read_pairs(input_csv)
-        scores = self.score_table(table)
-        write_scores(output_csv, table.ids, scores)
-        return scores
+    def score_file(self, input_csv: str | os.PathLike, output_csv: str | os.PathLike, progress: bool = False,
+                   rows_per_bucket: int = BUCKET_ROWS) -> ScoredFile:
+        """Score a CSV of any size in memory bounded by ``rows_per_bucket`` rows (plus 12 bytes a row), the
+        scores equal to scoring it whole (:mod:`inference.phrase.stream`); ``id,score`` is written atomically,
+        in input order. The output path is checked first: a folder, the input itself or an unwritable place
+        is refused before any scoring. A header without rows (an empty shard) gives a header-only output.
+        Where the file has a ``score`` column, the Pearson of the scores against it comes back too."""
+        output = check_output_path(output_csv, [input_csv])
+        vocab = self.preprocess.vocab
+        with scratch_folder(output) as work:
+            split = split_pairs(input_csv, Path(work), rows_per_bucket=rows_per_bucket, vocab=vocab)
+            if split.unknown_classes:
+                log.warning("%s: %d row(s) have a context class the model was not trained on (%s); using the "
+                            "section title and the section embedding for them", input_csv,
+                            sum(split.unknown_classes.values()), ", ".join(sorted(split.unknown_classes)[:10]))
+            advance, close = progress_bar(split.n_rows, progress)
+            try:
+                with warnings_once():
+                    scores = score_buckets(split, lambda t: self.score_table(t, TableContexts.of(t, vocab, SILENT)),
+                                           advance)
+            finally:
+                close()
+            write_ids_and_scores(split, scores, output)
+        return ScoredFile(scores, pearson_of_labels(split, scores))
+
+
+def read_preprocessor(manifest: Manifest) -> Preprocessor:
+    """The folder's tokenizer, template and CPC vocabulary as one preprocessor. They passed their sha256
+    check, so a file that does not parse is a damaged or hand-made folder: one error naming it."""
+    names = {"tokenizer": manifest["tokenizer"], "template": manifest["template"], "cpc_vocab": manifest["cpc_vocab"]}
+    try:
+        encoder = TextEncoder.load(manifest.path(names["tokenizer"]), manifest["max_length"], manifest["pad_id"])
+        template = InputTemplate.from_dict(json.loads(manifest.path(names["template"]).read_text(encoding="utf-8")))
+        return Preprocessor(template, CpcVocab.load(manifest.path(names["cpc_vocab"])), encoder)
+    except ModelFolderError:
+        raise
+    except Exception as err:  # tokenizers raises bare Exceptions; JSON, key and type errors from a bad template
+        reason = " ".join(str(err).split())[:200]
+        raise ModelFolderError(f"{manifest.folder}: its tokenizer, template or CPC vocabulary ({', '.join(names.values())}) "
+                               f"cannot be read ({type(err).__name__}: {reason}); re-export the model") from None
 
 
 # ---- CLI: `python -m inference score` (registered in inference/__main__.py) ----
@@ -249,9 +307,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="exported model folder (holds manifest.json), e.g. models/NAME")
     p.add_argument("--input", required=True, help="CSV with id,anchor,target,context (extra columns are ignored)")
     p.add_argument("--output", required=True, help="where to write id,score (parent folders are created)")
-    p.add_argument("--device", default="auto", choices=DEVICES,
-                   help="auto: CUDA when onnxruntime can use it, else CPU (one warning if CUDA failed); "
-                        "cuda: fail unless CUDA really works; cpu: CPU only (default: auto)")
+    p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     add_runtime_argument(p)
     p.add_argument("--variant", default="auto", choices=VARIANTS,
                    help="auto = the fastest measured on CPU, fp16 on CUDA; fp32 = exact; int8 (onnxruntime); fp16; "
@@ -264,10 +320,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU intra-op threads (default: the cores this process may use)")
     p.add_argument("--orders", type=positive_int, default=None,
-                   help="score each row in this many orders of its sibling targets and average (file order + fixed "
-                        "shuffles; costs that many passes; default: the training run's, from the manifest)")
+                   help="score each row in this many orders of its sibling targets and average (targets by text, "
+                        "then seeded shuffles; the same whatever the file's row order; costs that many passes; "
+                        "default: the training run's, from the manifest)")
+    p.add_argument("--labels", action="store_true",
+                   help="where the input has a score column (0, 0.25, ..., 1), print the Pearson of the scores against it")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true",
-                   help="print the summary (rows, output, runtime, variant, providers, folds, orders) as JSON")
+                   help="print the summary (rows, output, runtime, variant, providers, folds, orders; with --labels "
+                        "pearson, labelled_rows) as JSON")
     p.set_defaults(func=run_score)
     return p
 
@@ -276,15 +337,25 @@ def run_score(args: argparse.Namespace) -> None:
     try:
         scorer = PhraseScorer.load(args.model, args.device, args.variant, args.batch_size, args.threads, args.orders,
                                    args.runtime)
-        scores = scorer.score_csv(args.input, args.output)
+        scored = scorer.score_file(args.input, args.output, progress=not args.quiet)
     except DataError as err:
         raise SystemExit(f"data error: {err}") from None
     except (ModelFolderError, DeviceError, OutputError, RuntimeMissingError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
-    summary = {"rows": len(scores), "output": str(args.output), "runtime": scorer.runtime, "variant": scorer.variant,
+    rows = len(scored.scores)
+    if not rows:
+        print(f"note: {args.input} has a header and no rows; wrote {args.output} with the header only", file=sys.stderr)
+    summary = {"rows": rows, "output": str(args.output), "runtime": scorer.runtime, "variant": scorer.variant,
                "providers": scorer.providers, "fold_graphs": len(scorer.runners), "orders": scorer.orders}
+    if args.labels:
+        pearson, labelled = scored.labels or (None, 0)
+        summary.update(pearson=None if pearson is None or not np.isfinite(pearson) else round(pearson, 6),
+                       labelled_rows=labelled)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(summary, allow_nan=False))
         return
-    print(f"wrote {len(scores)} scores to {args.output} ({scorer.runtime} {scorer.variant}, {len(scorer.runners)} fold "
+    print(f"wrote {rows} scores to {args.output} ({scorer.runtime} {scorer.variant}, {len(scorer.runners)} fold "
           f"graph(s), {scorer.orders} sibling order(s), providers {scorer.providers})")
+    if args.labels:
+        print(f"Pearson {summary['pearson']} against the score column ({summary['labelled_rows']} labelled rows)"
+              if summary["labelled_rows"] else f"{args.input} has no score column to measure against")

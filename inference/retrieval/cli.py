@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from inference.backend.runtime import add_runtime_argument
-from inference.backend.session import DEVICES
+from inference.backend.session import DEVICE_HELP, DEVICES
 from inference.backend.variants import VARIANTS
 from inference.retrieval.bm25 import DEFAULT_PAIR_WEIGHT
 from inference.retrieval.fusion import DEFAULT_ALPHA
 from inference.retrieval.vector_search import ANN_KINDS, ANN_MIN_DOCS
-from inference.validate import non_negative_float, positive_int
+from inference.validate import non_negative_float, positive_int, unit_float
 
 
 def run_index(args) -> None:
@@ -37,21 +38,31 @@ def run_index(args) -> None:
           f"model {info['model']} ({info['model_sha256'][:12]}...), providers {info.get('providers', '-')}")
 
 
+def read_text_file(path: str) -> str:
+    """A UTF-8 text file, or an error naming it (and the line of a bad byte)."""
+    from inference.io import decode_utf8
+
+    try:
+        return decode_utf8(path, Path(path).read_bytes())
+    except OSError as err:
+        raise SystemExit(f"error: {path}: cannot be read ({err.strerror or err})") from None
+
+
 def run_search(args) -> None:
     from inference.retrieval.ranker import PatentRanker
 
-    ranker = PatentRanker.load(args.index, model=args.model, device=args.device, ann=False if args.exact else None)
+    ranker = PatentRanker.load(args.index, model=args.model, device=args.device, ann=False if args.exact else None,
+                               verify=args.verify)
     hybrid = args.hybrid or False
     queries = list(args.query or [])
     if args.queries:
-        with open(args.queries, encoding="utf-8") as f:
-            queries += [line.strip() for line in f if line.strip()]
+        queries += [line.strip() for line in read_text_file(args.queries).splitlines() if line.strip()]
     if not queries:
         raise SystemExit("give --query TEXT (repeatable) or --queries FILE")
     results = ranker.search_batch(queries, args.k, hybrid=hybrid, alpha=args.alpha)
     if args.json:
         print(json.dumps([{"query": q, "hits": [{"patent_id": i, "score": s, "title": t} for i, s, t in hits]}
-                          for q, hits in zip(queries, results)], indent=2, ensure_ascii=False))
+                          for q, hits in zip(queries, results)], indent=2, ensure_ascii=False, allow_nan=False))
         return
     for q, hits in zip(queries, results):
         print(f"query: {q}")
@@ -97,26 +108,27 @@ def add_index_parser(subparsers) -> None:
                         "IVF from there (40 s to build at 1M, p95 2 ms); hnsw: 0.9 ms but 10x the build time; "
                         "none = exact search only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--device", default="cpu", choices=DEVICES,
-                   help="cpu (default), cuda (fail unless CUDA really works) or auto (CUDA when onnxruntime can use it)")
+    p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     p.set_defaults(func=_errors(run_index))
 
 
 def add_search_parser(subparsers) -> None:
     p = subparsers.add_parser("search", help="search an index with free-text queries",
-                              description="Exact cosine top-k over an index; --hybrid fuses in BM25.")
+                              description="Cosine top-k over an index: exact, or through the index's ANN structure "
+                                          "where one was built (--exact to skip it); --hybrid fuses in BM25.")
     p.add_argument("--index", required=True, help="index folder")
     p.add_argument("--query", action="append", help="query text (repeatable)")
     p.add_argument("--queries", help="file with one query per line (batch search)")
     p.add_argument("-k", type=positive_int, default=10, help="results per query")
     p.add_argument("--hybrid", nargs="?", const="rrf", choices=["rrf", "convex"],
                    help="fuse BM25 and dense scores (default rrf, k=60)")
-    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="convex fusion: weight of the dense scores")
+    p.add_argument("--alpha", type=unit_float, default=DEFAULT_ALPHA, help="convex fusion: weight of the dense scores")
     p.add_argument("--model", help="model folder (default: the one the index was built with; others are refused)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--exact", action="store_true", help="exact search even where the index has an ANN structure")
-    p.add_argument("--device", default="cpu", choices=DEVICES,
-                   help="cpu (default), cuda (fail unless CUDA really works) or auto (CUDA when onnxruntime can use it)")
+    p.add_argument("--verify", action="store_true",
+                   help="hash the embeddings whole before searching (by default a sample of them is hash-checked)")
+    p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     p.set_defaults(func=_errors(run_search))
 
 

@@ -139,7 +139,7 @@ class EmbedderModel(RunsOnEngine):
         # one runner serves both: queries and documents differ only in their token budget
         queries = OnnxEmbedder(runner, text_encoder(tok, manifest["query_max_length"], docs_encoder.pad_id), engine.variant)
         docs = OnnxEmbedder(runner, docs_encoder, engine.variant)
-        return cls(folder, manifest.data, engine, files[graph]["sha256"], queries, docs)
+        return cls(manifest.folder, manifest.data, engine, files[graph]["sha256"], queries, docs)
 
     @property
     def providers(self) -> list[str]:

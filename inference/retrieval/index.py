@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -53,20 +54,49 @@ def read_index_info(folder: str | os.PathLike) -> dict:
     path = Path(folder) / INDEX_FILE
     if not path.is_file():
         raise IndexMismatchError(f"{folder}: no {INDEX_FILE}; not an index folder (build one with `python -m inference index`)")
-    info = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as err:
+        raise IndexMismatchError(f"{path}: not readable as JSON ({str(err)[:200]}); rebuild the index") from None
+    if not isinstance(info, dict):
+        raise IndexMismatchError(f"{path}: not an index description (a JSON object); rebuild the index")
     if info.get("format_version") != INDEX_VERSION:
         raise IndexMismatchError(f"{path}: format_version {info.get('format_version')!r}, expected {INDEX_VERSION}; rebuild it")
     return info
 
 
-def check_files(folder: Path, info: dict, names) -> None:
+SAMPLED = ("embeddings.npy",)  # big files checked by a sample on every load (in full with verify)
+SAMPLE_BLOCKS, SAMPLE_BYTES = 64, 1 << 16
+
+
+def sampled_sha256(path: Path) -> str:
+    """sha256 of a file's size and of 64 blocks of 64 KiB spread evenly over it (the first and last
+    included): reads 4 MiB whatever the size, so opening a 1M-vector index does not read 3 GB twice."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        for k in range(SAMPLE_BLOCKS):
+            f.seek(max(0, (size - SAMPLE_BYTES) * k // (SAMPLE_BLOCKS - 1)))
+            digest.update(f.read(SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def check_files(folder: Path, info: dict, names, verify: bool = True) -> None:
     """Refuse unless each of ``names`` has the sha256 index.json recorded (indexes from before the
-    hashes were recorded only get a warning)."""
+    hashes were recorded only get a warning). ``verify=False``: the big files with a sampled digest
+    (:func:`sampled_sha256`) are checked by it instead of hashed whole."""
     recorded = info.get("files")
     if recorded is None:
         log.warning("%s: built before index files were hashed; rebuild it to get the integrity check", folder)
         return
+    sampled = info.get("sampled") if isinstance(info.get("sampled"), dict) else {}
     for name in names:
+        if not verify and name in sampled:
+            if not (folder / name).is_file() or sampled_sha256(folder / name) != sampled[name]:
+                raise IndexMismatchError(f"{folder / name}: missing, or its sha256 does not match {INDEX_FILE} "
+                                         "(checked on a sample; modified, corrupted or partly copied); rebuild the "
+                                         "index or copy it again")
+            continue
         if not (folder / name).is_file() or sha256_file(folder / name) != recorded.get(name):
             raise IndexMismatchError(f"{folder / name}: missing, or its sha256 does not match {INDEX_FILE} "
                                      "(modified, corrupted or partly copied); rebuild the index or copy it again")
@@ -77,10 +107,11 @@ def bm25_files(folder: Path) -> list[str]:
     return sorted(f"bm25/{p.name}" for p in (folder / "bm25").iterdir() if p.is_file())
 
 
-def load_index_files(folder: Path, info: dict) -> tuple[np.ndarray, list, list]:
+def load_index_files(folder: Path, info: dict, verify: bool = False) -> tuple[np.ndarray, list, list]:
     """(embeddings memory-mapped, ids, titles), refused unless they are the files the build wrote: the
-    sha256 recorded in index.json first (before anything is parsed), then shape and row counts."""
-    check_files(folder, info, INDEX_DATA)
+    sha256 recorded in index.json first (before anything is parsed; the embeddings by a sample unless
+    ``verify``), then shape and row counts, then every vector finite."""
+    check_files(folder, info, INDEX_DATA, verify)
     try:
         embeddings = np.load(folder / "embeddings.npy", mmap_mode="r")
         ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
@@ -92,7 +123,30 @@ def load_index_files(folder: Path, info: dict) -> tuple[np.ndarray, list, list]:
         raise IndexMismatchError(f"{folder}: {embeddings.shape[0]} embedding rows of dim {embeddings.shape[-1]}, "
                                  f"{len(ids)} ids, {len(titles)} titles; {INDEX_FILE} says {info['count']} x {info['dim']}; "
                                  "rebuild the index")
+    check_finite(folder, embeddings, ids)
     return embeddings, ids, titles
+
+
+def check_finite(folder: Path, embeddings: np.ndarray, ids: list, rows_per_pass: int = 65536) -> None:
+    """Refuse embeddings holding NaN or inf (a search would rank them arbitrarily and JSON cannot carry
+    them); read in slices, so memory stays bounded by one slice of the memory map."""
+    for start in range(0, len(embeddings), rows_per_pass):
+        block = np.asarray(embeddings[start:start + rows_per_pass])
+        if not np.isfinite(block).all():
+            bad = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+            raise IndexMismatchError(f"{folder / 'embeddings.npy'}: row {bad} (patent {ids[bad]!r}) is not finite; "
+                                     "rebuild the index")
+
+
+def index_model_folder(folder: Path, info: dict) -> Path:
+    """The model an index was built with: beside it as it was at build time (relative), else where it was."""
+    relative = info.get("model_relative")
+    candidates = ([folder / relative] if isinstance(relative, str) else []) + [Path(str(info.get("model")))]
+    for candidate in candidates:
+        if (candidate / "manifest.json").is_file():
+            return candidate
+    raise IndexMismatchError(f"{folder}: its model is at neither {' nor '.join(map(str, candidates))}; pass the "
+                             "model folder it was built with (--model)")
 
 
 def check_model(info: dict, model, folder) -> None:
@@ -132,7 +186,10 @@ def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: st
     patents = read_patents(corpus)
     ann_kind = _ann_available(ann, len(patents))
     corpus_sha = sha256_file(corpus)
-    info = {"format_version": INDEX_VERSION, "model": str(Path(model_dir).resolve()), "variant": model.variant,
+    model_path = model.folder.resolve()
+    info = {"format_version": INDEX_VERSION, "model": str(model_path),
+            # how to find the model from the index: an index and its model moved together still search
+            "model_relative": os.path.relpath(model_path, Path(out).resolve()), "variant": model.variant,
             "runtime": model.runtime,
             "model_sha256": model.graph_sha256, "corpus": str(corpus), "corpus_sha256": corpus_sha,
             "doc_view": model.doc_view, "dim": model.dim, "dtype": dtype, "count": len(patents),
@@ -148,14 +205,19 @@ def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: st
         if old["complete"]:
             log.info("%s is complete; nothing to do", out)
             return old
-        info["chunks_done"] = old["chunks_done"]
-        emb = np.load(emb_path, mmap_mode="r+")
+        info["chunks_done"] = old["chunks_done"] if emb_path.is_file() else 0
     else:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise IndexMismatchError(f"{out}: exists and is not an index folder (no {INDEX_FILE}); an index is built "
+                                     "only into a new or empty folder: choose another --out")
         out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / INDEX_FILE, info)  # first: a build killed after it is this index's to resume
+    if info["chunks_done"]:
+        emb = np.load(emb_path, mmap_mode="r+")
+    else:  # a new build, or one killed before its first chunk: its files from the start
         _write_json(out / "ids.json", [p.patent_id for p in patents])
         _write_json(out / "titles.json", [p.title for p in patents])
         emb = np.lib.format.open_memmap(emb_path, mode="w+", dtype=dtype, shape=(len(patents), model.dim))
-        _write_json(out / INDEX_FILE, info)
     n_chunks = (len(patents) + chunk_size - 1) // chunk_size
     t0 = time.time()
     bar = _progress(range(info["chunks_done"], n_chunks), progress, n_chunks, info["chunks_done"])
@@ -183,7 +245,8 @@ def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: st
         info["ann"] = _build_ann(out, ann_kind, progress)
         hashed.append(ANN_FILE)
     info.update(complete=True, build_s=round(time.time() - t0, 2), providers=model.providers,
-                files={name: sha256_file(out / name) for name in hashed})
+                files={name: sha256_file(out / name) for name in hashed},
+                sampled={name: sampled_sha256(out / name) for name in SAMPLED})
     _write_json(out / INDEX_FILE, info)
     return info
 

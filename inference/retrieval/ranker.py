@@ -16,7 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from inference.retrieval.fusion import DEFAULT_ALPHA, convex_scores, rrf_scores
-from inference.retrieval.index import IndexMismatchError, check_files, check_model, load_index_files, read_index_info
+from inference.retrieval.index import (
+    IndexMismatchError,
+    check_files,
+    check_model,
+    index_model_folder,
+    load_index_files,
+    read_index_info,
+)
 from inference.retrieval.topk import top_k_indices
 from inference.retrieval.vector_search import ANN_FILE, ann_top_k, exact_top_k, load_ann
 from inference.validate import check_positive
@@ -62,10 +69,12 @@ class PatentRanker:
 
     @classmethod
     def load(cls, index: str | os.PathLike, model: str | os.PathLike | None = None, variant: str | None = None,
-             threads: int | None = None, ann: bool | None = None, device: str = "cpu") -> PatentRanker:
+             threads: int | None = None, ann: bool | None = None, device: str = "cpu",
+             verify: bool = False) -> PatentRanker:
         """Open ``index``; the model defaults to the one it was built with, and any other is refused.
         ``ann``: None uses the index's ANN structure when it has one and FAISS is installed, False
-        always searches exactly, True requires the ANN structure."""
+        always searches exactly, True requires the ANN structure. ``verify``: hash the embeddings whole
+        (by default a sample of them is checked: start-up does not grow with the corpus's hash)."""
         from inference.retrieval.encoder import EmbedderModel
 
         folder = Path(index)
@@ -73,10 +82,10 @@ class PatentRanker:
         if not info.get("complete"):
             raise IndexMismatchError(f"{folder}: the index build did not finish ({info['chunks_done']} chunks done); "
                                      "rerun `python -m inference index` with the same arguments to resume it")
-        model_dir = Path(model) if model else Path(info["model"])
+        model_dir = model if model else index_model_folder(folder, info)
         encoder = EmbedderModel.load(model_dir, variant or info["variant"], threads, device)
         check_model(info, encoder, folder)
-        embeddings, ids, titles = load_index_files(folder, info)
+        embeddings, ids, titles = load_index_files(folder, info, verify)
         bm25 = _load_bm25(folder, info)
         return cls(folder, info, encoder, embeddings, ids, titles, bm25, _load_ann(folder, info, ann))
 

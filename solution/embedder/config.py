@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from inference.retrieval.corpus import VIEWS
 from solution.config import BaseTrainConfig, config_field, redefault
 from solution.embedder.model import EmbedderConfig
 
@@ -35,12 +36,12 @@ class EmbedderTrainConfig(BaseTrainConfig):
     seed: int = redefault(BaseTrainConfig, "seed", 42, "seed for the split, queries, negatives and shuffling")
     # text
     # the inference-side defaults are the model's own (one copy: solution/embedder/model.py, with the why)
-    doc_view: str = config_field(EmbedderConfig.doc_view,
-                                 "document text: title | abstract | claims | title+abstract | ...")
+    doc_view: str = config_field(EmbedderConfig.doc_view, f"document text: {' | '.join(VIEWS)}", choices=VIEWS)
     # abstracts: the alignment loss reuses the query loss's encoded abstracts, one document pass a step; on a 2-core
     # AVX2 CPU ~2x the steps in the clock and higher title -> abstract on five splits (benchmarks/RESULTS.md)
     train_doc_view: str = config_field("abstract", "document text the training losses encode ('' = doc_view); "
-                                                   "evaluation, export and the index embed doc_view whatever this says")
+                                                   "evaluation, export and the index embed doc_view whatever this says",
+                                       choices=("", *VIEWS))
     max_length: int = config_field(EmbedderConfig.max_length, "document tokens at inference (index, evaluation)", min=2)
     train_max_length: int = config_field(128, "document tokens while training (shorter = faster on CPU)", min=2)
     query_max_length: int = config_field(EmbedderConfig.query_max_length, "query tokens", min=2)

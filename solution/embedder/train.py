@@ -6,7 +6,8 @@
     python -m solution.train embedder --out runs/retrieval --resume      # continue after an interruption
     python -m solution.train embedder --resume                           # the newest embedder run
 
-Recipes: ``mqg`` synthetic query -> patent (MNRL with in-batch + BM25 hard negatives); ``align`` title
+Recipes: ``mqg`` synthetic query -> patent (MNRL with in-batch negatives, plus BM25 hard negatives when
+``hard_negatives`` > 0; the presets keep it at 0); ``align`` title
 <-> abstract (and abstract <-> claims where present) of the same patent; ``cpc`` supervised contrastive
 on CPC subclasses; ``combined`` a weighted sum (the default: queries + title <-> abstract, which is
 configs/embedder-retrieval.toml). Stops at ``--epochs`` or ``--budget-minutes``, whichever
@@ -276,7 +277,7 @@ def load_split(cfg, run_dir: Path, resume: bool):
     train_patents = [by_id[i] for i in split["train"]]
     if cfg.max_train_patents:
         train_patents = train_patents[: cfg.max_train_patents]
-    run_dir.mkdir(parents=True, exist_ok=True)
+    RunFolder(run_dir, kind="embedder").mark()  # the run's marker before its first file
     atomic_json(split_path, {**split, "trained": [p.patent_id for p in train_patents], "corpus": cfg.corpus,
                              "seed": cfg.seed, "heldout_fraction": cfg.heldout_fraction})
     return patents, train_patents, [by_id[i] for i in split["heldout"]]

@@ -53,7 +53,9 @@ def predict_file(
     cfg = json.loads((run_dir / "config.json").read_text())
     device = pick_device(device)
     precision = resolve_precision(precision or cfg["precision"], device)
-    table = read_pairs(input_csv)
+    table = read_pairs(input_csv, allow_empty=True)
+    if not len(table):
+        return [], np.zeros(0, dtype=np.float32)
     vocab = CpcVocab.load(run_dir / "cpc_vocab.json")
     contexts = TableContexts.of(table, vocab)
     template = InputTemplate.from_dict(json.loads((run_dir / "template.json").read_text()))
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"data error: {err}") from None
     except (OutputError, ConfigError) as err:  # ConfigError: --device cuda without CUDA; OutputError: disk full too
         raise SystemExit(f"error: {err}") from None
+    if not ids:
+        print(f"note: {args.input} has a header and no rows; wrote {args.output} with the header only", file=sys.stderr)
     print(f"wrote {len(ids)} scores to {args.output}")
 
 

@@ -508,9 +508,9 @@ def plan_fold(run: PhraseRun, state: FoldState, budget: FoldBudget, epoch: int, 
     the steps still fall short."""
     if budget.n_extra_val and budget.score_extra_val and budget.cuts_training(state.step, epoch, step_s):
         budget.score_extra_val = False
-        log.info("fold %d: the clock will stop training early, so validation is scored in file order only and "
-                 "its %d other sibling orders' %.0f s go to training", state.fold, run.cfg.sibling_orders - 1,
-                 budget.extra_val_s)
+        log.info("fold %d: the clock will stop training early, so validation is scored in the first sibling "
+                 "order only and its %d other sibling orders' %.0f s go to training", state.fold,
+                 run.cfg.sibling_orders - 1, budget.extra_val_s)
     if fallback_due(run, state, budget, epoch, step_s):
         return True
     if run.dist.is_main:
@@ -732,9 +732,9 @@ def train_fold(run: PhraseRun, fold: int, deadline: float, resume: bool) -> tupl
 
 def finish_fold(run: PhraseRun, state: FoldState, budget: FoldBudget,
                 stopped_by: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Score the trained fold: validation over the sibling orders the budget kept (the first, file order, is
-    the last epoch's validation pass), test over every order; save its weights. Returns (validation
-    predictions, test predictions, fold metrics)."""
+    """Score the trained fold: validation over the sibling orders the budget kept (the first, each group's
+    targets by text, is the last epoch's validation pass), test over every order; save its weights. Returns
+    (validation predictions, test predictions, fold metrics)."""
     cfg, fold = run.cfg, state.fold
     if state.ema is not None:  # the fold is the weight average from here on: scored, predicted and saved
         state.ema.copy_to(state.model)
@@ -754,10 +754,10 @@ def finish_fold(run: PhraseRun, state: FoldState, budget: FoldBudget,
             others = predict_orders(state.model, orders[1:], state.names, cfg.eval_batch_size, run.device,
                                     run.precision, run.pre.encoder.pad_id)
             state.val_pred = (state.val_pred + (val_orders - 1) * others) / val_orders
-            fold_metrics.update(val_pearson_file_order=fold_metrics["val_pearson"],
+            fold_metrics.update(val_pearson_first_order=fold_metrics["val_pearson"],
                                 val_pearson=pearson(state.val_pred, val_table.columns["score"]))
-            log.info("fold %d: val Pearson %.4f over %d sibling orders (file order alone %.4f)", fold,
-                     fold_metrics["val_pearson"], val_orders, fold_metrics["val_pearson_file_order"])
+            log.info("fold %d: val Pearson %.4f over %d sibling orders (the first alone %.4f)", fold,
+                     fold_metrics["val_pearson"], val_orders, fold_metrics["val_pearson_first_order"])
     test_orders = run.pre.build_orders(run.test, run.test_contexts, cfg.sibling_orders)
     test_pred = predict_orders(state.model, test_orders, state.names, cfg.eval_batch_size, run.device,
                                run.precision, run.pre.encoder.pad_id)
@@ -845,7 +845,7 @@ def run_folder_path(cfg, dist) -> Path:
 def write_run_files(run: PhraseRun, tokenizer, template, vocab, resume: bool) -> None:
     """What a run folder holds besides checkpoints: tokenizer, CPC vocabulary, template, configs."""
     run_dir = run.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run.folder.mark()
     tokenizer.save_pretrained(run_dir / "tokenizer")
     vocab.save(run_dir / "cpc_vocab.json")
     atomic_json(run_dir / "template.json", template.to_dict())
