@@ -1,6 +1,6 @@
 """The fuzz harness (tests/test_fuzz.py) run long: many examples per target, random (not CI's fixed draw).
 
-    python -m benchmarks.fuzz_long                       # the default counts, ~103,000 examples in all
+    python -m benchmarks.fuzz_long                       # the default counts, ~105,000 examples in all
     python -m benchmarks.fuzz_long --scale 0.01 --no-append   # a quick look
 
 Each target runs as its own pytest process under Hypothesis's ``long`` profile with its example count
@@ -27,6 +27,7 @@ TARGETS = {
     "test_a_set_option_of_any_value_is_a_config_or_one_error": 20_000,
     "test_pairs_through_the_api_score_the_same_in_any_order": 8_000,
     "test_scoring_any_file_writes_every_row_or_nothing": 8_000,
+    "test_either_scoring_command_writes_every_row_or_exits_with_one_line": 2_000,
     "test_any_query_gets_hits_or_a_clear_error": 5_000,
     "test_a_model_folder_edited_anyhow_loads_or_is_refused": 1_000,
     "test_an_index_edited_anyhow_loads_or_is_refused": 1_000,

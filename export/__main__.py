@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from inference.validate import non_negative_float, positive_int
+
 # kind -> module; the first whose MARKER file is in the run folder exports it.
 EXPORTERS: dict[str, str] = {
     "phrase": "export.phrase",  # runs/NAME/model_config.json
@@ -68,12 +70,12 @@ def build_parser(modules: dict[str, ModuleType]) -> argparse.ArgumentParser:
     p.add_argument("--no-fp16", action="store_true", help="skip the fp16 graph (for GPU)")
     p.add_argument("--int8-isa", default="avx512_vnni", choices=INT8_ISAS,
                    help="CPU the int8 graph is tuned for: avx2 uses reduced-range weights (default: avx512_vnni)")
-    p.add_argument("--max-abs-diff", type=float, default=1e-4,
+    p.add_argument("--max-abs-diff", type=non_negative_float, default=1e-4,
                    help="parity gate: max |fp32 graph - PyTorch| on the validation rows (default: 1e-4)")
-    p.add_argument("--max-pearson-loss", type=float, default=0.005,
+    p.add_argument("--max-pearson-loss", type=non_negative_float, default=0.005,
                    help="parity gate: max drop of validation Pearson of int8/fp16 vs the fp32 graph; a variant that "
                         "loses more is left out of the model folder (default: 0.005)")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size of the parity checks (default: 64)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="batch size of the parity checks (default: 64)")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     for module in modules.values():
         module.add_arguments(p)

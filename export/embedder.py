@@ -27,6 +27,7 @@ from export.mpnet_attention import export_context
 from export.onnx_graph import DEFAULT_EXPORTER, EXPORTERS, GraphSpec, default_opset, export_graph
 from export.parity import ParityError, ParityGate
 from export.staging import apply_gate, open_stage, publish
+from inference.validate import non_negative_float, positive_int
 
 MARKER = "embedder_config.json"
 KIND = "embedder"
@@ -43,8 +44,8 @@ def add_arguments(parser) -> None:
     group = parser.add_argument_group("embedder runs")
     group.add_argument("--corpus", default="data/patents/a61_patents.csv",
                        help="patent CSV for the int8 retrieval gate (held-out patents of the run)")
-    group.add_argument("--gate-patents", type=int, default=200, help="held-out patents in the int8 nDCG gate")
-    group.add_argument("--max-ndcg-loss", type=float, default=0.005,
+    group.add_argument("--gate-patents", type=positive_int, default=200, help="held-out patents in the int8 nDCG gate")
+    group.add_argument("--max-ndcg-loss", type=non_negative_float, default=0.005,
                        help="keep int8 only if title -> abstract nDCG@10 drops at most this much (default 0.005)")
 
 
@@ -196,7 +197,7 @@ def cli(argv: list[str] | None = None) -> int:
     p.add_argument("--no-fuse", action="store_true", help="keep the graph unfused")
     p.add_argument("--no-int8", action="store_true")
     p.add_argument("--int8-isa", default="avx512_vnni")
-    p.add_argument("--max-abs-diff", type=float, default=1e-4)
+    p.add_argument("--max-abs-diff", type=non_negative_float, default=1e-4)
     add_arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

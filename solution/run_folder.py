@@ -91,6 +91,9 @@ def read_state(run_dir: Path, kind: str | None = None) -> dict:
     path = Path(run_dir) / STATE_FILE
     if not path.exists():
         raise SystemExit(f"--resume: {run_dir} has no {STATE_FILE} to resume from")
+    if not (Path(run_dir) / MARKER_FILE).exists():  # a state file alone does not make a user's folder a run
+        raise SystemExit(f"--resume: {run_dir} was not created by this trainer (no {MARKER_FILE}); a run resumes "
+                         "only in its own folder: pass another --out")
     try:
         state = json.loads(path.read_text())
     except ValueError as err:
@@ -101,8 +104,8 @@ def read_state(run_dir: Path, kind: str | None = None) -> dict:
 
 
 def run_kind(run_dir: Path, state: dict) -> str:
-    """"phrase" or "embedder": recorded since run_state.json has a kind, told by the files before."""
-    return state.get("kind") or ("embedder" if (run_dir / "embedder_config.json").exists() else "phrase")
+    """"phrase" or "embedder", as run_state.json records it."""
+    return str(state.get("kind"))
 
 
 def saved_config(run_dir: Path, explicit: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
@@ -114,6 +117,8 @@ def newest_run(kind: str, runs: Path = Path("runs")) -> Path:
     """The most recently saved run of ``kind`` under ``runs/`` (for ``--resume`` without ``--out``)."""
     candidates = []
     for path in runs.glob(f"*/{STATE_FILE}"):
+        if not (path.parent / MARKER_FILE).exists():  # a state file in a folder this trainer did not create
+            continue
         try:
             if run_kind(path.parent, json.loads(path.read_text())) == kind:
                 candidates.append(path)

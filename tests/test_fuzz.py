@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings  # profiles "ci" and "long": tests/conftest.py
+from hypothesis import HealthCheck, assume, event, given, settings  # profiles "ci" and "long": tests/conftest.py
 from hypothesis import strategies as st
 
 from inference import PhraseScorer
@@ -43,14 +43,22 @@ text = st.one_of(st.text(max_size=30), st.lists(st.sampled_from(NASTY), max_size
                  st.text(alphabet=st.characters(codec=None), max_size=12))
 
 
+ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32", "latin-1", "cp1252", "utf-8+bad-bytes"]
+
+
 def encode(value: str, encoding: str) -> bytes:
-    """Bytes of ``value`` as a user's tool might write it (lone surrogates pass through as bad bytes)."""
-    if encoding == "utf-16":
-        return value.encode("utf-16", "surrogatepass")
-    if encoding == "latin-1":
-        return value.encode("latin-1", "replace")
+    """Bytes of ``value`` as a user's tool might write it (lone surrogates pass through as bad bytes;
+    "utf-8+bad-bytes" splices bytes that are never valid UTF-8 into it)."""
+    if encoding in ("utf-16", "utf-16-le", "utf-32"):
+        return value.encode(encoding, "surrogatepass")
+    if encoding in ("latin-1", "cp1252"):
+        return value.encode(encoding, "replace")
     prefix = b"\xef\xbb\xbf" if encoding == "utf-8-sig" else b""
-    return prefix + value.encode("utf-8", "surrogatepass")
+    data = prefix + value.encode("utf-8", "surrogatepass")
+    if encoding == "utf-8+bad-bytes":
+        middle = len(data) // 2
+        data = data[:middle] + b"\xff\xc0\x80" + data[middle:]
+    return data
 
 
 @st.composite
@@ -60,17 +68,21 @@ def csv_bytes(draw) -> bytes:
     columns = draw(st.one_of(st.just(["id", "anchor", "target", "context"]),
                              st.permutations(["id", "anchor", "target", "context", "score"]),
                              st.lists(st.sampled_from(["id", "anchor", "target", "context", "score", "x", ""]),
-                                      max_size=7)))
+                                      max_size=7),
+                             # very many columns: the required ones among hundreds or thousands of others
+                             st.integers(100, 5_000).map(lambda n: ["id", "anchor", "target", "context"]
+                                                         + [f"c{i}" for i in range(n)])))
     anchors = draw(st.lists(text, min_size=1, max_size=3))
+    width = min(len(columns), 8) + 2  # rows of a very wide header stay narrow: a short row is an error too
     rows = draw(st.lists(st.lists(st.one_of(text, st.sampled_from(anchors), st.sampled_from(["A47", "B60", "a47"])),
-                                  min_size=0, max_size=len(columns) + 2), max_size=12))
+                                  min_size=0, max_size=width), max_size=12))
     if draw(st.booleans()) and rows and rows[0]:
         rows[0][0] = "x" * draw(st.sampled_from([1_000, 131_073, 300_000]))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator=draw(st.sampled_from(["\n", "\r\n"])))
     writer.writerow(columns)
     writer.writerows(rows)
-    data = encode(buffer.getvalue(), draw(st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "latin-1"])))
+    data = encode(buffer.getvalue(), draw(st.sampled_from(ENCODINGS)))
     return data if draw(st.integers(0, 9)) else data[: draw(st.integers(0, len(data)))]  # sometimes cut short
 
 
@@ -81,6 +93,16 @@ def pair_rows(draw) -> list[tuple[str, str, str, str]]:
     n = draw(st.integers(1, 30))
     return [(f"id{i}", draw(st.sampled_from(anchors)), draw(text.filter(str.strip)),
              draw(st.sampled_from(["A47", "B60", "H04", "Z99", "a47 "]))) for i in range(n)]
+
+
+@st.composite
+def readable_csv_bytes(draw) -> bytes:
+    """A phrase CSV that mostly reads: the right header, odd but valid phrases (:func:`pair_rows`)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["id", "anchor", "target", "context"])
+    writer.writerows(draw(pair_rows()))
+    return encode(buffer.getvalue(), draw(st.sampled_from(["utf-8", "utf-8-sig"])))
 
 
 def json_values(max_leaves: int = 8):
@@ -103,9 +125,10 @@ def scratch() -> Iterator[Path]:
 
 
 def one_line(err: BaseException) -> str:
+    """The error's first line (what names the file, key or row; a DataError lists its problems under it)."""
     message = str(err.code if isinstance(err, SystemExit) else err)
-    assert message and "Traceback" not in message
-    return message
+    assert message.strip() and "Traceback" not in message
+    return message.splitlines()[0]
 
 
 # ---- the phrase CSV: reader, scorer (API and what its CLI writes) ----
@@ -155,6 +178,38 @@ def test_scoring_any_file_writes_every_row_or_nothing(scorer, data):
                 written = list(csv.DictReader(f))
             assert [r["id"] for r in written] == table.ids
             assert np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()
+        assert source.read_bytes() == data
+
+
+@given(data=st.one_of(csv_bytes(), readable_csv_bytes()), command=st.sampled_from(["inference score", "solution.predict"]))
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+def test_either_scoring_command_writes_every_row_or_exits_with_one_line(phrase_exported, data, command):
+    """The two commands as a user runs them (in-process): exit 0 with one score per input row, or a
+    non-zero exit whose first line names the input; never a traceback, never a partial output."""
+    from inference.__main__ import main as inference_main
+    from solution.predict import main as predict_main
+
+    run_dir, model_dir = phrase_exported
+    with scratch() as folder:
+        source, output = folder / "in.csv", folder / "scores.csv"
+        source.write_bytes(data)
+        io_args = ["--input", str(source), "--output", str(output)]
+        try:
+            if command == "inference score":
+                inference_main(["score", "--model", str(model_dir), "--device", "cpu", "--variant", "fp32",
+                                "--runtime", "onnxruntime", "--quiet", *io_args])
+            else:
+                predict_main(["--run", str(run_dir), "--device", "cpu", "--precision", "fp32", *io_args])
+        except SystemExit as err:
+            event(f"{command}: refused")
+            assert err.code not in (0, None)
+            assert str(source) in one_line(err)
+            assert not output.exists()
+        else:
+            event(f"{command}: scored")
+            table = read_pairs(source, allow_empty=True)  # what was accepted reads as a table
+            with open(output, newline="", encoding="utf-8") as f:
+                assert [r["id"] for r in csv.DictReader(f)] == table.ids
         assert source.read_bytes() == data
 
 
@@ -239,7 +294,7 @@ FOLDER_FILES = ["tokenizer.json", "template.json", "cpc_vocab.json", "model.fold
 
 @given(key=st.sampled_from(MANIFEST_KEYS), value=json_values(), file=st.sampled_from(FOLDER_FILES),
        content=st.one_of(json_values().map(lambda v: json.dumps(v).encode()), st.binary(max_size=64)),
-       edit=st.sampled_from(["manifest", "file", "cut", "link", "delete"]), rehash=st.booleans())
+       edit=st.sampled_from(["manifest", "file", "cut", "link", "delete", "extra"]), rehash=st.booleans())
 def test_a_model_folder_edited_anyhow_loads_or_is_refused(phrase_exported, key, value, file, content, edit, rehash):
     with scratch() as work:
         check_model_folder_edit(linked_copy(phrase_exported[1], work), key, value, file, content, edit, rehash)
@@ -257,11 +312,16 @@ def check_model_folder_edit(folder: Path, key, value, file, content, edit, rehas
     elif edit == "link":  # a symlink out of the folder
         target.unlink()
         target.symlink_to("/etc/hostname")
+    elif edit == "extra":  # a file the manifest does not list, named in its place where the manifest allows
+        (folder / "extra.onnx").write_bytes(content)
+        if isinstance(manifest.get("files"), dict) and file in manifest["files"]:
+            manifest["files"]["extra.onnx"] = manifest["files"].pop(file)
+            manifest["files"]["../" + file] = {"sha256": sha256_file(target), "bytes": target.stat().st_size}
     else:
         target.unlink()
-    if rehash and edit != "delete" and isinstance(manifest.get("files"), dict) and file in manifest["files"]:
+    if rehash and edit not in ("delete", "extra") and isinstance(manifest.get("files"), dict) and file in manifest["files"]:
         manifest["files"][file] = {"sha256": sha256_file(target), "bytes": target.stat().st_size}
-    if rehash or edit == "manifest":
+    if rehash or edit in ("manifest", "extra"):
         manifest[SELF_HASH] = self_hash(manifest)
     replace_file(folder / MANIFEST, json.dumps(manifest).encode())
     try:
@@ -291,7 +351,7 @@ INDEX_FILES = ["embeddings.npy", "ids.json", "titles.json", "index.json"]
 
 @given(key=st.sampled_from(INDEX_KEYS), value=json_values(), file=st.sampled_from(INDEX_FILES),
        content=st.one_of(json_values().map(lambda v: json.dumps(v).encode()), st.binary(max_size=64)),
-       edit=st.sampled_from(["description", "file", "cut"]), rehash=st.booleans())
+       edit=st.sampled_from(["description", "file", "cut", "link", "delete"]), rehash=st.booleans())
 def test_an_index_edited_anyhow_loads_or_is_refused(built_index, key, value, file, content, edit, rehash):
     with scratch() as work:
         check_index_edit(linked_copy(built_index, work), key, value, file, content, edit, rehash)
@@ -307,10 +367,15 @@ def check_index_edit(folder: Path, key, value, file, content, edit, rehash) -> N
         info[key] = value
     elif edit == "file":
         replace_file(target, content)
-    else:
+    elif edit == "cut":
         replace_file(target, target.read_bytes()[: len(target.read_bytes()) // 2])
-    if edit != "file" or file != INDEX_FILE:
-        if rehash and isinstance(info.get("files"), dict) and file in info["files"]:
+    elif edit == "link":  # a symlink out of the folder
+        target.unlink()
+        target.symlink_to("/etc/hostname")
+    else:
+        target.unlink()
+    if not (file == INDEX_FILE and edit in ("file", "link", "delete")):  # else index.json itself is the edit
+        if rehash and edit != "delete" and isinstance(info.get("files"), dict) and file in info["files"]:
             info["files"][file] = sha256_file(target)
             if isinstance(info.get("sampled"), dict) and file in info["sampled"]:
                 info["sampled"][file] = sampled_sha256(target)

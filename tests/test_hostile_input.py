@@ -43,6 +43,37 @@ def test_training_never_writes_into_a_folder_that_is_not_its_own_run(tiny_config
     assert (empty / MARKER_FILE).is_file() and (empty / "run_state.json").is_file()
 
 
+@pytest.mark.parametrize("trainer", [["solution.train"], ["solution.train", "embedder"]])
+def test_either_train_command_refuses_a_users_folder_and_a_planted_state(tiny_model, small_data, tmp_path, trainer):
+    """As a user types it: a folder of theirs is refused before anything is written, and a run_state.json
+    put there by hand does not make it a run to resume."""
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "config.json").write_text('{"mine": 1}')
+    common = ["--model", str(tiny_model), "--out", str(user), "--device", "cpu"]
+    proc = cli(*trainer, *common)
+    assert proc.returncode != 0 and "holds files that are not a training run's" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    kind = "embedder" if "embedder" in trainer else "phrase"
+    (user / "run_state.json").write_text(json.dumps({"kind": kind, "config": {}, "elapsed_s": 0, "complete": False}))
+    proc = cli(*trainer, *common, "--resume")
+    assert proc.returncode != 0 and "not created by this trainer" in proc.stderr, proc.stderr[-2000:]
+    assert sorted(p.name for p in user.iterdir()) == ["config.json", "run_state.json"]
+    assert (user / "config.json").read_text() == '{"mine": 1}'
+
+
+@pytest.mark.parametrize("option", ["--max-abs-diff=inf", "--max-pearson-loss=nan", "--max-ndcg-loss=inf",
+                                    "--batch-size=0"])
+def test_export_refuses_a_gate_that_cannot_fail_before_any_work(phrase_exported, tmp_path, option):
+    """An infinite tolerance would pass every variant through the parity gate; NaN would fail them all
+    after the work: both are refused as the options are read."""
+    from export.__main__ import main as export_main
+
+    with pytest.raises(SystemExit) as raised:
+        export_main(["--run", str(phrase_exported[0]), "--out", str(tmp_path / "model"), option])
+    assert raised.value.code == 2 and not (tmp_path / "model").exists()
+
+
 def test_a_training_run_killed_before_its_first_state_may_start_again_in_its_folder(tmp_path):
     from solution.run_folder import RunFolder
 
@@ -137,12 +168,12 @@ def test_a_header_without_rows_gives_a_header_only_output(phrase_exported, tmp_p
         read_pairs(empty)  # training data without rows stays an error
 
 
-def test_an_index_holding_non_finite_vectors_is_refused_at_load(embedder_exported, patent_corpus, tmp_path):
+def test_an_index_holding_non_finite_vectors_is_refused_at_load_or_search(embedder_exported, patent_corpus, tmp_path):
     from inference.retrieval.index import INDEX_FILE, IndexMismatchError, build_index, sampled_sha256
     from inference.retrieval.ranker import PatentRanker
 
     index = tmp_path / "idx"
-    build_index(embedder_exported[0], patent_corpus, index, chunk_size=32, progress=False, bm25=False)
+    build_index(embedder_exported[0], patent_corpus, index, chunk_size=32, progress=False, bm25=True)
     embeddings = np.load(index / "embeddings.npy", mmap_mode="r+")
     embeddings[7, 3] = np.nan
     embeddings.flush()
@@ -152,9 +183,15 @@ def test_an_index_holding_non_finite_vectors_is_refused_at_load(embedder_exporte
     info["sampled"]["embeddings.npy"] = sampled_sha256(index / "embeddings.npy")
     (index / INDEX_FILE).write_text(json.dumps(info))
     with pytest.raises(IndexMismatchError, match="embeddings.npy: row 7 .* is not finite"):
-        PatentRanker.load(index, ann=False)
-    proc = cli("inference", "search", "--index", str(index), "--query", "catheter", "--json")
-    assert proc.returncode != 0 and "is not finite" in proc.stderr and "Traceback" not in proc.stderr
+        PatentRanker.load(index, ann=False, verify=True)
+    ranker = PatentRanker.load(index, ann=False)  # the cheap load reads a sample; the scan checks each row it scores
+    for hybrid in (False, "rrf"):
+        with pytest.raises(IndexMismatchError, match=r"embeddings.npy: row 7 \(patent .*\) is not finite"):
+            ranker.search_batch(["catheter", "stent"], k=3, hybrid=hybrid)
+    for extra in ([], ["--verify"]):
+        proc = cli("inference", "search", "--index", str(index), "--query", "catheter", "--json", *extra)
+        assert proc.returncode != 0 and "is not finite" in proc.stderr and "Traceback" not in proc.stderr
+        assert proc.stdout == ""  # no partial JSON either
 
 
 def test_search_reads_a_queries_file_strictly_and_refuses_a_nan_alpha(embedder_exported, patent_corpus, tmp_path):

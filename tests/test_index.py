@@ -161,8 +161,7 @@ def test_bm25_state_is_stemmed_hashed_and_checked(tmp_path, embedder_exported, p
         PatentRanker.load(tmp_path / "idx")
 
 
-def test_a_corrupted_or_mismatched_index_is_refused(embedder_exported, patent_corpus, tmp_path, monkeypatch, caplog):
-    import logging
+def test_a_corrupted_or_mismatched_index_is_refused(embedder_exported, patent_corpus, tmp_path, monkeypatch):
     import shutil
 
     from inference.retrieval import PatentRanker
@@ -183,19 +182,19 @@ def test_a_corrupted_or_mismatched_index_is_refused(embedder_exported, patent_co
     with pytest.raises(IndexMismatchError, match="sha256 does not match"):
         PatentRanker.load(flipped)
 
-    legacy = tmp_path / "legacy"  # an index from before the hashes: the shape is still checked
-    shutil.copytree(good, legacy)
-    info = json.loads((legacy / "index.json").read_text())
+    unhashed = tmp_path / "unhashed"  # a complete index whose description lost its files' hashes
+    shutil.copytree(good, unhashed)
+    info = json.loads((unhashed / "index.json").read_text())
     del info["files"]
-    (legacy / "index.json").write_text(json.dumps(info))
-    ids = json.loads((legacy / "ids.json").read_text())
-    (legacy / "ids.json").write_text(json.dumps(ids[:-1]))
-    with caplog.at_level(logging.WARNING), pytest.raises(IndexMismatchError, match="59 ids, 60 titles"):
-        PatentRanker.load(legacy)
-    assert "built before index files were hashed" in caplog.text
-    (legacy / "embeddings.npy").write_bytes((legacy / "embeddings.npy").read_bytes()[:200])  # no hash to catch it
-    with pytest.raises(IndexMismatchError, match="unreadable index files"):
-        PatentRanker.load(legacy)
+    (unhashed / "index.json").write_text(json.dumps(info))
+    with pytest.raises(IndexMismatchError, match="without its files' sha256"):
+        PatentRanker.load(unhashed)
+    for key, value in [("model_sha256", None), ("count", -1), ("dim", "32"), ("complete", 1), ("ann", ["ivf"])]:
+        info = json.loads((good / "index.json").read_text())  # a hand-edited description: named, not a TypeError
+        info[key] = value
+        (unhashed / "index.json").write_text(json.dumps(info))
+        with pytest.raises(IndexMismatchError, match=f"index.json: {key} is"):
+            PatentRanker.load(unhashed)
 
     monkeypatch.setattr(EmbedderModel, "encode_docs", lambda self, texts, batch_size=32: np.full((len(texts), 32), np.nan))
     with pytest.raises(IndexMismatchError, match="non-finite embedding for patent"):

@@ -104,16 +104,19 @@ def test_entry_points_import_in_either_order():
         subprocess.run([sys.executable, "-c", f"import {first}, {second}"], cwd=ROOT, check=True)
 
 
-def test_resume_refuses_a_run_of_the_other_kind_and_a_damaged_checkpoint(tmp_path):
+def test_resume_refuses_a_run_of_the_other_kind_a_folder_without_the_marker_and_a_damaged_checkpoint(tmp_path):
     RunFolder(tmp_path / "emb", kind="embedder").save_state({}, 1.0)
     with pytest.raises(SystemExit, match="holds a embedder run, not a phrase run"):
         RunFolder(tmp_path / "emb", kind="phrase").open(resume=True)
-    (tmp_path / "old").mkdir()  # a run from before run_state.json had a kind: told by its files
-    (tmp_path / "old" / "embedder_config.json").write_text("{}")
-    (tmp_path / "old" / "run_state.json").write_text(json.dumps({"config": {}, "elapsed_s": 0, "complete": False}))
-    assert newest_run("embedder", tmp_path) in (tmp_path / "emb", tmp_path / "old")
-    with pytest.raises(SystemExit, match="not a phrase run"):
-        RunFolder(tmp_path / "old", kind="phrase").open(resume=True)
+    planted = tmp_path / "mine"  # a user's folder holding a state file of the right shape, but no run marker
+    planted.mkdir()
+    (planted / "run_state.json").write_text(json.dumps({"kind": "phrase", "config": {}, "elapsed_s": 0,
+                                                        "complete": False}))
+    with pytest.raises(SystemExit, match="not created by this trainer"):
+        RunFolder(planted, kind="phrase").open(resume=True)
+    with pytest.raises(SystemExit, match="no phrase run"):
+        newest_run("phrase", tmp_path)  # nor is it the newest run to continue
+    assert [p.name for p in planted.iterdir()] == ["run_state.json"]
     (tmp_path / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(SystemExit, match="damaged checkpoint"):
         load_checkpoint(tmp_path / "checkpoint.pt")

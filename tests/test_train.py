@@ -184,12 +184,12 @@ def test_smoke_packaged_minilm(small_data, tmp_path):
 
 def test_resume_cli_keeps_the_run_config(tiny_model, small_data, tmp_path, monkeypatch):
     """`--resume` takes the run's saved config; only options given explicitly change it."""
-    out = tmp_path / "r"
-    out.mkdir()
     from solution.phrase.config import PhraseTrainConfig
+    from solution.run_folder import RunFolder
 
+    out = tmp_path / "r"
     saved = PhraseTrainConfig(model=str(tiny_model), data=str(small_data), out=str(out), epochs=5, batch_size=8).to_dict()
-    (out / "run_state.json").write_text(json.dumps({"config": saved, "elapsed_s": 1.0, "complete": False}))
+    RunFolder(out, kind="phrase").save_state(saved, elapsed_s=1.0)  # a run's folder: marker and state
     seen = {}
     monkeypatch.setattr(train_module, "run", lambda cfg, resume=False: seen.update(cfg=cfg, resume=resume))
     train_module.main(["--out", str(out), "--resume", "--budget-minutes", "7"])

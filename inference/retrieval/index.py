@@ -62,7 +62,33 @@ def read_index_info(folder: str | os.PathLike) -> dict:
         raise IndexMismatchError(f"{path}: not an index description (a JSON object); rebuild the index")
     if info.get("format_version") != INDEX_VERSION:
         raise IndexMismatchError(f"{path}: format_version {info.get('format_version')!r}, expected {INDEX_VERSION}; rebuild it")
+    for key, (kinds, what) in INFO_FIELDS.items():
+        value = info.get(key)
+        if not _field_ok(value, kinds):
+            raise IndexMismatchError(f"{path}: {key} is {str(value)[:80]!r}, expected {what}; rebuild the index")
+    if info["complete"] and not isinstance(info.get("files"), dict):
+        raise IndexMismatchError(f"{path}: a complete index without its files' sha256 ('files'); rebuild the index")
+    if info.get("ann") and not (isinstance(info["ann"], dict) and isinstance(info["ann"].get("kind"), str)
+                                and isinstance(info["ann"].get("params", {}), dict)):
+        raise IndexMismatchError(f"{path}: ann is {str(info['ann'])[:80]!r}, expected its kind and params; rebuild the index")
     return info
+
+
+def _field_ok(value, kinds: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):  # a bool is an int to isinstance: only a bool field takes one
+        return bool in kinds
+    return isinstance(value, kinds) and not (isinstance(value, int) and value < 0)
+
+
+# the fields every load reads, with their types (a hand-edited index.json is refused here, not by a TypeError later)
+INFO_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "count": ((int,), "a count of patents"), "dim": ((int,), "the embedding size"),
+    "dtype": ((str,), "float32 or float16"), "model": ((str,), "the model's folder"),
+    "model_sha256": ((str,), "the graph's sha256"), "variant": ((str,), "the model variant"),
+    "chunks_done": ((int,), "a count of chunks"), "chunk_size": ((int,), "a chunk size"),
+    "complete": ((bool,), "true or false"), "bm25": ((bool,), "true or false"),
+    "corpus": ((str,), "the corpus path"), "corpus_sha256": ((str,), "the corpus's sha256"),
+}
 
 
 SAMPLED = ("embeddings.npy",)  # big files checked by a sample on every load (in full with verify)
@@ -82,13 +108,9 @@ def sampled_sha256(path: Path) -> str:
 
 
 def check_files(folder: Path, info: dict, names, verify: bool = True) -> None:
-    """Refuse unless each of ``names`` has the sha256 index.json recorded (indexes from before the
-    hashes were recorded only get a warning). ``verify=False``: the big files with a sampled digest
+    """Refuse unless each of ``names`` has the sha256 index.json recorded. ``verify=False``: the big files with a sampled digest
     (:func:`sampled_sha256`) are checked by it instead of hashed whole."""
-    recorded = info.get("files")
-    if recorded is None:
-        log.warning("%s: built before index files were hashed; rebuild it to get the integrity check", folder)
-        return
+    recorded = info.get("files") if isinstance(info.get("files"), dict) else {}
     sampled = info.get("sampled") if isinstance(info.get("sampled"), dict) else {}
     for name in names:
         if not verify and name in sampled:
@@ -110,7 +132,7 @@ def bm25_files(folder: Path) -> list[str]:
 def load_index_files(folder: Path, info: dict, verify: bool = False) -> tuple[np.ndarray, list, list]:
     """(embeddings memory-mapped, ids, titles), refused unless they are the files the build wrote: the
     sha256 recorded in index.json first (before anything is parsed; the embeddings by a sample unless
-    ``verify``), then shape and row counts, then every vector finite."""
+    ``verify``), then shape and row counts, then (with ``verify``) every vector finite."""
     check_files(folder, info, INDEX_DATA, verify)
     try:
         embeddings = np.load(folder / "embeddings.npy", mmap_mode="r")
@@ -123,7 +145,8 @@ def load_index_files(folder: Path, info: dict, verify: bool = False) -> tuple[np
         raise IndexMismatchError(f"{folder}: {embeddings.shape[0]} embedding rows of dim {embeddings.shape[-1]}, "
                                  f"{len(ids)} ids, {len(titles)} titles; {INDEX_FILE} says {info['count']} x {info['dim']}; "
                                  "rebuild the index")
-    check_finite(folder, embeddings, ids)
+    if verify:  # else each row is checked where a search scans it (PatentRanker._finite_rows)
+        check_finite(folder, embeddings, ids)
     return embeddings, ids, titles
 
 

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -25,10 +26,11 @@ from inference.retrieval.index import (
     read_index_info,
 )
 from inference.retrieval.topk import top_k_indices
-from inference.retrieval.vector_search import ANN_FILE, ann_top_k, exact_top_k, load_ann
+from inference.retrieval.vector_search import ANN_FILE, NonFiniteRowError, ann_top_k, exact_scores, exact_top_k, load_ann
 from inference.validate import check_positive
 
 Hit = tuple[str, float, str]
+HYBRID_QUERIES = 8  # queries whose dense score rows (each as long as the corpus) are held at once
 
 
 def _load_ann(folder: Path, info: dict, ann: bool | None):
@@ -93,15 +95,28 @@ class PatentRanker:
         return len(self.ids)
 
     def dense_scores(self, query_vecs: np.ndarray) -> np.ndarray:
-        """Cosine of each query with every document, (queries, docs); rows are unit vectors."""
-        return query_vecs @ np.asarray(self.embeddings, dtype=np.float32).T
+        """Cosine of each query with every document, (queries, docs); rows are unit vectors. Computed
+        block by block over the memory map: only one block of the embeddings is ever in float32."""
+        with self._finite_rows():
+            return exact_scores(self.embeddings, query_vecs)
 
     def dense_top_k(self, query_vecs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(indices, scores) of the ``k`` nearest documents per query: ANN when loaded, else an exact
         block-wise scan of the memory-mapped embeddings."""
         if self.ann_index is not None:
             return ann_top_k(self.ann_index, query_vecs, k)
-        return exact_top_k(self.embeddings, query_vecs, k)
+        with self._finite_rows():
+            return exact_top_k(self.embeddings, query_vecs, k)
+
+    @contextlib.contextmanager
+    def _finite_rows(self):
+        """A stored vector that scores NaN or inf is the index's fault, named like the load's check names it
+        (a load checks every vector only with ``verify``; the scan that reads a row checks it always)."""
+        try:
+            yield
+        except NonFiniteRowError as err:
+            raise IndexMismatchError(f"{self.folder / 'embeddings.npy'}: row {err.row} (patent {self.ids[err.row]!r}) "
+                                     "is not finite; rebuild the index") from None
 
     def search(self, query: str, k: int = 10, hybrid: str | bool = False, alpha: float = DEFAULT_ALPHA) -> list[Hit]:
         """Top ``k`` (patent_id, score, title), best first. ``hybrid``: True/"rrf" or "convex"."""
@@ -131,12 +146,13 @@ class PatentRanker:
                 idx, scores = self.dense_top_k(qv, k)
                 results += [[self._hit(i, sc) for i, sc in zip(ri, rs) if i >= 0] for ri, rs in zip(idx, scores)]
                 continue
-            dense = self.dense_scores(qv)
-            for q, row in zip(chunk, dense):
-                sparse = self.bm25.scores(q)
-                row = rrf_scores([sparse, row]) if mode == "rrf" else convex_scores(sparse, row, alpha)
-                top = top_k_indices(row, k)
-                results.append([self._hit(i, row[i]) for i in top])
+            for first in range(0, len(chunk), HYBRID_QUERIES):  # score rows for a few queries at a time
+                dense = self.dense_scores(qv[first:first + HYBRID_QUERIES])
+                for q, row in zip(chunk[first:first + HYBRID_QUERIES], dense):
+                    sparse = self.bm25.scores(q)
+                    row = rrf_scores([sparse, row]) if mode == "rrf" else convex_scores(sparse, row, alpha)
+                    top = top_k_indices(row, k)
+                    results.append([self._hit(i, row[i]) for i in top])
         return results
 
     def _hit(self, i: int, score: float) -> Hit:

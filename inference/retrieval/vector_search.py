@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,19 +44,48 @@ def faiss_module():
     return faiss
 
 
+class NonFiniteRowError(ValueError):
+    """A stored vector scored NaN or inf: it would rank arbitrarily (and JSON cannot carry the score)."""
+
+    def __init__(self, row: int) -> None:
+        super().__init__(f"row {row} is not a finite vector")
+        self.row = row
+
+
+def scored_blocks(embeddings: np.ndarray, queries: np.ndarray,
+                  block_rows: int = BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, queries x block inner products) block by block over ``embeddings``, which may be a
+    memmap of any float dtype (only one block is ever converted); :class:`NonFiniteRowError` names the
+    first row of a block whose scores are not all finite."""
+    queries = np.asarray(queries, dtype=np.float32)
+    if not np.isfinite(queries).all():
+        raise ValueError("the model gave a non-finite query embedding")
+    for start in range(0, len(embeddings), block_rows):
+        scores = queries @ np.asarray(embeddings[start:start + block_rows], dtype=np.float32).T
+        if not np.isfinite(scores).all():
+            raise NonFiniteRowError(start + int(np.flatnonzero(~np.isfinite(scores).all(axis=0))[0]))
+        yield start, scores
+
+
+def exact_scores(embeddings: np.ndarray, queries: np.ndarray, block_rows: int = BLOCK_ROWS) -> np.ndarray:
+    """Every document's inner product with each query, (queries, docs) float32, computed block-wise."""
+    out = np.empty((len(queries), len(embeddings)), dtype=np.float32)
+    for start, scores in scored_blocks(embeddings, queries, block_rows):
+        out[:, start:start + scores.shape[1]] = scores
+    return out
+
+
 def exact_top_k(embeddings: np.ndarray, queries: np.ndarray, k: int,
                 block_rows: int = BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
     """(indices, scores), best first, of the ``k`` largest inner products per query; ``embeddings`` may
     be a memmap of any float dtype and is read ``block_rows`` rows at a time."""
-    queries = np.asarray(queries, dtype=np.float32)
     k = min(k, len(embeddings))
     best_idx = np.zeros((len(queries), 0), dtype=np.int64)
     best = np.zeros((len(queries), 0), dtype=np.float32)
-    for start in range(0, len(embeddings), block_rows):
-        block = np.asarray(embeddings[start:start + block_rows], dtype=np.float32)
-        scores = np.concatenate([best, queries @ block.T], axis=1)
-        idx = np.concatenate([best_idx, np.broadcast_to(np.arange(start, start + len(block)), (len(queries), len(block)))],
-                             axis=1)
+    for start, block_scores in scored_blocks(embeddings, queries, block_rows):
+        scores = np.concatenate([best, block_scores], axis=1)
+        idx = np.concatenate([best_idx, np.broadcast_to(np.arange(start, start + block_scores.shape[1]),
+                                                        block_scores.shape)], axis=1)
         # ties: lower document index first, as in top_k_indices (the running best always holds lower indices)
         keep = top_k_indices(scores, k)
         best, best_idx = np.take_along_axis(scores, keep, 1), np.take_along_axis(idx, keep, 1)
