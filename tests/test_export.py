@@ -253,3 +253,24 @@ def test_an_export_interrupted_between_variants_leaves_no_half_model_and_reruns_
     assert export_main(["--run", str(run_dir), "--out", str(again), "--fold", "0"]) == 0
     for name in ("model.onnx", "model.int8.onnx", "model.fp16.onnx"):
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("kind", ["phrase-scorer", "embedder"])
+def test_every_export_carries_a_model_card_the_hub_can_read(phrase_exported, embedder_exported, kind):
+    """README.md of each exported folder: YAML metadata the Hub parses (licence, pipeline, tags; datasets for
+    the phrase scorer) and the sections a user looks for, with the run's own evidence in them."""
+    import yaml
+
+    folder = phrase_exported[1] if kind == "phrase-scorer" else embedder_exported[0]
+    card = (folder / "README.md").read_text()
+    _, front, body = card.split("---\n", 2)
+    meta = yaml.safe_load(front)
+    assert meta["license"] == "apache-2.0" and meta["library_name"] == "patent-similarity"
+    assert meta["pipeline_tag"] == ("sentence-similarity" if kind == "phrase-scorer" else "feature-extraction")
+    assert kind in meta["tags"] and "onnx" in meta["tags"]
+    if kind == "phrase-scorer":
+        assert meta["datasets"] == ["us-patent-phrase-to-phrase-matching"]
+    for heading in ("## Intended use", "## How to use", "## Data", "## Training", "## Metrics", "## Licence"):
+        assert heading in body
+    assert "| fp32 |" in body or "/fp32 |" in body  # the parity gate's rows
+    assert "README.md" not in json.loads((folder / "manifest.json").read_text())["files"]

@@ -417,19 +417,25 @@ def test_scorer_averages_the_runs_sibling_orders_by_default(phrase_exported, sma
     assert np.abs(one.score_table(table) - by_hand).max() > 0  # the second order moved some score
 
 
-def test_a_hub_repo_id_loads_from_the_local_cache_offline(phrase_exported, tmp_path):
-    """A Hugging Face repo id in place of a folder: taken from a pre-filled Hub cache with HF_HUB_OFFLINE=1
-    (no network); an id that is neither a folder nor cached is one error naming it."""
-    repo = tmp_path / "hub" / "models--acme--patent-scorer"
+def fill_hub_cache(folder: Path, repo_id: str, cache: Path) -> dict:
+    """``folder`` as ``repo_id``'s snapshot in a Hub cache laid out as huggingface_hub lays it (snapshot
+    files link to blobs); the environment that reads it offline."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
     (repo / "blobs").mkdir(parents=True)
     (repo / "snapshots" / "abc123").mkdir(parents=True)
-    for file in phrase_exported[1].iterdir():  # laid out as huggingface_hub does: snapshot files link to blobs
+    for file in folder.iterdir():
         blob = repo / "blobs" / sha256_file(file)
         shutil.copy(file, blob)
         (repo / "snapshots" / "abc123" / file.name).symlink_to(os.path.relpath(blob, repo / "snapshots" / "abc123"))
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("abc123")
-    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    return {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+
+
+def test_a_hub_repo_id_loads_from_the_local_cache_offline(phrase_exported, tmp_path):
+    """A Hugging Face repo id in place of a folder: taken from a pre-filled Hub cache with HF_HUB_OFFLINE=1
+    (no network); an id that is neither a folder nor cached is one error naming it."""
+    env = fill_hub_cache(phrase_exported[1], "acme/patent-scorer", tmp_path / "hub")
     out = tmp_path / "hub.csv"
     proc = subprocess.run([sys.executable, "-m", "inference", "score", "--model", "acme/patent-scorer", "--input",
                            str(ROOT / "data" / "uspppm" / "test.csv"), "--output", str(out), "--quiet"],
@@ -441,3 +447,38 @@ def test_a_hub_repo_id_loads_from_the_local_cache_offline(phrase_exported, tmp_p
                           capture_output=True, text=True, env=env, cwd=ROOT)
     assert proc.returncode != 0 and "acme/not-cached: no such local folder, and the Hugging Face repo could not be" \
         in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_three_inference_commands_share_their_defaults_and_say_them():
+    """score, index and search: one --device default (auto) and one --runtime default, each option's help
+    naming the default it really has; search's help says it uses the ANN structure where there is one."""
+    import argparse
+
+    from inference.__main__ import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    options = {name: {o: a for a in sub._actions for o in a.option_strings} for name, sub in commands.choices.items()}
+    assert {"score", "index", "search"} <= set(options)
+    for name in ("score", "index", "search"):
+        assert options[name]["--device"].default == "auto", name
+        assert "auto" in options[name]["--device"].help
+    for name in ("score", "index"):
+        variant = options[name]["--variant"]
+        assert variant.default == "auto" and "(default: auto)" in variant.help, name
+    for name in [n for n in ("score", "index", "search") if "--runtime" in options[n]]:
+        assert options[name]["--runtime"].default == "auto", name
+    assert "ANN" in commands.choices["search"].description and "--exact" in options["search"]
+
+
+def test_an_embedder_repo_id_indexes_and_searches_offline(embedder_exported, patent_corpus, tmp_path):
+    """`inference index --model owner/name` and `search` over it, from a pre-filled Hub cache, no network."""
+    env = fill_hub_cache(embedder_exported[0], "acme/patent-embedder", tmp_path / "hub")
+    index = tmp_path / "idx"
+    for command in (["index", "--model", "acme/patent-embedder", "--corpus", str(patent_corpus), "--out", str(index),
+                     "--no-bm25", "--quiet"],
+                    ["search", "--index", str(index), "--query", "catheter", "-k", "3", "--json"]):
+        proc = subprocess.run([sys.executable, "-m", "inference", *command], capture_output=True, text=True, env=env,
+                              cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(json.loads(proc.stdout)[0]["hits"]) == 3

@@ -3,6 +3,7 @@ torch pin in a published extra, and the console command declared."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ INSTALLS = [(), ("cpu",), ("gpu",), ("cpu", "openvino"), ("gpu", "openvino"), ("
 
 
 @pytest.fixture(scope="module")
-def wheel_metadata(tmp_path_factory):
+def built_wheel(tmp_path_factory):
     src = tmp_path_factory.mktemp("src")
     for name in ("pyproject.toml", "setup.cfg", "README.md"):
         shutil.copy(ROOT / name, src / name)
@@ -32,7 +33,12 @@ def wheel_metadata(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir",
                     str(out), str(src)], check=True, capture_output=True, timeout=600)
     (wheel,) = out.glob("patent_similarity-*.whl")
-    with zipfile.ZipFile(wheel) as archive:
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def wheel_metadata(built_wheel):
+    with zipfile.ZipFile(built_wheel) as archive:
         metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         entry_points = next(n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt"))
         return Parser().parsestr(archive.read(metadata).decode()), archive.read(entry_points).decode()
@@ -68,3 +74,19 @@ def test_published_extras_bound_torch_from_below_only_and_declare_the_command(wh
     assert all(spec.operator == ">=" for spec in torch.specifier), torch  # the exact CPU pin is constraints-cpu.txt
     assert "torch==" in (ROOT / "constraints-cpu.txt").read_text()
     assert "patent-sim = inference.console:main" in entry_points
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extras", [e for e in INSTALLS if not {"train", "export", "test"} & set(e)],
+                         ids=lambda e: "+".join(e) or "base")
+def test_each_library_install_resolves_to_one_onnxruntime_build_and_no_torch(built_wheel, tmp_path, extras):
+    """What pip would really install (dependencies of dependencies included), from the package index:
+    at most one onnxruntime build, never torch or transformers in the torch-free library's installs."""
+    report = tmp_path / "report.json"
+    spec = f"{built_wheel}[{','.join(extras)}]" if extras else str(built_wheel)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "-q", "--ignore-installed", "--report",
+                    str(report), spec], check=True, capture_output=True, timeout=600)
+    names = {canonicalize_name(item["metadata"]["name"]) for item in json.loads(report.read_text())["install"]}
+    assert len(names & RUNTIME_BUILDS) == (1 if {"cpu", "gpu"} & set(extras) else 0), sorted(names)
+    assert not names & {"torch", "transformers", "peft"}, sorted(names)
+    assert {"numpy", "tokenizers", "tqdm"} <= names

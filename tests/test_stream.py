@@ -81,3 +81,42 @@ def test_cli_reports_pearson_against_a_score_column(phrase_exported, small_data,
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["labelled_rows"] == 120 and -1 <= summary["pearson"] <= 1
+
+
+def test_scoring_holds_one_bucket_at_a_time_and_every_group_whole(scorer, small_data, tmp_path, monkeypatch):
+    """Memory is bounded by a bucket, not by the file: the scorer is handed many small tables, none near
+    the file's size, and each anchor+context group sits in exactly one of them (the multi layout's need)."""
+    rows = shuffled_rows(small_data / "uspppm" / "train.csv", 3000, seed=1)
+    for row in rows:  # ~150 groups of ~20 rows, scattered over the file (as in a real test file)
+        row["anchor"] = f"{row['anchor']} {random.Random(row['id']).randrange(150)}"
+    source = write(tmp_path / "pairs.csv", rows, ["id", "anchor", "target", "context"])
+    seen: list[list[tuple[str, str]]] = []
+    real = scorer.score_table
+    monkeypatch.setattr(scorer, "score_table", lambda table, contexts=None: (
+        seen.append(list(zip(table.columns["anchor"], table.columns["context"]))), real(table, contexts))[1])
+    scorer.score_file(source, tmp_path / "out.csv", rows_per_bucket=200)
+    assert len(seen) >= 8 and max(map(len, seen)) < len(rows) / 4
+    groups_per_table = [set(t) for t in seen]
+    assert sum(len(g) for g in groups_per_table) == len(set().union(*groups_per_table))  # no group split
+    assert sum(map(len, seen)) == len(rows)
+
+
+def test_an_interrupted_scoring_leaves_the_previous_output_and_no_scratch(scorer, small_data, tmp_path, monkeypatch):
+    rows = shuffled_rows(small_data / "uspppm" / "test.csv", 400, seed=2)
+    source = write(tmp_path / "pairs.csv", rows, ["id", "anchor", "target", "context"])
+    output = tmp_path / "out" / "scores.csv"
+    output.parent.mkdir()
+    output.write_text("id,score\nprevious,0.5\n")
+    calls = []
+
+    def interrupted(table, contexts=None):
+        calls.append(len(table))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the file
+        return np.zeros(len(table), dtype=np.float32)
+
+    monkeypatch.setattr(scorer, "score_table", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        scorer.score_file(source, output, rows_per_bucket=50)
+    assert output.read_text() == "id,score\nprevious,0.5\n"  # nothing of the new run is visible
+    assert [p.name for p in output.parent.iterdir()] == ["scores.csv"]  # its buckets and temporary file are gone

@@ -239,13 +239,11 @@ def pearson_of_labels(split: SplitFile, scores: np.ndarray) -> tuple[float, int]
 
 
 def progress_bar(total: int, enabled: bool) -> tuple[Callable[[int], None], Callable[[], None]]:
-    """(advance by n rows, close): a tqdm bar of rows with rows/s and ETA when tqdm is installed and wanted."""
+    """(advance by n rows, close): a tqdm bar of rows with rows/s and ETA, where wanted."""
     if not enabled:
         return (lambda rows: None), (lambda: None)
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return (lambda rows: None), (lambda: None)
+    from tqdm.auto import tqdm
+
     bar = tqdm(total=total, unit="row", desc="scoring", dynamic_ncols=True, smoothing=0.1)
     return bar.update, bar.close
 

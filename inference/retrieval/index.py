@@ -315,8 +315,6 @@ def _build_ann(out: Path, kind: str, progress: bool) -> dict:
 def _progress(it, enabled: bool, total: int, initial: int, desc: str = "index chunks"):
     if not enabled:
         return it
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return it
+    from tqdm.auto import tqdm
+
     return tqdm(it, total=total, initial=initial, desc=desc, dynamic_ncols=True)
