@@ -27,6 +27,7 @@ SCORE_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 MAX_REPORTED = 10  # problems listed in one DataError; loading stops after that many
 BARE_CR = re.compile(rb"(?<=\r)(?!\n)(?=.)", re.S)  # splits after a CR that no LF follows (not at the end)
 MAX_COLUMNS = 1024  # a pair file has 4-5 columns; a header far wider is not one (and would cost time per row)
+MAX_LINE_BYTES = 1 << 24  # a pair row is under a kilobyte: a "line" of 16 MiB is not one, and is not read whole
 
 
 class DataError(ValueError):
@@ -74,21 +75,37 @@ def decode_utf8(path: str | os.PathLike, data: bytes) -> str:
         ) from None
 
 
-def utf8_lines(path: Path, handle) -> Iterator[str]:
-    """The lines of a binary file, decoded as UTF-8 one at a time (a BOM on the first is dropped); a bad
-    byte is a DataError naming its line and position."""
+def raw_lines(path: Path, handle) -> Iterator[bytes]:
+    """The lines of a binary file (ending in LF, CRLF or a bare CR, as universal-newline reading ends
+    them), read at most MAX_LINE_BYTES at a time: a longer line is refused before it is held whole."""
+    carry = b""
     number = 0
-    for chunk in handle:
-        # a bare CR ends a line too (old Mac files), as in universal-newline reading
-        for raw in BARE_CR.split(chunk) if b"\r" in chunk else (chunk,):
-            number += 1
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataError(f"{path}: line {number}, byte {err.start + 1}: not valid UTF-8 "
-                                f"({raw[err.start:err.end]!r}); re-save the file as UTF-8") from None
+    while True:
+        chunk = handle.readline(MAX_LINE_BYTES + 1)
+        data = carry + chunk
+        if not data:
+            return
+        pieces = BARE_CR.split(data) if b"\r" in data else [data]
+        # readline returns fewer bytes than asked only at a newline or the end of the file
+        carry = b"" if chunk.endswith(b"\n") or len(chunk) <= MAX_LINE_BYTES else pieces.pop()
+        if len(carry) > MAX_LINE_BYTES:
+            raise DataError(f"{path}: line {number + len(pieces) + 1}: longer than {MAX_LINE_BYTES // 2**20} MiB "
+                            "without a line break; not a CSV of phrase pairs")
+        number += len(pieces)
+        yield from pieces
+
+
+def utf8_lines(path: Path, handle) -> Iterator[str]:
+    """The lines of a binary file (:func:`raw_lines`), decoded as UTF-8 one at a time (a BOM on the first
+    is dropped); a bad byte is a DataError naming its line and position."""
+    for number, raw in enumerate(raw_lines(path, handle), start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: line {number}, byte {err.start + 1}: not valid UTF-8 "
+                            f"({raw[err.start:err.end]!r}); re-save the file as UTF-8") from None
 
 
 def iter_csv_rows(path: str | os.PathLike, required: Iterable[str]) -> Iterator[tuple[int, dict]]:

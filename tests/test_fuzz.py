@@ -148,6 +148,25 @@ def test_the_pair_reader_reads_or_names_the_file(data, require_score):
         assert path.read_bytes() == data
 
 
+@given(data=st.binary(max_size=80).map(lambda b: bytes(b"ab\r\n"[x % 4] for x in b)), limit=st.integers(1, 12))
+def test_lines_split_as_universal_newlines_and_an_overlong_one_is_refused(data, limit):
+    """The reader's line splitter (LF, CRLF, bare CR), read ``limit`` bytes at a time: the same lines as
+    bytes.splitlines, or, where a line is longer than the limit, a DataError naming the file."""
+    from unittest import mock
+
+    import inference.io as io_module
+
+    expected = data.splitlines(keepends=True)
+    with mock.patch.object(io_module, "MAX_LINE_BYTES", limit):
+        try:
+            lines = list(io_module.raw_lines(Path("f.csv"), io.BytesIO(data)))
+        except DataError as err:
+            assert one_line(err).startswith("f.csv: line ") and max(map(len, expected)) > limit
+        else:
+            assert lines == expected
+            assert all(len(line.rstrip(b"\r\n")) <= 2 * limit + 1 for line in lines)
+
+
 @pytest.fixture(scope="module")
 def scorer(phrase_exported) -> PhraseScorer:
     return PhraseScorer.load(phrase_exported[1], device="cpu", variant="fp32", runtime="onnxruntime")
