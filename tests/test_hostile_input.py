@@ -110,6 +110,13 @@ def test_a_phrase_without_tokens_is_scored_not_a_crash(phrase_exported, tmp_path
     assert scores.shape == (3,) and np.isfinite(scores).all() and "have no tokens" in caplog.text
     ids, torch_scores = predict_file(phrase_exported[0], path, device="cpu")
     assert ids == ["1", "2", "3"] and np.abs(torch_scores - scores).max() < 1e-4
+    nul = write_pairs(tmp_path / "nul.csv", [("1", "abatement", "\x00\x00", "A47"), ("2", "abatement", "table", "A47")])
+    for command in (["inference", "score", "--model", str(phrase_exported[1]), "--quiet"],
+                    ["solution.predict", "--run", str(phrase_exported[0])]):  # as the probes ran them
+        out = tmp_path / f"{command[0]}.csv"
+        proc = cli(*command, "--input", str(nul), "--output", str(out), "--device", "cpu")
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert out.read_text().splitlines()[0] == "id,score" and len(out.read_text().splitlines()) == 3
 
 
 def test_a_field_over_the_csv_limit_is_a_data_error_naming_the_line(tmp_path):
