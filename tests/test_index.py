@@ -166,7 +166,8 @@ def test_a_corrupted_or_mismatched_index_is_refused(embedder_exported, patent_co
 
     from inference.retrieval import PatentRanker
     from inference.retrieval.encoder import EmbedderModel
-    from inference.retrieval.index import IndexMismatchError, build_index
+    from inference.backend.manifest import sha256_file
+    from inference.retrieval.index import IndexMismatchError, build_index, sampled_sha256
 
     model_dir, _ = embedder_exported
     good = tmp_path / "good"
@@ -189,6 +190,15 @@ def test_a_corrupted_or_mismatched_index_is_refused(embedder_exported, patent_co
     (unhashed / "index.json").write_text(json.dumps(info))
     with pytest.raises(IndexMismatchError, match="without its files' sha256"):
         PatentRanker.load(unhashed)
+    emptied = tmp_path / "emptied"  # embeddings.npy emptied and index.json re-hashed to match (found by the fuzzer)
+    shutil.copytree(good, emptied)
+    (emptied / "embeddings.npy").write_bytes(b"")
+    info = json.loads((good / "index.json").read_text())
+    info["files"]["embeddings.npy"] = sha256_file(emptied / "embeddings.npy")
+    info["sampled"]["embeddings.npy"] = sampled_sha256(emptied / "embeddings.npy")
+    (emptied / "index.json").write_text(json.dumps(info))
+    with pytest.raises(IndexMismatchError, match="unreadable index files"):
+        PatentRanker.load(emptied)
     for key, value in [("model_sha256", None), ("count", -1), ("dim", "32"), ("complete", 1), ("ann", ["ivf"])]:
         info = json.loads((good / "index.json").read_text())  # a hand-edited description: named, not a TypeError
         info[key] = value

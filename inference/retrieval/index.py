@@ -138,8 +138,9 @@ def load_index_files(folder: Path, info: dict, verify: bool = False) -> tuple[np
         embeddings = np.load(folder / "embeddings.npy", mmap_mode="r")
         ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
         titles = json.loads((folder / "titles.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise IndexMismatchError(f"{folder}: unreadable index files ({err}); rebuild the index") from None
+    except (OSError, ValueError, EOFError) as err:  # EOFError: numpy's word for an empty .npy
+        raise IndexMismatchError(f"{folder}: unreadable index files ({type(err).__name__}: {err}); rebuild the "
+                                 "index") from None
     expected = (info["count"], info["dim"])
     if embeddings.shape != expected or len(ids) != info["count"] or len(titles) != info["count"]:
         raise IndexMismatchError(f"{folder}: {embeddings.shape[0]} embedding rows of dim {embeddings.shape[-1]}, "
@@ -236,7 +237,11 @@ def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: st
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / INDEX_FILE, info)  # first: a build killed after it is this index's to resume
     if info["chunks_done"]:
-        emb = np.load(emb_path, mmap_mode="r+")
+        try:
+            emb = np.load(emb_path, mmap_mode="r+")
+        except (OSError, ValueError, EOFError) as err:
+            raise IndexMismatchError(f"{emb_path}: the unfinished build's embeddings are unreadable "
+                                     f"({type(err).__name__}: {err}); remove {out} and build again") from None
     else:  # a new build, or one killed before its first chunk: its files from the start
         _write_json(out / "ids.json", [p.patent_id for p in patents])
         _write_json(out / "titles.json", [p.title for p in patents])
