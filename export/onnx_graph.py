@@ -5,11 +5,12 @@ matcher is a custom module around the backbone (CPC fusion on the input embeddin
 head), so the graph comes from ``torch.onnx.export``. Two exporters are offered:
 
 * ``legacy`` (default): the TorchScript tracer (``dynamo=False``, opset 17), deprecated upstream but
-  fast (<1 s) and the graph onnxruntime's transformer optimizer can fuse (``export/fusion.py``).
-* ``dynamo``: ``torch.export``-based (opset 18), PyTorch's supported path since 2.9; ~5 s for a tiny
-  BERT, tens of seconds for MiniLM; its graphs run unfused.
+  fast and the graph onnxruntime's transformer optimizer can fuse (``export/fusion.py``), hence the
+  default (docs/decisions/fused-int8-export.md).
+* ``dynamo``: ``torch.export``-based (opset 18), PyTorch's supported path from 2.9 on; slower to
+  export, and its graphs run unfused.
 
-Both gave identical outputs (max abs diff 6e-8) on the tiny test model.
+Either exporter's graph must match PyTorch within the parity gate's tolerance (``export/parity.py``).
 
 Example:
     >>> spec = GraphSpec(inputs={"x": {0: "batch"}}, outputs={"y": {0: "batch"}})      # doctest: +SKIP

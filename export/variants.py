@@ -1,12 +1,11 @@
 """Derived graphs of an exported fp32 model: int8 (dynamic, per-channel) for CPU and fp16 for GPU.
 
 * int8 goes through onnxruntime's own dynamic quantiser (optimum is not needed): weights int8 per
-  output channel, activations quantised on the fly, fused attention as QAttention. Per-channel matters for
-  cross-encoders (per-tensor moved scores by up to 0.17 in a quick test, per-channel by up to 0.07).
-  The heads stay fp32 (``fp32_nodes``). In the unfused dynamo graphs quantising the feed-forward
-  down-projections too cost a trained MiniLM 0.0071 validation Pearson, over the 0.005 gate; in the
-  fused graphs it cost nothing measurable and ran 1.3x faster, so the phrase export tries that first
-  and keeps them fp32 only when the gate says so (``ffn_down_fp32``).
+  output channel, activations quantised on the fly, fused attention as QAttention. Per-channel because a
+  cross-encoder's scores move far less with it than per-tensor (docs/decisions/fused-int8-export.md).
+  The heads stay fp32 (``fp32_nodes``). Quantising the feed-forward down-projections too is faster, and
+  in the fused graphs it usually passes the parity gate, so the phrase export tries that first and keeps
+  them fp32 only when the gate says so (``ffn_down_fp32``; docs/decisions/fused-int8-export.md).
   The dynamo exporter fills ``graph.value_info`` with shapes that the quantiser's rewritten nodes no
   longer match, so it is cleared first.
 * fp16 uses onnxruntime's own converter (onnxconverter-common is not a dependency) with float32

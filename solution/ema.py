@@ -1,10 +1,11 @@
 """An exponential moving average of the trainable weights, evaluated and saved in their place.
 
-Top USPPPM write-ups report +0.001..0.003 Pearson from averaging the weights of the last steps, at the
-cost of one fp32 copy of what trains (all of the backbone when it is fully fine-tuned, the adapters under
-LoRA). Runs here are short (a few hundred steps a fold), so the decay warms up with the step count, as
-timm's ``ModelEmaV3`` does: ``min(decay, 1 - (1 + step) ** -0.75)``, an average over roughly the last
-``step ** 0.75`` steps that never gives the random head of step 0 a lasting share.
+Averaging the weights of the last steps is a small, cheap gain that top USPPPM write-ups report
+(docs/decisions/one-model.md), at the cost of one fp32 copy of what trains (all of the backbone when it
+is fully fine-tuned, the adapters under LoRA). Runs here are short (a few hundred steps a fold), so the
+decay warms up with the step count, as timm's ``ModelEmaV3`` does:
+``min(decay, 1 - (1 + step) ** -0.75)``, an average over roughly the last ``step ** 0.75`` steps that
+never gives the random head of step 0 a lasting share.
 
 Example:
     >>> layer = torch.nn.Linear(1, 1, bias=False)

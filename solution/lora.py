@@ -1,7 +1,7 @@
 """LoRA for both products: one spec, the wrap, the trainable state and the merge.
 
 The spec's fields are flat (``lora``, ``lora_r``, ...) so that a model config inheriting from it
-keeps the same JSON in run folders as before it existed.
+writes the same flat JSON that run folders of older models hold.
 
 Example:
     >>> from transformers import BertConfig, BertModel

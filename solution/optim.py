@@ -19,13 +19,13 @@ fusion, shared relative-position tables, poolers) keep ``lr``.
 
 ``eps`` is the floor of Adam's per-weight normaliser ``sqrt(v)``. Where gradients are near zero (a
 new head on pretrained features, the first steps), a tiny ``eps`` still gives every weight a full
-``lr``-sized step in whatever direction the noise points; with 1e-8 that collapsed mpnet's pooled
-features to one vector within ~50 steps at lr 5e-5 (their spread over rows 0.08 -> 0.001), 1e-6
-(BERT's own value) trained the same seed normally.
+``lr``-sized step in whatever direction the noise points, which can collapse a backbone's pooled
+features to one vector; 1e-6 (BERT's own value) damps those steps
+(docs/decisions/collapse-guard-and-adam-eps.md).
 
 The fused kernel runs on CPU too: one pass over each parameter instead of a dozen ``foreach`` ops
-over all of them. On 2 cores it cut mpnet's AdamW step from ~290 to ~70 ms against ~1,060 ms of
-forward and backward (RESULTS.md "AdamW step: fused vs foreach"), ~1.2x more steps in the budget.
+over all of them, so the optimizer's share of a step shrinks and more steps fit the budget
+(docs/decisions/cpu-step-speed.md).
 
 Example:
     >>> from torch import nn

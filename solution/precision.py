@@ -1,10 +1,9 @@
 """Mixed precision chosen by capability: bf16 autocast where it is fast, fp16 + loss scaling on older GPUs.
 
-On CPUs bf16 speed depends on the chip: with AMX or AVX512-BF16 (Sapphire Rapids, AMD Zen 4) bf16
-autocast trains 1.5-4x faster than fp32; without them (AVX512-VNNI only) torch emulates it and it
-runs ~2x *slower*. Flags alone do not tell what torch's kernels do with them, so ``auto`` on CPU
-times a short forward+backward of a transformer-sized linear layer in both precisions and keeps the
-faster (about 0.2 s at start-up).
+On CPUs bf16 speed depends on the chip: with native bf16 instructions bf16 autocast trains faster
+than fp32; without them torch emulates it and it runs *slower*. Flags alone do not tell what torch's
+kernels do with them, so ``auto`` on CPU times a short forward+backward of a transformer-sized linear
+layer in both precisions at start-up and keeps the faster (docs/decisions/precision-probe.md).
 
 Example:
     >>> choose_cpu_precision(timer=lambda bf16: 2.0 if bf16 else 1.0)   # emulated bf16: twice as slow

@@ -1,8 +1,9 @@
-"""Process set-up that makes CPU training fast here: allocator thresholds, threads, seeds, devices.
+"""Process set-up that keeps CPU training fast: allocator thresholds, threads, seeds, devices.
 
 glibc's malloc returns freed memory to the OS and re-faults it on every step under torch training,
-which ran ~6x slower on a 2-core machine. Raising the mmap and trim thresholds at start-up (the same
-as MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=<huge>) stops that churn.
+which slows every step. Raising the mmap and trim thresholds at start-up (the same as
+MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=<huge>) stops that churn
+(docs/decisions/cpu-step-speed.md).
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def flush_denormals() -> bool:
 
     AdamW's first moment of a parameter that gets no gradient (the embedding rows of tokens not in
     the batch: most of the vocabulary) decays by 0.9 a step and turns denormal after ~800 steps;
-    x86 then takes a slow path on every such number: an AdamW step on that matrix ran 2.9x slower
-    (``benchmarks/denormals.py``). Values below 1e-38 carry nothing a 1e-4 learning rate can use.
+    x86 then takes a slow path on every such number, which slows the AdamW step over that matrix
+    (docs/decisions/cpu-step-speed.md). Values below 1e-38 carry nothing a 1e-4 learning rate can use.
     """
     import torch
 

@@ -41,7 +41,7 @@ def budget_shortfall(step_s: float, steps_done: int, steps_left: int, train_left
     ``repeats`` how many equal shares of the clock fall short alike (folds). It names the budget that
     would fit every step (the schedule anneals within the given one either way, so this is advice).
 
-    >>> budget_shortfall(11.0, 6, 136, 480.0, 10)   # an AVX2-only CPU on the retrieval preset
+    >>> budget_shortfall(11.0, 6, 136, 480.0, 10)   # a slow CPU on the retrieval preset
     'at 5.5 steps/min the clock stops training at step ~49 of 142; --budget-minutes 27 would fit them all'
     >>> budget_shortfall(2.7, 6, 136, 480.0, 10) is None
     True

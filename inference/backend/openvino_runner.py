@@ -1,8 +1,8 @@
 """OpenVINO as a second CPU runtime for the same ONNX files: an optional extra (``pip install ".[openvino]"``).
 
 OpenVINO reads the exported ``model.onnx`` directly (no conversion step, no torch) and can run it at bf16
-inference precision on CPUs with native bf16 (AVX512-BF16, AMX): on a Sapphire Rapids Xeon an mpnet
-phrase batch ran 2.46x faster than onnxruntime fp32, scores within 0.002. The runner has the interface of
+inference precision on CPUs with native bf16 (AVX512-BF16, AMX), where it can beat onnxruntime at nearly
+the same scores (docs/decisions/runtime-choice.md). The runner has the interface of
 :class:`~inference.backend.session.OnnxRunner` (``providers``, ``input_names``, ``run``), so the scorers
 do not know which runtime they hold.
 

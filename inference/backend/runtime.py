@@ -8,8 +8,8 @@ with it natively). Resolution of ``runtime`` x ``variant`` (:func:`candidate_eng
 - CUDA (asked for, or offered to ``device="auto"``): onnxruntime;
 - CPU with ``runtime="auto"`` and ``variant="auto"``: the model kind's onnxruntime pick (int8 or fp32)
   against OpenVINO bf16 where OpenVINO is installed and the CPU runs bf16 natively. Which is faster
-  depends on the CPU and the graph (OpenVINO bf16 2.46x onnxruntime fp32 on an AMX Xeon; much less
-  without AMX), so it is measured, not guessed: :func:`fastest` times each candidate on a probe batch of
+  depends on the CPU and the graph (docs/decisions/runtime-choice.md), so it is timed, not guessed:
+  :func:`fastest` times each candidate on a probe batch of
   the model's own inputs and keeps the winner, and the choice is cached per graph, CPU, thread count and
   runtime versions (``$PATENT_SIM_CACHE``, default ``~/.cache/patent-similarity/runtime-choice.json``)
   so the probe runs once per machine.

@@ -64,8 +64,8 @@ def session_options(threads: int | None) -> ort.SessionOptions:
 def sequences_per_pass(variant: str, batch_size: int) -> int:
     """How many sequences one forward pass of ``variant`` may take. The int8 graphs quantise their
     activations with scales taken over the whole pass (dynamic quantisation): batched, a row's score
-    moved by up to 0.12 with its batch mates and their padding (``benchmarks/int8_schemes.py``), so
-    int8 runs one sequence per pass and is per-row deterministic. The rule for every scorer, encoder
+    would move with its batch mates and their padding, so int8 runs one sequence per pass and is per-row
+    deterministic (docs/decisions/int8-one-sequence-per-pass.md). The rule for every scorer, encoder
     and export gate.
 
     >>> sequences_per_pass("int8", 16), sequences_per_pass("fp32", 16)

@@ -133,8 +133,8 @@ def forward_batch(variant: str, batch_size: int | None, cuda: bool, layout: str)
 
 def cpu_variant(manifest: Manifest) -> str:
     """The onnxruntime CPU default: int8 for multi-layout models, fp32 for pair-layout ones. int8 runs one
-    sequence per pass (per-row deterministic): cheap for the multi layout's ~100-token sequences, but for
-    ~20-token pairs 2.6x slower than batched and slower than batched fp32 (benchmarks/RESULTS.md, "int8 schemes")."""
+    sequence per pass (per-row deterministic): cheap for the multi layout's long sequences, but for short
+    pairs slower than batched fp32 (docs/decisions/int8-one-sequence-per-pass.md)."""
     return "int8" if manifest.get("layout", "pair") == "multi" else "fp32"
 
 
@@ -225,9 +225,8 @@ class PhraseScorer(RunsOnEngine):
     def score_inputs(self, inputs: PhraseInputs) -> np.ndarray:
         """Scores of prepared inputs, in row order (averaged over the fold graphs).
 
-        One graph at a time over all the sequences: alternating the folds' graphs sequence by
-        sequence evicted each one's weights from the CPU caches, and two int8 mpnet folds scored at
-        half the pairs/s of one (RESULTS.md "End to end: ...").
+        One graph at a time over all the sequences, so each graph's weights stay in the CPU caches
+        while it runs (docs/decisions/fold-graphs-one-at-a-time.md).
         """
         per_fold = np.full((len(self.runners), inputs.n_rows), np.nan, dtype=np.float32)
         for runner, scores in zip(self.runners, per_fold):

@@ -5,7 +5,7 @@ whatever bm25s version loads it: lower-case word tokens of 2+ characters, Englis
 then (by default) the Snowball English stemmer from PyStemmer, so "coated"/"coating" and
 "catheters"/"catheter" meet. Each pair of neighbouring tokens is indexed too, as one more token
 ("balloon cathet"), and a query's pairs count at ``pair_weight`` (0.35) of its words: a title's phrases
-then weigh beyond its words (title -> abstract nDCG@10 +0.008 on five held-out splits, RESULTS.md). The
+then weigh beyond its words (docs/decisions/hybrid-search-constants.md). The
 stemmer and the pair weight are saved with the index (``tokenizer.json``) and a loaded index splits and
 weighs queries the same way; ``stemmer=None`` and ``pair_weight=0`` (words only) are the variants.
 
@@ -49,16 +49,16 @@ def bm25_tokenize(text: str) -> list[str]:
     return [t for t in _TOKEN.findall(text.lower()) if t not in STOPWORDS]
 
 
-# Term saturation: chosen on training patents' titles searching their own abstracts (0.6 and 0.3 tie, 1.5 is
-# 0.015 lower) and better or level on every held-out task too (benchmarks/RESULTS.md "BM25: the k1 constant")
+# Term saturation: chosen on training patents' titles searching their own abstracts, and better or level on the
+# held-out tasks too (docs/decisions/hybrid-search-constants.md)
 DEFAULT_K1 = 0.6
-# Length normalisation: 0.75 and 0.9 tie on training patents' titles, 0.75 is higher on held-out ones
-# (benchmarks/RESULTS.md "BM25: the length normalisation b")
+# Length normalisation: chosen on training patents' titles, checked on held-out ones
+# (docs/decisions/hybrid-search-constants.md)
 DEFAULT_B = 0.75
 STEMMERS = ("english", None)  # Snowball English, or none
 DEFAULT_STEMMER = "english"
 # a query's word pairs against its words: chosen on training patents' titles searching their own abstracts
-# (benchmarks/bm25_k1.py --sweep pair_weight); 1 (pairs as words) was below words alone
+# (benchmarks/bm25_k1.py --sweep pair_weight; docs/decisions/hybrid-search-constants.md)
 DEFAULT_PAIR_WEIGHT = 0.35
 TOKENIZER_FILE = "tokenizer.json"  # how the saved index split its text; queries are split the same way
 

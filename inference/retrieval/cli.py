@@ -105,8 +105,8 @@ def add_index_parser(subparsers) -> None:
                         f"{DEFAULT_PAIR_WEIGHT}; 0 = words only, the pairs are then not indexed)")
     p.add_argument("--ann", default="auto", choices=ANN_KINDS,
                    help=f"approximate-search structure (needs faiss-cpu): auto = none below {ANN_MIN_DOCS:,} patents, "
-                        "IVF from there (40 s to build at 1M, p95 2 ms); hnsw: 0.9 ms but 10x the build time; "
-                        "none = exact search only")
+                        "IVF from there (quick to build); hnsw: the lowest latency, but far slower to build; "
+                        "none = exact search only (docs/decisions/ann-ivf-default.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     p.set_defaults(func=_errors(run_index))

@@ -19,9 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 
 RRF_K = 60  # the constant of Cormack et al. (2009); damps the weight of the very top ranks
-# Weight of the dense scores in the convex fusion. Chosen on one half of each of three held-out splits' title
-# queries and scored on the other: 0.7 in 4 of 6 picks for the fine-tuned retrieval preset (0.6-0.8 in all),
-# 0.6-0.7 for zero-shot MiniLM, both better than 0.5 (benchmarks/RESULTS.md "Convex hybrid: the dense weight")
+# Weight of the dense scores in the convex fusion: chosen on one half of held-out splits' title queries and
+# scored on the other, for the fine-tuned preset and zero-shot MiniLM alike (docs/decisions/hybrid-search-constants.md)
 DEFAULT_ALPHA = 0.7
 
 

@@ -4,11 +4,10 @@
   rows, keeping a running top-k, so a corpus larger than RAM is searched without loading it (the OS
   pages blocks in and out) and an fp16 index is never converted whole.
 * Approximate (``faiss-cpu`` installed, built by ``inference index --ann``): IVF-Flat (k-means cells)
-  or HNSW (a neighbour graph). At 1M x 384 on 2 cores (benchmarks/ann_search.py) both far beat the
-  20 ms p95 target with recall@10 >= 0.995, and IVF built in 40 s where HNSW took 381 s (HNSW answers
-  in 0.9 instead of 1.9 ms), so ``auto`` builds IVF from ``ANN_MIN_DOCS`` vectors up and none below
-  (an exact scan of 200k x 384 floats takes ~12 ms, and exact results need no recall caveat);
-  ``--ann hnsw`` is there for the lowest latency. The structure is saved as ``ann.faiss`` beside the
+  or HNSW (a neighbour graph). Both meet the latency target at a million vectors, and IVF builds far
+  faster, so ``auto`` builds IVF from ``ANN_MIN_DOCS`` vectors up and none below, where an exact scan is
+  fast enough and needs no recall caveat (docs/decisions/ann-ivf-default.md); ``--ann hnsw`` is there
+  for the lowest latency. The structure is saved as ``ann.faiss`` beside the
   embeddings and its search breadth (``nprobe`` / ``efSearch``) in index.json.
 
 Example:

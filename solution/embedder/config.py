@@ -23,7 +23,7 @@ class EmbedderTrainConfig(BaseTrainConfig):
     corpus: str = config_field("data/patents/a61_patents.csv",
                                "patent CSV (patent_id,patent_title,patent_abstract,cpc_subclasses)")
     # The defaults are the retrieval preset (configs/embedder-retrieval.toml: queries + title <-> abstract, no CPC
-    # term), the best title -> abstract and better F1 / V-measure than mqg alone (benchmarks/RESULTS.md)
+    # term), the best title -> abstract and better F1 / V-measure than mqg alone (docs/retrieval.md, embedder presets)
     recipe: str = config_field("combined", "mqg | align | cpc | combined", choices=RECIPES)
     out: str = redefault(BaseTrainConfig, "out", "", "run folder (default runs/embedder-<recipe>-<timestamp>)")
     cpc_titles: str = config_field("data/cpc/ipc_section_class_subclass_titles.csv", "CPC titles CSV (colloquial queries)")
@@ -37,8 +37,8 @@ class EmbedderTrainConfig(BaseTrainConfig):
     # text
     # the inference-side defaults are the model's own (one copy: solution/embedder/model.py, with the why)
     doc_view: str = config_field(EmbedderConfig.doc_view, f"document text: {' | '.join(VIEWS)}", choices=VIEWS)
-    # abstracts: the alignment loss reuses the query loss's encoded abstracts, one document pass a step; on a 2-core
-    # AVX2 CPU ~2x the steps in the clock and higher title -> abstract on five splits (benchmarks/RESULTS.md)
+    # abstracts: the alignment loss reuses the query loss's encoded abstracts, one document pass a step, so a slow
+    # CPU fits more of the epoch in the clock (docs/decisions/embedder-training-documents.md)
     train_doc_view: str = config_field("abstract", "document text the training losses encode ('' = doc_view); "
                                                    "evaluation, export and the index embed doc_view whatever this says",
                                        choices=("", *VIEWS))
@@ -52,14 +52,14 @@ class EmbedderTrainConfig(BaseTrainConfig):
     queries_per_patent: int = config_field(1, "distinct query roles per patent in each step, all scored against one "
                                               "encoding of its document (queries are short, documents dear)", min=1)
     typo_rate: float = config_field(0.15, "share of words the misspelled role edits", min=0, max=1)
-    # On 2 CPU cores one mined negative made a step 2.4x slower: it lost in 3-minute runs and tied over a full
-    # epoch, at twice the time (benchmarks/RESULTS.md); the GPU preset, with compute to spare, uses 2.
+    # In-batch only: on CPU a mined negative costs more steps than it gains (docs/decisions/in-batch-negatives.md);
+    # the GPU preset, with compute to spare, uses 2.
     hard_negatives: int = config_field(0, "BM25 hard negatives per query (0 = in-batch only)", min=0)
     negative_top_k: int = config_field(30, "BM25 depth the hard negatives are drawn from", min=1)
     negative_skip_top: int = config_field(0, "skip this many top non-positive BM25 hits (likely false negatives)",
                                           min=0)
-    # 128 of the 5,330 top mined negatives (titles -> title+abstract, A61) shared >= 80% of their words with the
-    # positive: the same invention filed again (continuations, siblings), false negatives rather than hard ones
+    # a mined negative sharing most of its words with the positive is the same invention filed again (continuations,
+    # siblings): a false negative rather than a hard one (docs/decisions/in-batch-negatives.md)
     negative_max_overlap: float = config_field(0.8, "skip mined negatives whose word set overlaps a positive's by "
                                                     "this Jaccard or more (near-duplicates; 1 = keep them)", min=0, max=1)
     batch_grouping: str = config_field("random", "random | subclass: batches of one main CPC subclass (harder "
@@ -78,10 +78,10 @@ class EmbedderTrainConfig(BaseTrainConfig):
     batch_size: int = redefault(BaseTrainConfig, "batch_size", 32, "patents per step")
     eval_batch_size: int = redefault(BaseTrainConfig, "eval_batch_size", 64, "texts per forward pass when encoding")
     lr: float = redefault(BaseTrainConfig, "lr", 5e-4, "peak learning rate (LoRA)")
-    # no dropout: 1.2-1.4x the steps per second on 2 cores at the same title -> abstract (benchmarks/RESULTS.md)
+    # no dropout: more steps in the CPU clock at the same quality (docs/decisions/embedder-dropout-off.md)
     lora_dropout: float = redefault(BaseTrainConfig, "lora_dropout", 0.0)
-    # the backbone's own dropout off too: 1.27x per step, 3.3 GB peak RSS instead of 4.5, title -> abstract level or
-    # higher on five splits (benchmarks/RESULTS.md "the backbone's dropout off")
+    # the backbone's own dropout off too: faster steps and less memory, quality level or higher
+    # (docs/decisions/embedder-dropout-off.md)
     dropout: float = config_field(0.0, "dropout of every backbone layer in training (-1 = the backbone's own, "
                                        "e.g. MiniLM's 0.1)", min=-1, max=0.99)
     val_patents: int = config_field(200, "held-out patents in the per-epoch title -> abstract check (0 = none)",

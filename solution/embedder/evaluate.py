@@ -35,8 +35,8 @@ class EvalOptions:
     cpc_titles: str = "data/cpc/ipc_section_class_subclass_titles.csv"
     max_patents: int = 300  # held-out patents used as queries (0 = all); classification and clustering use all
     # Other patents of the corpus searched alongside the scored ones (-1 = all, 0 = none). Known-item search
-    # among 300 documents is nearly solved by any model (nDCG@10 ~0.9); among the whole collection it
-    # separates models. Distractors are never relevant, so training on them leaks nothing.
+    # among a few hundred documents is nearly solved by any model; among the whole collection it separates
+    # models (docs/retrieval.md). Distractors are never relevant, so training on them leaks nothing.
     distractors: int = -1
     max_phrase_groups: int = 200
     # document tokens; None = the run's own max_length (what its export indexes with; the zero-shot baseline

@@ -32,8 +32,8 @@ from solution.lora import LoraSpec, load_trainable_state, merge_lora, trainable_
 @dataclass
 class EmbedderConfig(LoraSpec):
     backbone: str = DEFAULT_MODEL
-    # document tokens (MiniLM's training length; zero-shot MiniLM scored higher at 128 than 256 on every
-    # measured split); queries are short and use query_max_length
+    # document tokens: MiniLM's training length, which scores at least as well as longer documents and embeds
+    # faster (docs/decisions/embedder-document-tokens.md); queries are short and use query_max_length
     max_length: int = 128
     query_max_length: int = 64
     doc_view: str = "title+abstract"
@@ -82,9 +82,9 @@ def build_encoder(config: EmbedderConfig, **backbone_options) -> tuple[BiEncoder
 def load_run_encoder(run_dir: str | Path, device: str = "cpu", merge: bool = True,
                      **backbone_options) -> tuple[BiEncoder, object, EmbedderConfig]:
     """Rebuild a trained run for inference: backbone + its LoRA weights, eval mode. ``merge`` folds the
-    adapters into the base weights (export's form): the same vectors, and 1.26x the documents per second
-    of peft's unmerged path on a 2-core CPU (benchmarks/lora_merge_speed.py): two extra small matmuls
-    per adapted layer are not free there."""
+    adapters into the base weights (export's form): the same vectors, faster than peft's unmerged path,
+    whose two extra small matmuls per adapted layer are not free on a CPU
+    (docs/decisions/embedder-document-tokens.md)."""
     from transformers import AutoTokenizer
 
     run_dir = Path(run_dir)

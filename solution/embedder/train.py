@@ -65,8 +65,8 @@ class TrainingData:
         self.titles = [p.title for p in patents]
         self.groups = [p.subclasses[0] if p.subclasses else "" for p in patents]  # main classification
         # the same text as view("abstract") (trailing period normalised), so with abstract training documents the
-        # alignment loss finds the query loss's encoding: 62 of the 5,335 A61 abstracts differ from their view, and
-        # a batch holding one of them (31% of batches of 32) had encoded its abstracts twice
+        # alignment loss always finds the query loss's encoding and a batch encodes its abstracts once
+        # (docs/decisions/embedder-training-documents.md)
         self.abstracts = [p.view("abstract") for p in patents]
         codes = sorted({c for p in patents for c in p.subclasses})
         self.labels = np.zeros((len(patents), max(1, len(codes))), dtype=bool)
@@ -331,8 +331,8 @@ def train_time_left(run: EmbedderRun, val_cost_s: float) -> float:
 
 
 def warn_if_budget_short(run: EmbedderRun, step_s: float, total_steps: int, val_cost_s: float) -> None:
-    """Say once, a few steps in, when the clock will stop training early (a slow CPU: an AVX2-only EPYC
-    fits 53 of the retrieval preset's 142 steps in its 10 minutes), and which budget would fit them."""
+    """Say once, a few steps in, when the clock will stop training early (a CPU too slow for the preset's
+    budget), and which budget would fit the steps."""
     from solution.scheduler import budget_shortfall, record_budget_warning
 
     warning = budget_shortfall(step_s, run.step, total_steps - run.step, train_time_left(run, val_cost_s),

@@ -47,8 +47,8 @@ class PhraseTrainConfig(BaseTrainConfig):
         "model, taking its other keys where the run has the defaults (not the run's data, folds or clock); other "
         "backbones are never swapped ('' = never: keep mpnet whatever the clock allows)")
     fallback_below_epochs: float = config_field(
-        1.5, "see fallback_config: mpnet beats MiniLM from ~2 epochs a fold, loses at under one "
-             "(0.67 vs 0.74 out of fold on an AVX2-only CPU)", above=0)
+        1.5, "see fallback_config: with fewer epochs a fold than this MiniLM scores higher than mpnet "
+             "(docs/decisions/minilm-fallback.md)", above=0)
     # input
     layout: str = config_field("multi", "multi (one sequence scores every target of an anchor+context) | pair (one per row)",
                                choices=("multi", "pair"))
@@ -67,12 +67,14 @@ class PhraseTrainConfig(BaseTrainConfig):
                                         "target and anchor means, Linear + GELU) | mean (all tokens) | cls",
                                 choices=("pair", "interaction", "mean", "cls"))
     cpc_fusion: bool = config_field(False, "add the learnable CPC section+class embedding to the token embeddings "
-                                           "(helps MiniLM +0.004, destabilises mpnet)")
+                                           "(on for MiniLM, where it helps; off for mpnet, which it destabilises: "
+                                           "docs/decisions/seed-design-parts.md)")
     cpc_dim: int = config_field(64, "CPC embedding size before the projection", min=1)
     cpc_max_norm_ratio: float = config_field(0.25, "cap of the CPC vector's norm relative to the mean token-embedding norm",
                                              above=0)
     dropout: float = config_field(0.0, "dropout of every backbone layer and the head (-1 = the backbone's own, e.g. "
-                                       "0.1; 0 = none: mpnet collapses to a constant score with it)", min=-1, max=0.99)
+                                       "0.1; 0 = none: mpnet collapses to a constant score with it, "
+                                       "docs/decisions/mpnet-dropout-off.md)", min=-1, max=0.99)
     context_dropout: float = config_field(0.1, "probability of hiding the class id (trains the unknown-class fallback)",
                                           min=0, max=1)
     lora: bool = redefault(BaseTrainConfig, "lora", False,
@@ -117,8 +119,8 @@ class PhraseTrainConfig(BaseTrainConfig):
                                          "evaluated and saved in their place (0 = off; warms up as 1 - (1 + step)^-0.75)",
                                     min=0, max=0.9999)
     adam_eps: float = redefault(BaseTrainConfig, "adam_eps", 1e-6,
-                                "AdamW epsilon: 1e-6 (BERT's) damps the noise-sized steps that collapsed mpnet's pooled "
-                                "features to one vector at 1e-8, at no cost after 4 epochs")
+                                "AdamW epsilon: 1e-6 (BERT's) damps the noise-sized steps that can collapse mpnet's pooled "
+                                "features to one vector at 1e-8 (docs/decisions/collapse-guard-and-adam-eps.md)")
     layer_decay: float = config_field(1.0, "layer-wise lr decay: transformer layer i of L trains at lr x decay^(L-i), "
                                            "the embeddings at lr x decay^(L+1) (1 = every layer at lr)", above=0, max=1)
     log_every: int = redefault(BaseTrainConfig, "log_every", 20)

@@ -5,9 +5,9 @@ The loss itself and why its vectors come from bare phrases: ``solution/phrase/lo
 picks a batch's rows: one anchor per anchor+context group, and the targets that take part (positives,
 scored >= ``positive_min_score``, and the hard negatives, scored <= ``hard_max_score``; the rows in
 between are neither, so they are not encoded), at most ``max_targets`` of them: positives first, then
-hard negatives drawn at random. Uncapped, a batch of 8 full groups encodes ~170 phrases, as many tokens
-as the scoring pass, and NT-Xent cost 2.5x the step time of MiniLM. Anchors and targets go through one
-forward pass.
+hard negatives drawn at random: uncapped, a batch of full groups encodes about as many tokens as the
+scoring pass, and NT-Xent would multiply the step time (docs/decisions/seed-design-parts.md). Anchors
+and targets go through one forward pass.
 
 Example:
     >>> contrastive_weight(0.3, progress=0.15, ramp=0.3), contrastive_weight(0.3, progress=0.5, ramp=0.3)

@@ -114,15 +114,15 @@ class CpcFusion(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.proj = nn.Linear(dim, hidden)
         # The same vector is added to every token, so if it outweighs the token embeddings every
-        # token looks alike and the model collapses to predicting the mean (seen: std 0.02 gave a
-        # vector 3x a token's norm). Start it at ~10% of the backbone's per-dimension token scale.
+        # token looks alike and the model collapses to predicting the mean (docs/decisions/seed-design-parts.md).
+        # Start it at ~10% of the backbone's per-dimension token scale.
         nn.init.normal_(self.proj.weight, std=0.1 * token_scale / dim**0.5)
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, section_ids: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
         vec = self.proj(self.norm(self.section(section_ids) + self.klass(class_ids)))
-        # Adam grows the vector to a token's own norm within ~150 steps, which washes out the tokens
-        # (Pearson 0.05 vs 0.32 without fusion); capping its norm keeps it a bounded shift.
+        # Adam grows the vector towards a token's own norm, which washes out the tokens and collapses the
+        # model (docs/decisions/seed-design-parts.md); capping its norm keeps it a bounded shift.
         norm = vec.norm(dim=-1, keepdim=True)
         return vec * (self.max_norm / norm.clamp_min(self.max_norm))
 
@@ -164,8 +164,8 @@ class PhraseMatcher(nn.Module):
         """One vector per target slot, (B, T, H) (T = 1 in the pair layout).
 
         ``pair``: mean over the anchor's and that target's tokens. The title and the sibling targets
-        still shape those tokens through attention, but a mean over *all* tokens let ~50 context tokens
-        drown the ~6 of the pair (titles cost 0.22 Pearson with it in the ablation). ``interaction``:
+        still shape those tokens through attention, but a mean over *all* tokens lets the many context
+        tokens drown the few of the pair (docs/decisions/multi-layout.md). ``interaction``:
         ``[t, a, t * a]`` of the target mean ``t`` and the anchor mean ``a``, through a Linear + GELU.
         ``mean`` and ``cls`` (pair layout only) ignore the spans.
         """
@@ -209,9 +209,9 @@ class PhraseMatcher(nn.Module):
     def phrase_vectors(self, input_ids, attention_mask, section_ids, class_ids, buckets: int = 2) -> torch.Tensor:
         """Projected NT-Xent vectors (N, P) of bare phrases, one per sequence ``[CLS] phrase [SEP]``: the mean
         of the phrase's own tokens (no CLS, SEP or padding) after the backbone, adapters and CPC fusion.
-        The phrases go through in ``buckets`` groups sorted by length, each cut to its own longest: padded
-        to the batch's longest (~12 tokens of 72 phrases, against ~7 on average), half of the pass was
-        padding. A bare phrase's vector does not depend on the others, so only the cost changes."""
+        The phrases go through in ``buckets`` groups sorted by length, each cut to its own longest, because
+        a few long phrases would otherwise pad the whole pass to their length (docs/decisions/seed-design-parts.md).
+        A bare phrase's vector does not depend on the others, so only the cost changes."""
         order = torch.argsort(attention_mask.sum(1))
         vectors = []
         for rows in order.tensor_split(min(buckets, len(order))):
