@@ -164,9 +164,9 @@ def test_bm25_state_is_stemmed_hashed_and_checked(tmp_path, embedder_exported, p
 def test_a_corrupted_or_mismatched_index_is_refused(embedder_exported, patent_corpus, tmp_path, monkeypatch):
     import shutil
 
+    from inference.backend.manifest import sha256_file
     from inference.retrieval import PatentRanker
     from inference.retrieval.encoder import EmbedderModel
-    from inference.backend.manifest import sha256_file
     from inference.retrieval.index import IndexMismatchError, build_index, sampled_sha256
 
     model_dir, _ = embedder_exported
@@ -199,7 +199,21 @@ def test_a_corrupted_or_mismatched_index_is_refused(embedder_exported, patent_co
     (emptied / "index.json").write_text(json.dumps(info))
     with pytest.raises(IndexMismatchError, match="unreadable index files"):
         PatentRanker.load(emptied)
-    for key, value in [("model_sha256", None), ("count", -1), ("dim", "32"), ("complete", 1), ("ann", ["ivf"])]:
+    for name, data in [("ids.json", b"null"), ("titles.json", b'{"a": 1}'), ("embeddings.npy", None)]:
+        shutil.rmtree(emptied)
+        shutil.copytree(good, emptied)
+        if data is None:  # a valid .npy of the wrong dtype
+            np.save(emptied / name, np.load(good / name).astype(np.float64))
+        else:
+            (emptied / name).write_bytes(data)
+        info = json.loads((good / "index.json").read_text())
+        info["files"][name] = sha256_file(emptied / name)
+        info["sampled"] = {k: sampled_sha256(emptied / k) for k in info["sampled"]}
+        (emptied / "index.json").write_text(json.dumps(info))
+        with pytest.raises(IndexMismatchError, match="not a list of strings|float64 values"):
+            PatentRanker.load(emptied)
+    for key, value in [("model_sha256", None), ("count", -1), ("dim", "32"), ("complete", 1), ("ann", ["ivf"]),
+                       ("dtype", "int8")]:
         info = json.loads((good / "index.json").read_text())  # a hand-edited description: named, not a TypeError
         info[key] = value
         (unhashed / "index.json").write_text(json.dumps(info))

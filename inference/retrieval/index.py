@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.json"
 INDEX_VERSION = 1
+INDEX_DTYPES = ("float32", "float16")
 INDEX_DATA = ("embeddings.npy", "ids.json", "titles.json")  # hashed into index.json when the build completes
 
 
@@ -66,6 +67,9 @@ def read_index_info(folder: str | os.PathLike) -> dict:
         value = info.get(key)
         if not _field_ok(value, kinds):
             raise IndexMismatchError(f"{path}: {key} is {str(value)[:80]!r}, expected {what}; rebuild the index")
+    if info["dtype"] not in INDEX_DTYPES:
+        raise IndexMismatchError(f"{path}: dtype is {str(info['dtype'])[:80]!r}, expected one of {', '.join(INDEX_DTYPES)}; "
+                                 "rebuild the index")
     if info["complete"] and not isinstance(info.get("files"), dict):
         raise IndexMismatchError(f"{path}: a complete index without its files' sha256 ('files'); rebuild the index")
     if info.get("ann") and not (isinstance(info["ann"], dict) and isinstance(info["ann"].get("kind"), str)
@@ -141,11 +145,16 @@ def load_index_files(folder: Path, info: dict, verify: bool = False) -> tuple[np
     except (OSError, ValueError, EOFError) as err:  # EOFError: numpy's word for an empty .npy
         raise IndexMismatchError(f"{folder}: unreadable index files ({type(err).__name__}: {err}); rebuild the "
                                  "index") from None
+    for name, values in (("ids.json", ids), ("titles.json", titles)):
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise IndexMismatchError(f"{folder / name}: not a list of strings; rebuild the index")
+    if embeddings.dtype != np.dtype(info["dtype"]):
+        raise IndexMismatchError(f"{folder / 'embeddings.npy'}: {embeddings.dtype} values, {INDEX_FILE} says "
+                                 f"{info['dtype']}; rebuild the index")
     expected = (info["count"], info["dim"])
     if embeddings.shape != expected or len(ids) != info["count"] or len(titles) != info["count"]:
-        raise IndexMismatchError(f"{folder}: {embeddings.shape[0]} embedding rows of dim {embeddings.shape[-1]}, "
-                                 f"{len(ids)} ids, {len(titles)} titles; {INDEX_FILE} says {info['count']} x {info['dim']}; "
-                                 "rebuild the index")
+        raise IndexMismatchError(f"{folder}: embeddings of shape {embeddings.shape}, {len(ids)} ids, {len(titles)} "
+                                 f"titles; {INDEX_FILE} says {info['count']} x {info['dim']}; rebuild the index")
     if verify:  # else each row is checked where a search scans it (PatentRanker._finite_rows)
         check_finite(folder, embeddings, ids)
     return embeddings, ids, titles
@@ -201,7 +210,7 @@ def build_index(model_dir: str | os.PathLike, corpus: str | os.PathLike, out: st
         bm25 = _bm25_available(bm25_stemmer)  # before the embedding work, not after it
     check_positive("chunk_size", chunk_size)
     check_positive("batch_size", batch_size)
-    if dtype not in ("float32", "float16"):
+    if dtype not in INDEX_DTYPES:
         raise ValueError(f"dtype {dtype!r}: float32 or float16")
     out = Path(out)
     if variant == "auto" and (out / INDEX_FILE).exists():
