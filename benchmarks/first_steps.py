@@ -30,6 +30,7 @@ def watch_first_steps(overrides: dict, steps: int, out_dir: Path) -> dict:
     from solution.config import build_config
     from solution.phrase import train as T
     from solution.phrase.config import PhraseTrainConfig
+    from solution.phrase.guard import sample_pearson
     from solution.scheduler import cosine_factor, set_lr
 
     cfg = build_config(None, {"out": str(out_dir / "run"), "submission": str(out_dir / "submission.csv"), "folds": 1,
@@ -49,7 +50,7 @@ def watch_first_steps(overrides: dict, steps: int, out_dir: Path) -> dict:
         if step % 10 == 0 or step == min(steps, len(batches)):
             pooled = seen["x"].reshape(-1, seen["x"].shape[-1])
             trace.append((step, float(np.mean(losses[-10:])), float(pooled.std(0).mean()), float(seen["f"].std())))
-    return {"trace": trace, "sample_pearson": T.sample_pearson(run, state), "precision": run.precision}
+    return {"trace": trace, "sample_pearson": sample_pearson(run, state), "precision": run.precision}
 
 
 def parse_setting(text: str) -> tuple[str, dict]:

@@ -49,6 +49,7 @@ from inference.phrase.scorer import KIND
 from inference.template import InputTemplate
 from solution.phrase.data import model_input_names
 from solution.phrase.data import preprocessor as training_preprocessor
+from solution.phrase.predict import trained_folds
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +104,6 @@ def run_preprocessor(run_dir: Path) -> tuple[Preprocessor, int]:
                               CpcVocab.load(run_dir / "cpc_vocab.json"),
                               TextEncoder.load(run_dir / "tokenizer" / "tokenizer.json", max_length, pad_id))
     return preprocess, pad_id
-
-
-def trained_folds(run_dir: Path) -> list[int]:
-    folds = sorted(int(p.parent.name[4:]) for p in run_dir.glob("fold*/trainable_state.pt"))
-    if not folds:
-        raise SystemExit(f"{run_dir}: no trained fold (fold*/trainable_state.pt); is the run finished?")
-    return folds
 
 
 def validation_rows(run_dir: Path, fold: int, limit: int) -> PairTable:

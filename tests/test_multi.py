@@ -76,7 +76,7 @@ def test_span_pooling_equals_pooling_each_target_alone(tiny_model):
 
 
 def test_padding_slots_contribute_no_loss(tiny_config, tiny_model):
-    from solution.phrase.train import batch_loss
+    from solution.phrase.step import batch_loss
 
     cfg = tiny_config(coral_weight=1.0)
     pred = torch.tensor([[0.2, 0.9, 0.5], [0.4, 0.1, 0.7]], requires_grad=True)

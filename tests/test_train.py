@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from solution.phrase import fold as fold_module
+from solution.phrase import guard as guard_module
 from solution.phrase import train as train_module
 from solution.phrase.train import run
 from tests.conftest import ROOT
@@ -78,7 +80,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_config, tmp_path, monkey
     steady = dict(epochs=3, warmup_ratio=0.0, budget_minutes=600, ema_decay=ema_decay)
     whole = run(tiny_config(**steady, out=str(tmp_path / "whole"), submission=str(tmp_path / "whole.csv")))
     cfg = tiny_config(**steady)
-    real = train_module.predict_scores
+    real = fold_module.predict_scores
     calls = {"n": 0}
 
     def crash_on_second_eval(*args, **kwargs):
@@ -87,13 +89,13 @@ def test_resume_continues_from_the_last_checkpoint(tiny_config, tmp_path, monkey
             raise KeyboardInterrupt("simulated crash in epoch 2")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "predict_scores", crash_on_second_eval)
+    monkeypatch.setattr(fold_module, "predict_scores", crash_on_second_eval)
     with pytest.raises(KeyboardInterrupt):
         run(cfg)
     state = json.loads((Path(cfg.out) / "run_state.json").read_text())
     assert not state["complete"]
     assert torch.load(Path(cfg.out) / "fold0" / "checkpoint.pt", weights_only=True)["epoch"] == 1
-    monkeypatch.setattr(train_module, "predict_scores", real)
+    monkeypatch.setattr(fold_module, "predict_scores", real)
     with pytest.raises(SystemExit, match="--resume"):
         run(cfg)  # an existing run is never silently overwritten
     metrics = run(cfg, resume=True)
@@ -409,12 +411,12 @@ def test_the_phrase_forecast_runs_once_a_fold_after_the_first_steps(tiny_config,
     ([0.68] * 20 + [0.665] * 80, True),  # 2% below its start: under the 3% drop it needs
 ])
 def test_loss_stalled_tells_a_flat_loss_from_a_falling_one(losses, expected):
-    assert train_module.loss_stalled(losses) is expected
+    assert guard_module.loss_stalled(losses) is expected
 
 
 def test_a_collapse_seen_halfway_through_the_first_epoch_restarts_the_fold_there(tiny_config, monkeypatch):
-    monkeypatch.setattr(train_module, "MIN_STEPS_FOR_EARLY_CHECK", 2)
-    monkeypatch.setattr(train_module, "loss_stalled", lambda losses: True)
+    monkeypatch.setattr(guard_module, "MIN_STEPS_FOR_EARLY_CHECK", 2)
+    monkeypatch.setattr(guard_module, "loss_stalled", lambda losses: True)
     # batches of 2 sequences: enough steps in an epoch for a halfway point
     cfg = tiny_config(folds=1, epochs=2, restart_below=1.0, batch_size=2)  # any sample Pearson counts as near chance
     metrics = run(cfg)
@@ -427,7 +429,7 @@ def test_a_collapse_seen_halfway_through_the_first_epoch_restarts_the_fold_there
 
 def test_the_collapse_guard_reads_the_scoring_loss_not_the_nt_xent_term(tiny_config, monkeypatch):
     # seed design on mpnet: the scores sat at the label prior while NT-Xent kept the total loss falling
-    monkeypatch.setattr(train_module, "MIN_STEPS_FOR_EARLY_CHECK", 2)
+    monkeypatch.setattr(guard_module, "MIN_STEPS_FOR_EARLY_CHECK", 2)
     real_train_step, steps, watched = train_module.train_step, [], []
 
     def recording_train_step(*args):
@@ -435,7 +437,7 @@ def test_the_collapse_guard_reads_the_scoring_loss_not_the_nt_xent_term(tiny_con
         return steps[-1]
 
     monkeypatch.setattr(train_module, "train_step", recording_train_step)
-    monkeypatch.setattr(train_module, "loss_stalled", lambda losses: watched.extend(losses) or False)
+    monkeypatch.setattr(guard_module, "loss_stalled", lambda losses: watched.extend(losses) or False)
     run(tiny_config(folds=1, epochs=2, batch_size=2, contrastive_weight=0.5, contrastive_ramp=0.0, restart_below=1.0))
     assert watched and watched == pytest.approx([s.scoring for s in steps[: len(watched)]])
     assert any(np.isfinite(s.nt_xent) and s.nt_xent > 0 for s in steps[: len(watched)])  # NT-Xent ran beside it
@@ -483,8 +485,8 @@ def test_nt_xent_ramps_in_and_its_gradient_stays_a_bounded_fraction_of_the_scori
 
 
 def test_a_falling_loss_is_not_cut_short_halfway(tiny_config, monkeypatch):
-    monkeypatch.setattr(train_module, "MIN_STEPS_FOR_EARLY_CHECK", 2)
-    monkeypatch.setattr(train_module, "loss_stalled", lambda losses: False)
+    monkeypatch.setattr(guard_module, "MIN_STEPS_FOR_EARLY_CHECK", 2)
+    monkeypatch.setattr(guard_module, "loss_stalled", lambda losses: False)
     cfg = tiny_config(folds=1, epochs=2, restart_below=1.0, batch_size=2)  # any validation counts as near chance
     (restart,) = run(cfg)["folds"]["0"]["restarts"]
     assert restart["stopped_by"] == "epochs"  # only the end-of-epoch check fired: the loss was moving

@@ -22,6 +22,7 @@ log = logging.getLogger("solution.predict")
 
 
 def trained_folds(run_dir: Path) -> list[int]:
+    """The run's folds with trained weights (``fold*/trainable_state.pt``), in order; exits when it has none."""
     folds = sorted(int(p.parent.name[4:]) for p in run_dir.glob("fold*/trainable_state.pt"))
     if not folds:
         raise SystemExit(f"{run_dir}: no trained fold (fold*/trainable_state.pt); is the run finished?")
