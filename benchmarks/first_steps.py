@@ -28,16 +28,18 @@ def watch_first_steps(overrides: dict, steps: int, out_dir: Path) -> dict:
     import numpy as np
 
     from solution.config import build_config
-    from solution.phrase import train as T
     from solution.phrase.config import PhraseTrainConfig
+    from solution.phrase.fold import epoch_inputs, setup_fold
     from solution.phrase.guard import sample_pearson
+    from solution.phrase.prepare import prepare
+    from solution.phrase.step import train_step
     from solution.scheduler import cosine_factor, set_lr
 
     cfg = build_config(None, {"out": str(out_dir / "run"), "submission": str(out_dir / "submission.csv"), "folds": 1,
                               **overrides}, PhraseTrainConfig)
-    run, _ = T.prepare(cfg, resume=False)
-    state = T.setup_fold(run, 0, resume=False)
-    inputs, batches = T.epoch_inputs(run, state, 0)
+    run, _ = prepare(cfg, resume=False)
+    state = setup_fold(run, 0, resume=False)
+    inputs, batches = epoch_inputs(run, state, 0)
     warmup_steps = max(1, round(cfg.warmup_ratio * cfg.epochs * len(batches)))
     seen: dict = {}
     state.model.head.latent.register_forward_hook(lambda m, i, o: seen.update(x=i[0].detach().float(),
@@ -46,7 +48,7 @@ def watch_first_steps(overrides: dict, steps: int, out_dir: Path) -> dict:
     losses, trace = [], []
     for step, idx in enumerate(batches[:steps], start=1):
         set_lr(state.optimizer, cosine_factor(min(step / warmup_steps, 1.0) * cfg.warmup_ratio, cfg.warmup_ratio))
-        losses.append(T.train_step(run, state, inputs, idx)[0])
+        losses.append(train_step(run, state, inputs, idx).scoring)
         if step % 10 == 0 or step == min(steps, len(batches)):
             pooled = seen["x"].reshape(-1, seen["x"].shape[-1])
             trace.append((step, float(np.mean(losses[-10:])), float(pooled.std(0).mean()), float(seen["f"].std())))
