@@ -19,7 +19,11 @@ def test_bundle_installs_offline_and_scores_like_the_source(phrase_exported, sma
     env = {**os.environ, "PYTHON": sys.executable, "KAGGLE_PYTHON": f"{sys.version_info.major}.{sys.version_info.minor}"}
     subprocess.run(["bash", "scripts/kaggle_bundle.sh", str(model_dir), str(bundle)], cwd=ROOT, env=env, check=True,
                    capture_output=True)
-    assert (bundle / "model" / "manifest.json").is_file() and "--no-index" in (bundle / "README.md").read_text()
+    readme = (bundle / "README.md").read_text()
+    assert (bundle / "model" / "manifest.json").is_file() and "--no-index" in readme
+    # the notebook steps with the competition's own paths, as a Kaggle user attaches the bundle
+    assert "/kaggle/input/us-patent-phrase-to-phrase-matching/test.csv" in readme and "Internet off" in readme
+    assert f"/kaggle/input/{bundle.name}/wheels" in readme and "/kaggle/working/submission.csv" in readme
     wheels = sorted(p.name for p in (bundle / "wheels").iterdir())
     assert any(w.startswith("patent_similarity-") for w in wheels) and any(w.startswith("onnxruntime-") for w in wheels)
 

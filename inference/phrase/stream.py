@@ -152,17 +152,24 @@ def label_of(value: str | None) -> float:
     return float("nan") if score is None else score
 
 
+def in_slices(values: np.ndarray, size: int = 1 << 16) -> Iterator:
+    """The array's values as Python scalars, a slice at a time (``tolist`` of the whole would cost ~30
+    bytes a row at once)."""
+    for start in range(0, len(values), size):
+        yield from values[start:start + size].tolist()
+
+
 def duplicate_ids(ids_file: Path, hashes: np.ndarray) -> list[str]:
     """Problems for duplicate ids: the hashes find candidates in one sort; the ids file confirms them."""
-    order = np.argsort(hashes, kind="stable")
-    repeated = np.flatnonzero(hashes[order][1:] == hashes[order][:-1])
-    if not len(repeated):
+    ordered = np.sort(hashes)
+    suspects = set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())
+    del ordered
+    if not suspects:
         return []
-    suspects = set(hashes[order][repeated].tolist())
     first: dict[str, int] = {}
     problems: list[str] = []
     with open(ids_file, newline="", encoding="utf-8", errors="surrogatepass") as f:
-        for (line, rid), h in zip(csv.reader(f), hashes.tolist()):
+        for (line, rid), h in zip(csv.reader(f), in_slices(hashes)):
             if h not in suspects:
                 continue
             if rid in first:
@@ -214,7 +221,7 @@ def write_ids_and_scores(split: SplitFile, scores: np.ndarray, output: Path) -> 
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as out, \
                 open(split.ids_file, newline="", encoding="utf-8", errors="surrogatepass") as ids:
             write_row = score_row_writer(out)
-            for (_, rid), score in zip(csv.reader(ids), scores.tolist()):
+            for (_, rid), score in zip(csv.reader(ids), in_slices(scores)):
                 write_row(rid, score)
             out.flush()
             os.fsync(out.fileno())
