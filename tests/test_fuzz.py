@@ -306,6 +306,22 @@ def replace_file(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+def edit_file(target: Path, edit: str, content: bytes, keep: int) -> None:
+    """``target`` replaced by ``content`` ("file"), cut to its first 1/``keep`` ("cut"), made a symlink out
+    of the folder ("link") or deleted ("delete")."""
+    if edit == "file":
+        replace_file(target, content)
+    elif edit == "cut":
+        replace_file(target, target.read_bytes()[: len(target.read_bytes()) // keep])
+    elif edit == "link":
+        target.unlink()
+        target.symlink_to("/etc/hostname")
+    elif edit == "delete":
+        target.unlink()
+    else:
+        raise AssertionError(f"unknown edit {edit!r}")
+
+
 MANIFEST_KEYS = ["layout", "sibling_orders", "max_length", "pad_id", "tokenizer", "template", "cpc_vocab", "folds",
                  "variants", "inputs", "output", "files", "kind", "format_version"]
 FOLDER_FILES = ["tokenizer.json", "template.json", "cpc_vocab.json", "model.fold0.onnx"]
@@ -324,20 +340,13 @@ def check_model_folder_edit(folder: Path, key, value, file, content, edit, rehas
     target = folder / file
     if edit == "manifest":
         manifest[key] = value
-    elif edit == "file":
-        replace_file(target, content)
-    elif edit == "cut":
-        replace_file(target, target.read_bytes()[: len(target.read_bytes()) // 3])
-    elif edit == "link":  # a symlink out of the folder
-        target.unlink()
-        target.symlink_to("/etc/hostname")
-    elif edit == "extra":  # a file the manifest does not list, named in its place where the manifest allows
+    elif edit != "extra":
+        edit_file(target, edit, content, keep=3)
+    else:  # a file the manifest does not list, named in its place where the manifest allows
         (folder / "extra.onnx").write_bytes(content)
         if isinstance(manifest.get("files"), dict) and file in manifest["files"]:
             manifest["files"]["extra.onnx"] = manifest["files"].pop(file)
             manifest["files"]["../" + file] = {"sha256": sha256_file(target), "bytes": target.stat().st_size}
-    else:
-        target.unlink()
     if rehash and edit not in ("delete", "extra") and isinstance(manifest.get("files"), dict) and file in manifest["files"]:
         manifest["files"][file] = {"sha256": sha256_file(target), "bytes": target.stat().st_size}
     if rehash or edit in ("manifest", "extra"):
@@ -384,15 +393,8 @@ def check_index_edit(folder: Path, key, value, file, content, edit, rehash) -> N
     target = folder / file
     if edit == "description":
         info[key] = value
-    elif edit == "file":
-        replace_file(target, content)
-    elif edit == "cut":
-        replace_file(target, target.read_bytes()[: len(target.read_bytes()) // 2])
-    elif edit == "link":  # a symlink out of the folder
-        target.unlink()
-        target.symlink_to("/etc/hostname")
     else:
-        target.unlink()
+        edit_file(target, edit, content, keep=2)
     if not (file == INDEX_FILE and edit in ("file", "link", "delete")):  # else index.json itself is the edit
         if rehash and edit != "delete" and isinstance(info.get("files"), dict) and file in info["files"]:
             info["files"][file] = sha256_file(target)
