@@ -1,18 +1,25 @@
-"""Append a benchmark table to benchmarks/RESULTS.md with the machine, date, commit and exact command."""
+"""What the benchmarks share: a table appended to benchmarks/RESULTS.md with the machine, date, commit and
+exact command, and the few measuring helpers more than one script uses (the training stack imported
+only inside the helpers that need it)."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import os
 import platform
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import numpy as np
 
 from inference.backend.cores import usable_cores
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+ROOT = RESULTS.parents[1]
 
 
 # CPU flags that decide which precision is fast here (bf16 is emulated, ~2x slower, without the last three)
@@ -86,3 +93,74 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+# ---- measuring helpers used by more than one benchmark ----
+
+# The rows without a "config" of their own were measured on configs/embedder-cpu.toml when the trainer's defaults
+# were these (they are the retrieval preset's now): pinned, so those rows still train what they measured
+AS_MEASURED = {"recipe": "mqg", "weight_align": 0.5, "weight_cpc": 1.0, "lora_dropout": 0.1}
+
+
+def cold_start(code: str) -> float:
+    """Seconds from process start to the first score, in a fresh interpreter."""
+    wrapped = f"import time; t0 = time.perf_counter()\n{code}\nprint('COLD', time.perf_counter() - t0)"
+    out = subprocess.run([sys.executable, "-c", wrapped], capture_output=True, text=True, cwd=ROOT,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    if out.returncode != 0:
+        print(out.stderr[-2000:], file=sys.stderr)
+        return float("nan")
+    return float(out.stdout.split("COLD")[-1])
+
+
+def mib(*paths: Path) -> float:
+    return sum(p.stat().st_size for p in paths if p.is_file()) / 2**20
+
+
+def task_ndcg(task, stemmer: str | None = "english", **params) -> tuple[float, float]:
+    """(nDCG@10, seconds to index the corpus and score every query); ``params``: BM25's k1, b, pair_weight."""
+    from inference.retrieval.bm25 import Bm25Index
+    from solution.embedder.metrics import ir_metrics
+
+    start = time.perf_counter()
+    bm25 = Bm25Index.build(task.corpus, stemmer=stemmer, **params)
+    scores = np.stack([bm25.scores(q) for q in task.queries])
+    seconds = time.perf_counter() - start
+    return ir_metrics(scores, task.qrels)["ndcg@10"], seconds
+
+
+def fused_ndcg(sparse: np.ndarray, dense: np.ndarray, qrels: list, alpha: float) -> np.ndarray:
+    """nDCG@10 of each query under the convex fusion with weight ``alpha`` on the dense scores."""
+    from inference.retrieval.fusion import convex_scores
+    from solution.embedder.metrics import ir_metrics
+
+    fused = np.stack([convex_scores(s, d, alpha) for s, d in zip(sparse, dense)])
+    return np.array([ir_metrics(fused[i:i + 1], qrels[i:i + 1])["ndcg@10"] for i in range(len(qrels))])
+
+
+def heldout_dense(run_dir: Path, device: str, max_length: int | None = None):
+    """(the run's held-out title -> abstract task over the held-out abstracts only, {"fine-tuned" | "zero-shot":
+    query x document cosine matrix}), documents cut at ``max_length`` tokens (None: the run's own)."""
+    from solution.embedder.evaluate import EvalOptions, build_tasks, heldout_patents, torch_encoder
+    from solution.embedder.model import EmbedderConfig, build_encoder, load_run_encoder
+
+    opts = EvalOptions(max_patents=0, distractors=0, device=device, max_length=max_length)
+    patents, heldout = heldout_patents(opts, run_dir)
+    task = build_tasks(patents, heldout, opts)[0]  # title2abstract
+    ft, tok, cfg = load_run_encoder(run_dir, device)
+    zs, zs_tok = build_encoder(EmbedderConfig(backbone=cfg.backbone, lora=False))
+    dense = {}
+    for name, (enc, t, q_len) in {"fine-tuned": (ft, tok, cfg.query_max_length),
+                                  "zero-shot": (zs.eval(), zs_tok, opts.query_max_length)}.items():
+        queries = torch_encoder(enc, t, q_len, opts)(task.queries)
+        dense[name] = queries @ torch_encoder(enc, t, opts.doc_tokens(cfg), opts)(task.corpus).T
+    return task, dense
+
+
+def runs_parser(description: str | None) -> argparse.ArgumentParser:
+    """The options of a benchmark that reads trained runs' held-out splits."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", nargs="+", type=Path, required=True)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-append", action="store_true", help="print the table only")
+    return p

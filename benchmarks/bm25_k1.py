@@ -17,8 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from benchmarks._results import append_results, markdown_table
-from benchmarks.bm25_stemming import task_ndcg
+from benchmarks._results import append_results, markdown_table, task_ndcg
 from inference.retrieval.bm25 import DEFAULT_B, DEFAULT_K1, DEFAULT_PAIR_WEIGHT
 from solution.embedder.evaluate import (
     EvalOptions,

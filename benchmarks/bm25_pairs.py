@@ -13,8 +13,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from benchmarks._results import append_results, markdown_table
-from benchmarks.hybrid_alpha import fused_ndcg, heldout_dense, runs_parser
+from benchmarks._results import append_results, fused_ndcg, heldout_dense, markdown_table, runs_parser
 from inference.retrieval.bm25 import DEFAULT_PAIR_WEIGHT
 from inference.retrieval.fusion import DEFAULT_ALPHA
 from solution.embedder.evaluators.ir import bm25_matrix

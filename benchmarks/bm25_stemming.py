@@ -12,25 +12,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
-import numpy as np
-
-from benchmarks._results import append_results, markdown_table
-from inference.retrieval.bm25 import Bm25Index
+from benchmarks._results import append_results, markdown_table, task_ndcg
 from solution.embedder.evaluate import EvalOptions, build_tasks, heldout_patents, query_patents
-from solution.embedder.metrics import ir_metrics
 
 STEMMERS = {"english": "english", "none": None}
-
-
-def task_ndcg(task, stemmer: str | None = "english", **params) -> tuple[float, float]:
-    """(nDCG@10, seconds to index the corpus and score every query); ``params``: BM25's k1, b, pair_weight."""
-    start = time.perf_counter()
-    bm25 = Bm25Index.build(task.corpus, stemmer=stemmer, **params)
-    scores = np.stack([bm25.scores(q) for q in task.queries])
-    seconds = time.perf_counter() - start
-    return ir_metrics(scores, task.qrels)["ndcg@10"], seconds
 
 
 def main(argv: list[str] | None = None) -> None:

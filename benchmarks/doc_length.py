@@ -17,8 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
-from benchmarks._results import append_results, markdown_table
-from benchmarks.hybrid_alpha import fused_ndcg, heldout_dense, runs_parser
+from benchmarks._results import append_results, fused_ndcg, heldout_dense, markdown_table, runs_parser
 from inference.retrieval.fusion import DEFAULT_ALPHA
 from solution.embedder.evaluate import EvalOptions, evaluate_systems, heldout_patents, torch_encoder
 from solution.embedder.evaluators.ir import bm25_matrix

@@ -21,8 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._results import append_results, markdown_table
-from benchmarks.inference_speed import cold_start, mib
+from benchmarks._results import append_results, cold_start, markdown_table, mib
 
 TEXT = "['A drug-coated balloon catheter for angioplasty.']"  # the cold-start probe
 

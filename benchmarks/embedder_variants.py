@@ -20,12 +20,9 @@ import logging
 import time
 from pathlib import Path
 
-from benchmarks._results import append_results, markdown_table
+from benchmarks._results import AS_MEASURED, append_results, markdown_table
 
 WITH_ICT = ["concept", "keyword", "question", "colloquial", "misspelled", "ict"]  # the default roles + ict
-# The rows without a "config" of their own were measured on configs/embedder-cpu.toml when the trainer's defaults
-# were these (they are the retrieval preset's now): pinned, so those rows still train what they measured
-AS_MEASURED = {"recipe": "mqg", "weight_align": 0.5, "weight_cpc": 1.0, "lora_dropout": 0.1}
 # Every row and cached evaluation was scored with documents cut at 256 tokens: pinned, whatever a run's own
 # max_length (benchmarks/doc_length.py compares lengths)
 DOC_TOKENS = 256

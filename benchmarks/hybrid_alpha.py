@@ -11,26 +11,17 @@ scored on the other, both ways). Dense scores and BM25 are computed once per run
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._results import append_results, markdown_table
+from benchmarks._results import append_results, fused_ndcg, heldout_dense, markdown_table, runs_parser
 from inference.retrieval.bm25 import DEFAULT_K1
-from inference.retrieval.fusion import DEFAULT_ALPHA, convex_scores
-from solution.embedder.evaluate import EvalOptions, build_tasks, heldout_patents, torch_encoder
+from inference.retrieval.fusion import DEFAULT_ALPHA
 from solution.embedder.evaluators.ir import bm25_matrix
-from solution.embedder.metrics import ir_metrics
 
 ALPHAS = tuple(sorted({0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, DEFAULT_ALPHA}))  # the default is always a column
-
-
-def fused_ndcg(sparse: np.ndarray, dense: np.ndarray, qrels: list, alpha: float) -> np.ndarray:
-    """nDCG@10 of each query under the convex fusion with weight ``alpha`` on the dense scores."""
-    fused = np.stack([convex_scores(s, d, alpha) for s, d in zip(sparse, dense)])
-    return np.array([ir_metrics(fused[i:i + 1], qrels[i:i + 1])["ndcg@10"] for i in range(len(qrels))])
 
 
 def cross_chosen(per_alpha: dict[float, np.ndarray], seed: int) -> tuple[float, list[float]]:
@@ -45,37 +36,10 @@ def cross_chosen(per_alpha: dict[float, np.ndarray], seed: int) -> tuple[float, 
     return total / n, chosen
 
 
-def heldout_dense(run_dir: Path, device: str, max_length: int | None = None):
-    """(the run's held-out title -> abstract task over the held-out abstracts only, {"fine-tuned" | "zero-shot":
-    query x document cosine matrix}), documents cut at ``max_length`` tokens (None: the run's own)."""
-    from solution.embedder.model import EmbedderConfig, build_encoder, load_run_encoder
-
-    opts = EvalOptions(max_patents=0, distractors=0, device=device, max_length=max_length)
-    patents, heldout = heldout_patents(opts, run_dir)
-    task = build_tasks(patents, heldout, opts)[0]  # title2abstract
-    ft, tok, cfg = load_run_encoder(run_dir, device)
-    zs, zs_tok = build_encoder(EmbedderConfig(backbone=cfg.backbone, lora=False))
-    dense = {}
-    for name, (enc, t, q_len) in {"fine-tuned": (ft, tok, cfg.query_max_length),
-                                  "zero-shot": (zs.eval(), zs_tok, opts.query_max_length)}.items():
-        queries = torch_encoder(enc, t, q_len, opts)(task.queries)
-        dense[name] = queries @ torch_encoder(enc, t, opts.doc_tokens(cfg), opts)(task.corpus).T
-    return task, dense
-
-
 def run_scores(run_dir: Path, device: str) -> dict[str, dict[float, np.ndarray]]:
     task, dense = heldout_dense(run_dir, device)
     sparse = bm25_matrix(task)
     return {name: {a: fused_ndcg(sparse, matrix, task.qrels, a) for a in ALPHAS} for name, matrix in dense.items()}
-
-
-def runs_parser(description: str | None) -> argparse.ArgumentParser:
-    """The options of a benchmark that reads trained runs' held-out splits."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", nargs="+", type=Path, required=True)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-append", action="store_true", help="print the table only")
-    return p
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._results import append_results, markdown_table
+from benchmarks._results import append_results, cold_start, markdown_table, mib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,21 +51,6 @@ def timed_scores(batches: list[tuple[list[int], dict]], inputs, run: Callable[[d
     for idx, feeds in batches:
         inputs.scatter(idx, run(feeds), scores)
     return scores, inputs.n_rows / (time.perf_counter() - start)
-
-
-def cold_start(code: str) -> float:
-    """Seconds from process start to the first score, in a fresh interpreter."""
-    wrapped = f"import time; t0 = time.perf_counter()\n{code}\nprint('COLD', time.perf_counter() - t0)"
-    out = subprocess.run([sys.executable, "-c", wrapped], capture_output=True, text=True, cwd=ROOT,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    if out.returncode != 0:
-        print(out.stderr[-2000:], file=sys.stderr)
-        return float("nan")
-    return float(out.stdout.split("COLD")[-1])
-
-
-def mib(*paths: Path) -> float:
-    return sum(p.stat().st_size for p in paths if p.is_file()) / 2**20
 
 
 def torch_size(run_dir: Path, fold: int) -> float:

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._results import append_results, markdown_table
-from benchmarks.embedder_variants import AS_MEASURED
+from benchmarks._results import AS_MEASURED, append_results, markdown_table
 
 
 def train_recipes(args) -> dict[str, Path]:
