@@ -164,3 +164,27 @@ def runs_parser(description: str | None) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-append", action="store_true", help="print the table only")
     return p
+
+
+def phrase_validation(run: Path, model: Path, fold: int, max_rows: int):
+    """(fp32 scorer, the fold's validation inputs, their labels, pad id, the fold's fp32 graph) of an exported
+    phrase model, for benchmarks that run its graphs on held-out rows themselves."""
+    from export.phrase import validation_rows
+    from inference import PhraseScorer
+
+    base = PhraseScorer.load(model, device="cpu", variant="fp32", runtime="onnxruntime")
+    val = validation_rows(Path(run), fold, max_rows)
+    labels = np.asarray(val.columns["score"], dtype=np.float32)
+    return (base, base.preprocess(val), labels, base.preprocess.encoder.pad_id,
+            Path(model) / base.manifest["variants"]["fp32"][fold])
+
+
+def timed_scores(runner, inputs, pad: int, batch: int) -> tuple[np.ndarray, float]:
+    """(scores in row order, pairs/s) of one pass over ``inputs`` after a warm-up batch."""
+    batches = list(inputs.batches(batch, pad, runner.input_names))
+    runner.run(batches[0][1])
+    scores = np.zeros(inputs.n_rows, dtype=np.float32)
+    start = time.perf_counter()
+    for idx, feeds in batches:
+        inputs.scatter(idx, runner.run(feeds), scores)
+    return scores, inputs.n_rows / (time.perf_counter() - start)

@@ -11,26 +11,18 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._results import append_results, markdown_table
+from benchmarks._results import append_results, markdown_table, phrase_validation, timed_scores
 from export.variants import quantize_static_int8
 
 
 def measure(path: Path, inputs, pad: int, batch: int, threads: int) -> tuple[np.ndarray, float]:
     from inference.backend.session import OnnxRunner
 
-    runner = OnnxRunner.create(path, "cpu", threads)
-    batches = list(inputs.batches(batch, pad, runner.input_names))
-    runner.run(batches[0][1])  # warm-up
-    scores = np.zeros(inputs.n_rows, dtype=np.float32)
-    start = time.perf_counter()
-    for idx, feeds in batches:
-        inputs.scatter(idx, runner.run(feeds), scores)
-    return scores, inputs.n_rows / (time.perf_counter() - start)
+    return timed_scores(OnnxRunner.create(path, "cpu", threads), inputs, pad, batch)
 
 
 def main() -> None:
@@ -43,16 +35,10 @@ def main() -> None:
     p.add_argument("--no-append", action="store_true")
     args = p.parse_args()
 
-    from export.phrase import validation_rows
-    from inference import PhraseScorer
     from solution.phrase.evaluate import pearson
 
     model_dir = Path(args.model)
-    base = PhraseScorer.load(model_dir, device="cpu", variant="fp32")
-    val = validation_rows(Path(args.run), 0, args.max_rows)
-    inputs, labels = base.preprocess(val), np.asarray(val.columns["score"], dtype=np.float32)
-    pad = base.preprocess.encoder.pad_id
-    fp32_graph = model_dir / base.manifest["variants"]["fp32"][0]
+    base, inputs, labels, pad, fp32_graph = phrase_validation(Path(args.run), model_dir, 0, args.max_rows)
     calibration = [feeds for _, feeds in inputs.batches(1, pad, base.input_names)][: args.calibration]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,19 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._results import append_results, markdown_table
+from benchmarks._results import append_results, markdown_table, phrase_validation, timed_scores
 from export.variants import quantize_static_int8
-
-
-def timed_scores(runner, inputs, pad: int, batch: int) -> tuple[np.ndarray, float]:
-    """(scores in row order, pairs/s) of one pass over ``inputs`` after a warm-up batch."""
-    batches = list(inputs.batches(batch, pad, runner.input_names))
-    runner.run(batches[0][1])
-    scores = np.zeros(inputs.n_rows, dtype=np.float32)
-    start = time.perf_counter()
-    for idx, feeds in batches:
-        inputs.scatter(idx, runner.run(feeds), scores)
-    return scores, inputs.n_rows / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -45,18 +34,12 @@ def main() -> None:
     p.add_argument("--no-append", action="store_true")
     args = p.parse_args()
 
-    from export.phrase import validation_rows
-    from inference import PhraseScorer
     from inference.backend.openvino_runner import OpenVinoRunner, cpu_precisions
     from inference.backend.session import OnnxRunner
     from solution.phrase.evaluate import pearson
 
-    model_dir = Path(args.model)
-    base = PhraseScorer.load(model_dir, device="cpu", variant="fp32", runtime="onnxruntime")
-    val = validation_rows(Path(args.run), args.fold, args.max_rows)
-    inputs, labels = base.preprocess(val), np.asarray(val.columns["score"], dtype=np.float32)
-    pad = base.preprocess.encoder.pad_id
-    fp32_graph = model_dir / base.manifest["variants"]["fp32"][args.fold]
+    base, inputs, labels, pad, fp32_graph = phrase_validation(Path(args.run), Path(args.model), args.fold,
+                                                              args.max_rows)
     # calibration: sequences spread over every length (batches come sorted by length), one a pass
     singles = [feeds for _, feeds in inputs.batches(1, pad, base.input_names)]
     calibration = singles[:: max(1, len(singles) // args.calibration)][: args.calibration]
@@ -69,7 +52,7 @@ def main() -> None:
         runners = [
             ("onnxruntime fp32", OnnxRunner.create(fp32_graph, "cpu", args.threads), args.batch_size),
             ("onnxruntime int8 dynamic (1 per pass)",
-             OnnxRunner.create(model_dir / base.manifest["variants"]["int8"][args.fold], "cpu", args.threads), 1),
+             OnnxRunner.create(Path(args.model) / base.manifest["variants"]["int8"][args.fold], "cpu", args.threads), 1),
             (f"OpenVINO {half} (fp32 graph)", OpenVinoRunner.create(fp32_graph, half, args.threads), args.batch_size),
             (f"OpenVINO int8 static QDQ (rest {half})", OpenVinoRunner.create(qdq, half, args.threads), args.batch_size),
         ]
